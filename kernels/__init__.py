@@ -1,0 +1,15 @@
+"""kernels: fast, verified, Numba-compiled CPU kernels for a deep-learning optimisation course.
+
+Every public function validates its input in Python, then calls a compiled kernel; every
+kernel has a naive NumPy reference in :mod:`kernels.naive`, and :mod:`kernels.catalog` maps
+each kernel to its reference and to the peer libraries (SciPy, PyTorch, JAX) it is compared
+with in ``tests/`` and ``bench/``.
+"""
+
+__version__ = "0.1.0"
+
+# --- convolution (kernels/conv.py) ---
+# --- max-pooling (kernels/pool.py) ---
+# --- linear regression and optimizers (kernels/optim.py) ---
+# --- hypergradients (kernels/hypergrad.py) ---
+# --- architecture analysis (kernels/arch.py, used as kernels.arch) ---

@@ -1,0 +1,96 @@
+"""Checks run at the door of every public function, before any compiled code.
+
+Each failure raises ``TypeError`` (wrong kind of thing) or ``ValueError`` (right kind, bad
+value) with a message that names the argument and what it got. Kernels behind these checks
+assume clean input and only compute.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_array(x, name: str, *, ndim=None, dtype=None, allow_empty: bool = False) -> np.ndarray:
+    """Return ``x`` as a native-endian float32/float64 ndarray, or raise naming ``name``.
+
+    ``ndim`` is an int or a tuple of allowed ints. ``dtype`` forces a dtype (used to make a
+    second operand agree with the first); otherwise float32 and float64 keep theirs and every
+    other dtype (int, bool, complex, float16, object) is a ``TypeError``: silently upcasting
+    integers would hide a caller's mistake about precision. Non-contiguous and read-only
+    arrays are accepted; kernels index them through their strides.
+    """
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name} must be an array of floats, got {type(x).__name__}: {exc}") from None
+    if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
+        raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
+    if dtype is not None and arr.dtype != np.dtype(dtype):
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)} like the other operands, got {arr.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            want = " or ".join(str(a) for a in allowed)
+            raise ValueError(f"{name} must be {want}-dimensional, got shape {arr.shape}")
+    if not allow_empty and arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
+def positive_int(value, name: str, *, minimum: int = 1) -> int:
+    """An integer >= ``minimum`` (bools are refused: ``True`` is not a size)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def int_pair(value, name: str, *, minimum: int = 1) -> tuple[int, int]:
+    """An int or a pair of ints, each >= ``minimum``, returned as a pair."""
+    if isinstance(value, (tuple, list, np.ndarray)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        return (positive_int(value[0], name, minimum=minimum), positive_int(value[1], name, minimum=minimum))
+    v = positive_int(value, name, minimum=minimum)
+    return (v, v)
+
+
+def finite_float(value, name: str, *, low=None, high=None, low_open=False, high_open=False) -> float:
+    """A finite real scalar within [low, high] (open ends where asked)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    if low is not None and (v < low or (low_open and v == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {v}")
+    if high is not None and (v > high or (high_open and v == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {v}")
+    return v
+
+
+def out_array(out, name: str, shape: tuple, dtype) -> np.ndarray:
+    """Check a preallocated ``out=`` array: exact shape and dtype, writeable."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
+    if out.dtype != np.dtype(dtype):
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    if not out.dtype.isnative:
+        raise TypeError(f"{name} must be native-endian, got {out.dtype}")
+    return out

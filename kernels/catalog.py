@@ -1,0 +1,43 @@
+"""The one table that maps each kernel to its naive reference and its peers.
+
+``tests/`` parametrise over it to check every kernel against its reference, and ``bench/``
+parametrise over it to time every kernel beside its reference and peers, so the test and the
+benchmark always compare the same pair. Names refer to functions in :mod:`kernels`,
+:mod:`kernels.naive` and :mod:`kernels.peers`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Comparison:
+    kernel: str  #: public name in ``kernels``
+    reference: str  #: name in ``kernels.naive`` (same signature and result)
+    peers: tuple[str, ...] = field(default=())  #: names in ``kernels.peers`` (same signature)
+
+
+CATALOG: dict[str, Comparison] = {}
+
+
+def register(kernel: str, reference: str, peers=()) -> None:
+    CATALOG[kernel] = Comparison(kernel, reference, tuple(peers))
+
+
+def implementations(kernel: str) -> dict:
+    """``{"numba": f, "numpy": ref, peer_name: peer, ...}`` for one catalogued kernel."""
+    import kernels
+    from kernels import naive, peers
+
+    entry = CATALOG[kernel]
+    impls = {"numba": getattr(kernels, entry.kernel), "numpy": getattr(naive, entry.reference)}
+    for p in entry.peers:
+        impls[p] = getattr(peers, p)
+    return impls
+
+
+# --- convolution ---
+# --- max-pooling ---
+# --- linear regression and optimizers ---
+# --- hypergradients ---
