@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 # --- convolution (kernels/conv.py) ---
 # --- max-pooling (kernels/pool.py) ---
+from .pool import maxpool2d, maxpool2d_backward  # noqa: E402
 # --- linear regression and optimizers (kernels/optim.py) ---
 # --- hypergradients (kernels/hypergrad.py) ---
 # --- architecture analysis (kernels/arch.py, used as kernels.arch) ---

@@ -39,5 +39,7 @@ def implementations(kernel: str) -> dict:
 
 # --- convolution ---
 # --- max-pooling ---
+register("maxpool2d", "maxpool2d", peers=("maxpool2d_torch",))
+register("maxpool2d_backward", "maxpool2d_backward", peers=("maxpool2d_backward_torch",))
 # --- linear regression and optimizers ---
 # --- hypergradients ---

@@ -7,5 +7,6 @@ reference of the same name (see :mod:`kernels.catalog`).
 
 # --- convolution (kernels/naive/conv.py) ---
 # --- max-pooling (kernels/naive/pool.py) ---
+from .pool import maxpool2d, maxpool2d_backward  # noqa: E402
 # --- linear regression and optimizers (kernels/naive/optim.py) ---
 # --- hypergradients (kernels/naive/hypergrad.py) ---
