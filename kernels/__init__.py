@@ -12,5 +12,6 @@ __version__ = "0.1.0"
 # --- max-pooling (kernels/pool.py) ---
 from .pool import maxpool2d, maxpool2d_backward  # noqa: E402
 # --- linear regression and optimizers (kernels/optim.py) ---
+from .optim import OptimResult, adagrad, adam, gd, grad, loss, min_norm_solution, rmsprop, sgd  # noqa: E402,F401
 # --- hypergradients (kernels/hypergrad.py) ---
 # --- architecture analysis (kernels/arch.py, used as kernels.arch) ---

@@ -9,4 +9,5 @@ reference of the same name (see :mod:`kernels.catalog`).
 # --- max-pooling (kernels/naive/pool.py) ---
 from .pool import maxpool2d, maxpool2d_backward  # noqa: E402
 # --- linear regression and optimizers (kernels/naive/optim.py) ---
+from .optim import adagrad, adam, gd, grad, loss, min_norm_solution, rmsprop, sgd  # noqa: E402,F401
 # --- hypergradients (kernels/naive/hypergrad.py) ---

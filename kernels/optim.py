@@ -1,0 +1,633 @@
+"""Linear regression and its optimizers (homework sections 1 and 2.3), compiled end to end.
+
+The model is linear regression with the homework's objective, equation (1) plus the L2 penalty
+of section 2.3::
+
+    L(w) = (1/n) ||X w - t||^2 + l2 ||w||^2,      grad L(w) = (2/n) X^T (X w - t) + 2 l2 w
+
+with ``X`` of shape ``(n, d)``, ``t`` of shape ``(n,)`` and ``w`` of shape ``(d,)``. On a
+mini-batch ``B`` of ``b`` rows the mean runs over the batch: ``(1/b) sum_{i in B} r_i^2`` and
+``(2/b) sum_{i in B} r_i x_i``, with ``r_i = x_i . w - t_i`` (equation (2)).
+
+Optimizers (``g`` is the gradient above on the step's batch, at the current ``w``; every update
+ends with the decoupled weight decay of equation (5), ``w <- (1 - weight_decay) w - lr u``):
+
+=========  ================================================================  ===================
+optimizer  ``u``                                                             same as (PyTorch)
+=========  ================================================================  ===================
+gd, sgd    ``g``                                                             ``SGD(lr)``
+rmsprop    ``v <- beta v + (1 - beta) g^2;  u = g / (sqrt(v) + eps)``        ``RMSprop(lr,
+           (equations (3)-(4): ``v`` includes the current gradient,          alpha=beta, eps)``
+           ``v_{-1} = 0``, ``eps`` outside the square root)
+adagrad    ``s <- s + g^2;  u = g / (sqrt(s) + eps)``                        ``Adagrad(lr, eps)``
+adam       ``m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2``;            ``Adam(lr, betas,
+           ``u = (m / (1 - b1^k)) / (sqrt(v) / sqrt(1 - b2^k) + eps)``,      eps)``
+           ``k = step + 1`` (bias-corrected, ``eps`` outside the square root)
+=========  ================================================================  ===================
+
+``l2`` is the penalty inside the loss: it enters ``g`` as ``2 l2 w``, so it is what PyTorch
+calls ``weight_decay`` (its coupled form, ``weight_decay = 2 l2``). ``weight_decay=lam`` here is
+the homework's decoupled form: ``w`` is multiplied by ``(1 - lam)`` itself, *not* by
+``(1 - lr lam)`` as in ``torch.optim.AdamW(weight_decay=lam)``; ``adam(weight_decay=lam)``
+equals ``AdamW(lr, weight_decay=lam / lr)``. Under GD, ``l2 = c`` and ``weight_decay = 2 lr c``
+are the same update (question 2.3.2); under the adaptive methods they are not.
+
+Mini-batches (``sgd``, and ``rmsprop``/``adagrad``/``adam`` with ``batch_size``): each epoch
+draws a fresh permutation of the rows, ``numpy.random.default_rng(seed).permutation(n)`` once
+per epoch in order, and walks it in consecutive batches of ``batch_size`` rows; the last batch
+of an epoch is short when ``batch_size`` does not divide ``n`` (it is used, not dropped), so an
+epoch is ``ceil(n / batch_size)`` steps and ``steps`` may end mid-epoch. The permutations are
+drawn in Python (a bounded chunk of epochs at a time) and handed to the kernel, so the NumPy
+reference :mod:`kernels.naive.optim` with the same seed uses the very same indices.
+
+Results, recording and divergence (the :class:`OptimResult` fields):
+
+* ``w`` is the returned iterate ``w_k`` with ``k = steps`` (the number of updates applied).
+* ``record_every = r > 0`` records ``w`` and the *full-data* loss ``L(w)`` at steps
+  ``0, r, 2r, ...`` and at the returned step: ``trajectory`` ``(k, d)``, ``losses`` ``(k,)``,
+  ``recorded_steps`` ``(k,)``. Full batch, the loss of a recorded step comes free from the
+  fused gradient pass; mini-batch, each recorded step costs one extra pass over ``X``.
+* ``record_every = 0`` (the default) records nothing while running, so memory does not grow
+  with ``steps``: ``trajectory`` is ``(0, d)``, and ``losses`` and ``recorded_steps`` hold one
+  entry, the full-data loss of the returned ``w`` and its step.
+* Divergence: iterate ``w_k`` is bad when one of its weights, or the loss computed at it (the
+  batch loss of step ``k``; the full-data loss at a recorded or the last step), is not
+  finite. The loop stops at the first bad iterate, ``diverged=True``, ``diverged_at=k``, and
+  the last good iterate ``w_{k-1}`` is returned (``steps = k - 1``; if ``w_0`` itself is bad,
+  ``w_0`` is returned with ``steps = 0``). Nothing raises inside compiled code. Without
+  divergence ``diverged_at = -1``.
+
+dtype policy: ``X``, ``t`` and ``w0`` must share a dtype, float32 or float64, and ``w``,
+``trajectory`` and ``grad``'s result have it too. Internally every dot product, gradient sum,
+loss, weight and optimizer state is float64 (float32 inputs are read as float32 and widened
+in registers), so float32 data cost half the memory traffic but lose nothing in the arithmetic;
+losses are always float64.
+
+Parallelism and determinism: a gradient or loss over more than ``REDUCTION_BLOCK`` rows is
+split into blocks of ``REDUCTION_BLOCK`` consecutive (batch) rows, computed in parallel into
+per-block buffers and summed serially in block order, so results are bit-identical for any
+``NUMBA_NUM_THREADS``; the steps themselves run serially.
+
+Layout: the kernels stream rows of ``X``, so a non-C-contiguous ``X`` (a transpose, a strided
+slice) is copied once to C order by the wrapper (``numpy.ascontiguousarray``) before any
+compiled code runs; ``t`` and ``w0`` likewise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import prange
+
+from . import _validate
+from ._config import REDUCTION_BLOCK, jit
+
+__all__ = ["OptimResult", "loss", "grad", "min_norm_solution", "gd", "sgd", "rmsprop", "adagrad", "adam"]
+
+_GD, _RMSPROP, _ADAGRAD, _ADAM = 0, 1, 2, 3
+
+#: At most this many permutation entries (int64) are held at once: whole epochs, at least one.
+_PERM_CHUNK = 1 << 20
+
+# info[] slots shared between the wrapper and the optimizer kernel
+_I_STEPS, _I_DIVERGED_AT, _I_RECORDED = 0, 1, 2
+
+
+@dataclass(frozen=True, eq=False)
+class OptimResult:
+    """What an optimizer returns (see the module docstring for the exact semantics).
+
+    w : (d,) final (last good) weights, the dtype of ``X``.
+    losses : (k,) float64 full-data losses at ``recorded_steps`` (k = 1 when ``record_every=0``).
+    trajectory : (k, d) recorded weights, the dtype of ``X``; (0, d) when ``record_every=0``.
+    recorded_steps : (k,) int64 step index of each entry of ``losses`` (and of ``trajectory``).
+    steps : number of updates applied to produce ``w``.
+    diverged : whether the run stopped at a non-finite weight or loss.
+    diverged_at : index of the first non-finite iterate, -1 when the run did not diverge.
+    """
+
+    w: np.ndarray
+    losses: np.ndarray
+    trajectory: np.ndarray
+    recorded_steps: np.ndarray
+    steps: int
+    diverged: bool
+    diverged_at: int
+
+    @property
+    def loss(self) -> float:
+        """Full-data loss of the returned ``w``."""
+        return float(self.losses[-1])
+
+
+# --------------------------------------------------------------------------- compiled kernels
+
+
+@jit()
+def _rows_pass(X, t, w, rows, start, end, acc, with_grad):  # pragma: no cover - compiled
+    """Return ``sum r_i^2`` over batch rows ``start:end`` and, if ``with_grad``, add
+    ``sum r_i x_i`` into ``acc`` (float64, (d,)), ``r_i = x_i . w - t_i``.
+
+    Batch row ``ii`` is ``X[rows[ii]]``, or ``X[ii]`` when ``rows`` is empty. One pass over the
+    rows: each row is read from memory once, for its dot product, and is still in L1/L2 cache
+    when it is added into ``acc``. Rows are taken four at a time so that ``w`` and ``acc`` are
+    streamed once per four rows instead of once per row; both inner loops run over contiguous
+    ``d`` and vectorise.
+    """
+    d = X.shape[1]
+    indexed = rows.shape[0] > 0
+    ss = 0.0
+    ii = start
+    while ii + 4 <= end:
+        if indexed:
+            i0 = rows[ii]
+            i1 = rows[ii + 1]
+            i2 = rows[ii + 2]
+            i3 = rows[ii + 3]
+        else:
+            i0 = ii
+            i1 = ii + 1
+            i2 = ii + 2
+            i3 = ii + 3
+        x0 = X[i0]
+        x1 = X[i1]
+        x2 = X[i2]
+        x3 = X[i3]
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        for j in range(d):
+            wj = w[j]
+            a0 += x0[j] * wj
+            a1 += x1[j] * wj
+            a2 += x2[j] * wj
+            a3 += x3[j] * wj
+        r0 = a0 - t[i0]
+        r1 = a1 - t[i1]
+        r2 = a2 - t[i2]
+        r3 = a3 - t[i3]
+        ss += r0 * r0
+        ss += r1 * r1
+        ss += r2 * r2
+        ss += r3 * r3
+        if with_grad:
+            for j in range(d):
+                acc[j] += r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j]
+        ii += 4
+    while ii < end:
+        i = rows[ii] if indexed else ii
+        xi = X[i]
+        a = 0.0
+        for j in range(d):
+            a += xi[j] * w[j]
+        r = a - t[i]
+        ss += r * r
+        if with_grad:
+            for j in range(d):
+                acc[j] += r * xi[j]
+        ii += 1
+    return ss
+
+
+@jit(parallel=True)
+def _batch_pass(X, t, w, rows, start, end, g, part, spart, with_grad):  # pragma: no cover
+    """``sum r_i^2`` over batch rows ``start:end``; with ``with_grad``, ``g = sum r_i x_i``.
+
+    Up to ``REDUCTION_BLOCK`` rows run serially straight into ``g``; more are split into
+    fixed blocks of ``REDUCTION_BLOCK`` rows, computed in parallel into ``part[b]`` and
+    ``spart[b]``, and summed serially in block order (deterministic for any thread count).
+    """
+    d = X.shape[1]
+    m = end - start
+    B = REDUCTION_BLOCK
+    nblk = (m + B - 1) // B
+    if with_grad:
+        for j in range(d):
+            g[j] = 0.0
+    if nblk <= 1:
+        return _rows_pass(X, t, w, rows, start, end, g, with_grad)
+    for b in prange(nblk):
+        lo = start + b * B
+        hi = min(lo + B, end)
+        pb = part[b]
+        if with_grad:
+            for j in range(d):
+                pb[j] = 0.0
+        spart[b] = _rows_pass(X, t, w, rows, lo, hi, pb, with_grad)
+    ss = 0.0
+    for b in range(nblk):
+        ss += spart[b]
+        if with_grad:
+            pb = part[b]
+            for j in range(d):
+                g[j] += pb[j]
+    return ss
+
+
+@jit()
+def _sumsq(w):  # pragma: no cover - compiled
+    s = 0.0
+    for j in range(w.shape[0]):
+        s += w[j] * w[j]
+    return s
+
+
+@jit()
+def _grad_kernel(X, t, w, l2, part, spart, g, out):  # pragma: no cover - compiled
+    """``out = (2/n) X^T (X w - t) + 2 l2 w`` in one fused pass; returns the loss (float64)."""
+    n = X.shape[0]
+    empty = np.empty(0, dtype=np.int64)
+    ss = _batch_pass(X, t, w, empty, 0, n, g, part, spart, True)
+    c = 2.0 / n
+    for j in range(w.shape[0]):
+        out[j] = c * g[j] + 2.0 * l2 * w[j]
+    return ss / n + l2 * _sumsq(w)
+
+
+@jit()
+def _loss_kernel(X, t, w, l2, part, spart, g):  # pragma: no cover - compiled
+    n = X.shape[0]
+    empty = np.empty(0, dtype=np.int64)
+    ss = _batch_pass(X, t, w, empty, 0, n, g, part, spart, False)
+    return ss / n + l2 * _sumsq(w)
+
+
+@jit()
+def _optimize_kernel(
+    X, t, perm, full, batch, nbatches, epoch0, s0, s1, last_chunk,
+    kind, lr, b1, b2, eps, l2, wd, record_every,
+    w, w_prev, m, v, g, part, spart, losses, traj, rec_steps, info,
+):  # pragma: no cover - compiled
+    """Run steps ``s0 <= s < s1`` of one optimizer, updating ``w``, ``m``, ``v`` in place.
+
+    ``perm[e]`` is the row permutation of epoch ``epoch0 + e`` (unused when ``full``). The
+    time loop is serial; each step's gradient pass is parallel over row blocks (see
+    :func:`_batch_pass`). ``info`` carries the returned step, ``diverged_at`` and the number
+    of records across calls; ``last_chunk`` finishes the run (loss of the returned ``w``,
+    final record).
+    """
+    n = X.shape[0]
+    d = X.shape[1]
+    empty = np.empty(0, dtype=np.int64)
+    diverged_at = -1
+    for s in range(s0, s1):
+        if full:
+            rows = empty
+            start = 0
+            end = n
+        else:
+            e = s // nbatches
+            start = (s - e * nbatches) * batch
+            end = min(start + batch, n)
+            rows = perm[e - epoch0]
+        mb = end - start
+        wsq = _sumsq(w)
+        ss = _batch_pass(X, t, w, rows, start, end, g, part, spart, True)
+        lb = ss / mb + l2 * wsq
+        if record_every > 0 and s % record_every == 0 and np.isfinite(lb):
+            if full:
+                lf = lb
+            else:
+                lf = _batch_pass(X, t, w, empty, 0, n, g, part, spart, False) / n + l2 * wsq
+            if np.isfinite(lf):
+                k = info[2]
+                losses[k] = lf
+                for j in range(d):
+                    traj[k, j] = w[j]
+                rec_steps[k] = s
+                info[2] = k + 1
+            else:
+                lb = lf
+        if not np.isfinite(lb):
+            # w_s is bad: step back to w_{s-1}, which step s - 1 left in w_prev
+            diverged_at = s
+            if s > 0:
+                for j in range(d):
+                    w[j] = w_prev[j]
+                info[0] = s - 1
+            break
+        c = 2.0 / mb
+        tl2 = 2.0 * l2
+        keep = 1.0 - wd
+        bad = 0.0
+        if kind == 0:
+            for j in range(d):
+                wj = w[j]
+                gj = c * g[j] + tl2 * wj
+                nw = keep * wj - lr * gj
+                w_prev[j] = wj
+                w[j] = nw
+                bad += nw * 0.0
+        elif kind == 1:
+            for j in range(d):
+                wj = w[j]
+                gj = c * g[j] + tl2 * wj
+                vj = b2 * v[j] + (1.0 - b2) * (gj * gj)
+                v[j] = vj
+                nw = keep * wj - lr * (gj / (np.sqrt(vj) + eps))
+                w_prev[j] = wj
+                w[j] = nw
+                bad += nw * 0.0
+        elif kind == 2:
+            for j in range(d):
+                wj = w[j]
+                gj = c * g[j] + tl2 * wj
+                vj = v[j] + gj * gj
+                v[j] = vj
+                nw = keep * wj - lr * (gj / (np.sqrt(vj) + eps))
+                w_prev[j] = wj
+                w[j] = nw
+                bad += nw * 0.0
+        else:
+            k1 = s + 1
+            step_size = lr / (1.0 - b1**k1)
+            bc2_sqrt = np.sqrt(1.0 - b2**k1)
+            for j in range(d):
+                wj = w[j]
+                gj = c * g[j] + tl2 * wj
+                mj = b1 * m[j] + (1.0 - b1) * gj
+                vj = b2 * v[j] + (1.0 - b2) * (gj * gj)
+                m[j] = mj
+                v[j] = vj
+                nw = keep * wj - step_size * (mj / (np.sqrt(vj) / bc2_sqrt + eps))
+                w_prev[j] = wj
+                w[j] = nw
+                bad += nw * 0.0
+        # x * 0 is 0 for finite x and NaN for inf/NaN (our fast-math keeps NaN/inf semantics)
+        if bad != 0.0:
+            for j in range(d):
+                w[j] = w_prev[j]
+            diverged_at = s + 1
+            info[0] = s
+            break
+        info[0] = s + 1
+    if diverged_at >= 0:
+        info[1] = diverged_at
+    elif not last_chunk:
+        return 0.0
+    lf = _batch_pass(X, t, w, empty, 0, n, g, part, spart, False) / n + l2 * _sumsq(w)
+    if diverged_at < 0 and not np.isfinite(lf):
+        info[1] = info[0]
+        if info[0] > 0:
+            for j in range(d):
+                w[j] = w_prev[j]
+            info[0] = info[0] - 1
+            lf = _batch_pass(X, t, w, empty, 0, n, g, part, spart, False) / n + l2 * _sumsq(w)
+    if record_every > 0:
+        k = info[2]
+        if k == 0 or rec_steps[k - 1] != info[0]:
+            losses[k] = lf
+            for j in range(d):
+                traj[k, j] = w[j]
+            rec_steps[k] = info[0]
+            info[2] = k + 1
+    return lf
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def _data(X, t):
+    X = _validate.float_array(X, "X", ndim=2)
+    t = _validate.float_array(t, "t", ndim=1, dtype=X.dtype)
+    if t.shape[0] != X.shape[0]:
+        raise ValueError(f"t must have shape (n,) = ({X.shape[0]},) to match X of shape {X.shape}, got {t.shape}")
+    return np.ascontiguousarray(X), np.ascontiguousarray(t)
+
+
+def _weights(w, name, X, *, allow_none=False):
+    d = X.shape[1]
+    if w is None:
+        if allow_none:
+            return np.zeros(d, dtype=np.float64)
+        raise TypeError(f"{name} must be an array of floats, got None")
+    w = _validate.float_array(w, name, ndim=1, dtype=X.dtype)
+    if w.shape[0] != d:
+        raise ValueError(f"{name} must have shape (d,) = ({d},) to match X of shape {X.shape}, got {w.shape}")
+    w64 = np.array(w, dtype=np.float64)  # a fresh float64 copy: the kernels' working precision
+    if not np.all(np.isfinite(w64)):
+        raise ValueError(f"{name} must be finite, got {w!r}")
+    return w64
+
+
+def _l2(l2):
+    return _validate.finite_float(l2, "l2", low=0.0)
+
+
+def _buffers(n, d):
+    nblk = max(1, -(-n // REDUCTION_BLOCK))
+    return np.empty((nblk, d)), np.empty(nblk), np.empty(d)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def loss(X, t, w, *, l2=0.0) -> float:
+    """``L(w) = (1/n) ||X w - t||^2 + l2 ||w||^2`` (homework eq. (1) and section 2.3), a Python
+    float accumulated in float64 whatever the dtype. Shapes ``X (n, d)``, ``t (n,)``, ``w (d,)``,
+    one dtype. One parallel pass over ``X`` in fixed row blocks (deterministic)."""
+    X, t = _data(X, t)
+    w64 = _weights(w, "w", X)
+    l2 = _l2(l2)
+    part, spart, g = _buffers(*X.shape)
+    return float(_loss_kernel(X, t, w64, l2, part, spart, g))
+
+
+def grad(X, t, w, *, l2=0.0, out=None) -> np.ndarray:
+    """``(2/n) X^T (X w - t) + 2 l2 w``, shape ``(d,)``, the dtype of ``X``.
+
+    One fused pass over ``X``: per block of ``REDUCTION_BLOCK`` rows, ``r_i = x_i . w - t_i``
+    and ``g_b += r_i x_i`` while the row is in cache; blocks run in parallel and are summed in
+    block order (bit-identical for any thread count). Sums are float64 and rounded once to the
+    dtype at the end. ``out`` (shape ``(d,)``, the dtype of ``X``, writeable) receives the
+    result if given, and is returned.
+    """
+    X, t = _data(X, t)
+    w64 = _weights(w, "w", X)
+    l2 = _l2(l2)
+    n, d = X.shape
+    if out is None:
+        out = np.empty(d, dtype=X.dtype)
+    else:
+        _validate.out_array(out, "out", (d,), X.dtype)
+    part, spart, g = _buffers(n, d)
+    _grad_kernel(X, t, w64, l2, part, spart, g, out)
+    return out
+
+
+def min_norm_solution(X, t) -> np.ndarray:
+    """The minimum-norm least-squares solution ``w* = pinv(X) t`` (question 1.1.1), shape
+    ``(d,)``, the dtype of ``X``.
+
+    A reference point, not a kernel: computed by LAPACK through ``numpy.linalg.lstsq`` (SVD,
+    default ``rcond``) in float64 and rounded to the dtype. When ``d > n`` and ``X`` has full
+    row rank, it is the unique solution of ``X w = t`` lying in the row space of ``X``.
+    """
+    X, t = _data(X, t)
+    w, *_ = np.linalg.lstsq(X.astype(np.float64), t.astype(np.float64), rcond=None)
+    return w.astype(X.dtype)
+
+
+def _run_checks(X, t, *, lr, steps, epochs, batch_size, seed, w0, l2, weight_decay, record_every):
+    """Validate the arguments every optimizer shares; return ``X, t`` (C-contiguous), the
+    number of steps, and ``w0`` as a fresh float64 array. Shared with the NumPy reference."""
+    X, t = _data(X, t)
+    n = X.shape[0]
+    _validate.finite_float(lr, "lr", low=0.0, low_open=True)
+    _l2(l2)
+    _validate.finite_float(weight_decay, "weight_decay", low=0.0, high=1.0, high_open=True)
+    _validate.positive_int(record_every, "record_every", minimum=0)
+    nbatches = 1
+    if batch_size is not None:
+        batch_size = _validate.positive_int(batch_size, "batch_size")
+        if batch_size > n:
+            raise ValueError(f"batch_size must be <= n = {n} (the rows of X), got {batch_size}")
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an integer, got {type(seed).__name__} {seed!r}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        nbatches = -(-n // batch_size)
+    if epochs is not None:
+        if steps is not None:
+            raise ValueError(f"give exactly one of steps and epochs, got steps={steps!r} and epochs={epochs!r}")
+        steps = _validate.positive_int(epochs, "epochs", minimum=0) * nbatches
+    elif steps is None:
+        raise ValueError("give exactly one of steps and epochs, got neither")
+    else:
+        steps = _validate.positive_int(steps, "steps", minimum=0)
+    return X, t, steps, _weights(w0, "w0", X, allow_none=True)
+
+
+def _run(kind, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight_decay, record_every,
+         b1=0.0, b2=0.0, eps=0.0):
+    X, t, steps, w = _run_checks(X, t, lr=lr, steps=steps, epochs=epochs, batch_size=batch_size, seed=seed,
+                                 w0=w0, l2=l2, weight_decay=weight_decay, record_every=record_every)
+    n, d = X.shape
+    lr, l2, wd, record_every = float(lr), float(l2), float(weight_decay), int(record_every)
+    full = batch_size is None
+    if not full:
+        batch_size = int(batch_size)
+    nbatches = 1 if full else -(-n // batch_size)
+
+    w_prev = w.copy()
+    m = np.zeros(d)
+    v = np.zeros(d)
+    part, spart, g = _buffers(n, d)  # sized for a full-data pass (recorded and final losses)
+    nrec = 1 + (-(-steps // record_every) if record_every else 0)
+    losses = np.empty(nrec if record_every else 1)
+    traj = np.empty((nrec if record_every else 0, d), dtype=X.dtype)
+    rec_steps = np.empty(nrec if record_every else 1, dtype=np.int64)
+    info = np.zeros(3, dtype=np.int64)
+    info[_I_DIVERGED_AT] = -1
+    args = (kind, lr, float(b1), float(b2), float(eps), l2, wd, record_every,
+            w, w_prev, m, v, g, part, spart, losses, traj, rec_steps, info)
+
+    if full:
+        perm = np.empty((1, 0), dtype=np.int64)
+        lf = _optimize_kernel(X, t, perm, True, n, 1, 0, 0, steps, True, *args)
+    else:
+        rng = np.random.default_rng(seed)
+        epochs_total = -(-steps // nbatches)
+        per_chunk = max(1, _PERM_CHUNK // n)
+        e0 = 0
+        lf = 0.0
+        if steps == 0:
+            perm = np.empty((1, 0), dtype=np.int64)
+            lf = _optimize_kernel(X, t, perm, False, batch_size, nbatches, 0, 0, 0, True, *args)
+        while e0 < epochs_total:
+            ne = min(per_chunk, epochs_total - e0)
+            perm = np.empty((ne, n), dtype=np.int64)
+            for k in range(ne):
+                perm[k] = rng.permutation(n)
+            s0 = e0 * nbatches
+            s1 = min(steps, (e0 + ne) * nbatches)
+            last = e0 + ne >= epochs_total
+            lf = _optimize_kernel(X, t, perm, False, batch_size, nbatches, e0, s0, s1, last, *args)
+            if info[_I_DIVERGED_AT] >= 0:
+                break
+            e0 += ne
+
+    diverged_at = int(info[_I_DIVERGED_AT])
+    if record_every:
+        k = int(info[_I_RECORDED])
+        losses, traj, rec_steps = losses[:k].copy(), traj[:k].copy(), rec_steps[:k].copy()
+    else:
+        losses[0] = lf
+        rec_steps[0] = info[_I_STEPS]
+    return OptimResult(
+        w=w.astype(X.dtype),
+        losses=losses,
+        trajectory=traj,
+        recorded_steps=rec_steps,
+        steps=int(info[_I_STEPS]),
+        diverged=diverged_at >= 0,
+        diverged_at=diverged_at,
+    )
+
+
+def _beta(value, name):
+    return _validate.finite_float(value, name, low=0.0, high=1.0, high_open=True)
+
+
+def _eps(value):
+    return _validate.finite_float(value, "eps", low=0.0)
+
+
+def gd(X, t, *, lr, steps, w0=None, l2=0.0, weight_decay=0.0, record_every=0) -> OptimResult:
+    """Full-batch gradient descent, ``w <- (1 - weight_decay) w - lr grad L(w)`` (eq. (5)),
+    ``steps`` times from ``w0`` (zeros by default). See the module docstring for the loss, the
+    result, recording, divergence and the dtype policy."""
+    return _run(_GD, X, t, lr=lr, steps=steps, batch_size=None, seed=0, w0=w0, l2=l2,
+                weight_decay=weight_decay, record_every=record_every)
+
+
+def sgd(X, t, *, lr, batch_size, steps=None, epochs=None, seed=0, w0=None, l2=0.0, weight_decay=0.0,
+        record_every=0) -> OptimResult:
+    """Mini-batch SGD, equation (2) (plus ``l2`` and decoupled ``weight_decay``).
+
+    Batches of ``batch_size`` rows without replacement: a fresh permutation per epoch from
+    ``numpy.random.default_rng(seed)``, consecutive batches, the last one short if need be.
+    Give exactly one of ``steps`` (may stop mid-epoch) and ``epochs`` (``epochs *
+    ceil(n / batch_size)`` steps). ``batch_size = n`` is full-batch GD up to the order of the
+    sum."""
+    return _run(_GD, X, t, lr=lr, steps=steps, epochs=epochs, batch_size=batch_size, seed=seed, w0=w0,
+                l2=l2, weight_decay=weight_decay, record_every=record_every)
+
+
+def rmsprop(X, t, *, lr, beta=0.9, eps=1e-8, steps, batch_size=None, seed=0, w0=None, l2=0.0,
+            weight_decay=0.0, record_every=0) -> OptimResult:
+    """RMSProp, equations (3)-(4): ``v_k = beta v_{k-1} + (1 - beta) g_k^2`` (``v_{-1} = 0``),
+    ``w <- (1 - weight_decay) w - lr g_k / (sqrt(v_k) + eps)``; PyTorch's ``RMSprop(lr,
+    alpha=beta, eps=eps)``. ``beta`` in [0, 1), ``eps >= 0``. ``batch_size=None`` is full
+    batch; otherwise mini-batches sampled as in :func:`sgd`."""
+    b2 = _beta(beta, "beta")
+    return _run(_RMSPROP, X, t, lr=lr, steps=steps, batch_size=batch_size, seed=seed, w0=w0, l2=l2,
+                weight_decay=weight_decay, record_every=record_every, b2=b2, eps=_eps(eps))
+
+
+def adagrad(X, t, *, lr, eps=1e-10, steps, batch_size=None, seed=0, w0=None, l2=0.0, weight_decay=0.0,
+            record_every=0) -> OptimResult:
+    """Adagrad: ``s_k = s_{k-1} + g_k^2`` (``s_{-1} = 0``), ``w <- (1 - weight_decay) w - lr
+    g_k / (sqrt(s_k) + eps)``; PyTorch's ``Adagrad(lr, eps=eps)`` (``lr_decay=0``,
+    ``initial_accumulator_value=0``; ``eps`` defaults to PyTorch's 1e-10). ``eps >= 0``."""
+    return _run(_ADAGRAD, X, t, lr=lr, steps=steps, batch_size=batch_size, seed=seed, w0=w0, l2=l2,
+                weight_decay=weight_decay, record_every=record_every, eps=_eps(eps))
+
+
+def adam(X, t, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, steps, batch_size=None, seed=0, w0=None, l2=0.0,
+         weight_decay=0.0, record_every=0) -> OptimResult:
+    """Adam (Kingma and Ba, arXiv:1412.6980), bias-corrected, ``eps`` outside the square root,
+    as ``torch.optim.Adam(lr, betas=(beta1, beta2), eps=eps)``::
+
+        m_k = beta1 m_{k-1} + (1 - beta1) g_k,   v_k = beta2 v_{k-1} + (1 - beta2) g_k^2
+        w <- (1 - weight_decay) w - (lr / (1 - beta1^(k+1))) m_k / (sqrt(v_k) / sqrt(1 - beta2^(k+1)) + eps)
+
+    for step ``k = 0, 1, ...``. ``weight_decay`` is the homework's decoupled ``(1 - lam)``
+    factor: ``AdamW(lr, weight_decay=lam / lr)``, not ``Adam(weight_decay)`` (that is ``l2``)."""
+    b1 = _beta(beta1, "beta1")
+    b2 = _beta(beta2, "beta2")
+    return _run(_ADAM, X, t, lr=lr, steps=steps, batch_size=batch_size, seed=seed, w0=w0, l2=l2,
+                weight_decay=weight_decay, record_every=record_every, b1=b1, b2=b2, eps=_eps(eps))
