@@ -42,4 +42,12 @@ def implementations(kernel: str) -> dict:
 register("maxpool2d", "maxpool2d", peers=("maxpool2d_torch",))
 register("maxpool2d_backward", "maxpool2d_backward", peers=("maxpool2d_backward_torch",))
 # --- linear regression and optimizers ---
+register("grad", "grad", peers=("grad_torch",))
+register("gd", "gd", peers=("gd_torch",))
+register("sgd", "sgd", peers=("sgd_torch",))
+register("rmsprop", "rmsprop", peers=("rmsprop_torch",))
+register("adagrad", "adagrad", peers=("adagrad_torch",))
+register("adam", "adam", peers=("adam_torch",))
+register("loss", "loss")
+register("min_norm_solution", "min_norm_solution")
 # --- hypergradients ---

@@ -56,4 +56,152 @@ def maxpool2d_backward_torch(grad_y, indices, input_shape):
     return gx.reshape(tuple(input_shape)).numpy()
 
 # --- linear regression and optimizer peers ---
+
+
+def grad_torch(X, t, w, *, l2=0.0, out=None):
+    """``2/n * X.T @ (X @ w - t) + 2 l2 w`` with PyTorch tensors (two passes over ``X``)."""
+    torch = require("torch")
+    Xt, tt, wt = (torch.from_numpy(a) for a in (X, t, w))
+    g = 2 / X.shape[0] * Xt.T @ (Xt @ wt - tt)
+    if l2:
+        g = g + 2 * l2 * wt
+    if out is not None:
+        out[...] = g.numpy()
+        return out
+    return g.numpy()
+
+
+def _optimize_torch(kind, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight_decay, record_every,
+                    beta1=0.0, beta2=0.0, eps=0.0):
+    """A PyTorch loop with manual updates and the semantics of :mod:`kernels.optim` (same
+    batches from the same seed, recording, divergence), in float64 like the kernels."""
+    import math
+
+    import numpy as np
+
+    torch = require("torch")
+
+    from .optim import OptimResult, _run_checks
+
+    X, t, steps, w0 = _run_checks(X, t, lr=lr, steps=steps, epochs=epochs, batch_size=batch_size, seed=seed,
+                                  w0=w0, l2=l2, weight_decay=weight_decay, record_every=record_every)
+    dtype = X.dtype
+    Xt = torch.from_numpy(X.astype(np.float64))
+    tt = torch.from_numpy(t.astype(np.float64))
+    n, d = X.shape
+    full = batch_size is None
+    b = n if full else batch_size
+    nbatches = -(-n // b)
+    rng = np.random.default_rng(seed)
+    w = torch.from_numpy(w0)
+    w_prev = w
+    m = torch.zeros(d, dtype=torch.float64)
+    v = torch.zeros(d, dtype=torch.float64)
+    losses, traj, rec = [], [], []
+    done, diverged_at = 0, -1
+
+    def full_loss(w):
+        r = Xt @ w - tt
+        return float(r @ r) / n + l2 * float(w @ w)
+
+    with torch.no_grad():
+        for s in range(steps):
+            if full:
+                Xb, tb = Xt, tt
+            else:
+                j = s % nbatches
+                if j == 0:
+                    perm = torch.from_numpy(rng.permutation(n))
+                idx = perm[j * b:(j + 1) * b]
+                Xb, tb = Xt[idx], tt[idx]
+            mb = Xb.shape[0]
+            r = Xb @ w - tb
+            lb = float(r @ r) / mb + l2 * float(w @ w)
+            if record_every and s % record_every == 0 and math.isfinite(lb):
+                lf = lb if full else full_loss(w)
+                if math.isfinite(lf):
+                    losses.append(lf)
+                    traj.append(w.numpy())
+                    rec.append(s)
+                lb = lf
+            if not math.isfinite(lb):
+                diverged_at = s
+                if s > 0:
+                    w, done = w_prev, s - 1
+                break
+            g = (2 / mb) * (Xb.T @ r) + (2 * l2) * w
+            if kind == "gd":
+                u = g
+            elif kind == "rmsprop":
+                v = beta2 * v + (1 - beta2) * g * g
+                u = g / (v.sqrt() + eps)
+            elif kind == "adagrad":
+                v = v + g * g
+                u = g / (v.sqrt() + eps)
+            else:
+                m = beta1 * m + (1 - beta1) * g
+                v = beta2 * v + (1 - beta2) * g * g
+                k = s + 1
+                u = m / (1 - beta1**k) / (v.sqrt() / math.sqrt(1 - beta2**k) + eps)
+            w_new = (1 - weight_decay) * w - lr * u
+            if not bool(torch.isfinite(w_new).all()):
+                diverged_at, done = s + 1, s
+                break
+            w_prev, w, done = w, w_new, s + 1
+
+        lf = full_loss(w)
+        if diverged_at < 0 and not math.isfinite(lf):
+            diverged_at = done
+            if done > 0:
+                w, done = w_prev, done - 1
+                lf = full_loss(w)
+    if record_every:
+        if not rec or rec[-1] != done:
+            losses.append(lf)
+            traj.append(w.numpy())
+            rec.append(done)
+        trajectory = np.array(traj, dtype=dtype).reshape(len(traj), d)
+    else:
+        losses, rec = [lf], [done]
+        trajectory = np.empty((0, d), dtype=dtype)
+    return OptimResult(w=w.numpy().astype(dtype), losses=np.array(losses, dtype=np.float64),
+                       trajectory=trajectory, recorded_steps=np.array(rec, dtype=np.int64), steps=done,
+                       diverged=diverged_at >= 0, diverged_at=diverged_at)
+
+
+def gd_torch(X, t, *, lr, steps, w0=None, l2=0.0, weight_decay=0.0, record_every=0):
+    """Full-batch gradient descent as a PyTorch loop with manual updates."""
+    return _optimize_torch("gd", X, t, lr=lr, steps=steps, batch_size=None, seed=0, w0=w0, l2=l2,
+                           weight_decay=weight_decay, record_every=record_every)
+
+
+def sgd_torch(X, t, *, lr, batch_size, steps=None, epochs=None, seed=0, w0=None, l2=0.0, weight_decay=0.0,
+              record_every=0):
+    """Mini-batch SGD as a PyTorch loop with manual updates, same batches as ``kernels.sgd``."""
+    return _optimize_torch("gd", X, t, lr=lr, steps=steps, epochs=epochs, batch_size=batch_size, seed=seed,
+                           w0=w0, l2=l2, weight_decay=weight_decay, record_every=record_every)
+
+
+def rmsprop_torch(X, t, *, lr, beta=0.9, eps=1e-8, steps, batch_size=None, seed=0, w0=None, l2=0.0,
+                  weight_decay=0.0, record_every=0):
+    """RMSProp (equations (3)-(4)) as a PyTorch loop with manual updates."""
+    return _optimize_torch("rmsprop", X, t, lr=lr, steps=steps, batch_size=batch_size, seed=seed, w0=w0, l2=l2,
+                           weight_decay=weight_decay, record_every=record_every, beta2=beta, eps=eps)
+
+
+def adagrad_torch(X, t, *, lr, eps=1e-10, steps, batch_size=None, seed=0, w0=None, l2=0.0, weight_decay=0.0,
+                  record_every=0):
+    """Adagrad as a PyTorch loop with manual updates."""
+    return _optimize_torch("adagrad", X, t, lr=lr, steps=steps, batch_size=batch_size, seed=seed, w0=w0, l2=l2,
+                           weight_decay=weight_decay, record_every=record_every, eps=eps)
+
+
+def adam_torch(X, t, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, steps, batch_size=None, seed=0, w0=None, l2=0.0,
+               weight_decay=0.0, record_every=0):
+    """Adam (bias-corrected) as a PyTorch loop with manual updates."""
+    return _optimize_torch("adam", X, t, lr=lr, steps=steps, batch_size=batch_size, seed=seed, w0=w0, l2=l2,
+                           weight_decay=weight_decay, record_every=record_every, beta1=beta1, beta2=beta2,
+                           eps=eps)
+
+
 # --- hypergradient peers ---
