@@ -72,6 +72,7 @@ def collect_bars(bench_dir: str) -> BarSet:
         try:
             spec = importlib.util.spec_from_file_location(name, path)
             mod = importlib.util.module_from_spec(spec)
+            sys.modules[name] = mod  # dataclasses and pickling look modules up there
             spec.loader.exec_module(mod)
         except BaseException as exc:  # a broken module must show up, not stop the report
             if isinstance(exc, KeyboardInterrupt):
@@ -476,6 +477,13 @@ def render_memory_md(memory, verdicts) -> str:
     out += [md_table(("method", "RSS slope", "tracemalloc slope", "time slope"), rows), "",
             "## Bars", ""]
     out += [verdict_line(v) for v in verdicts] or ["(memory.json declares no bars)"]
+    floored = [f"{r.get('method')} T={r.get('T')}" for r in memory.get("runs", [])
+               if (r.get("rss_above_baseline_mib") or 0.0) <= MIB_FLOOR
+               or (r.get("tracemalloc_peak_mib") or 0.0) <= MIB_FLOOR]
+    if floored:
+        out += ["", f"On the log axes of the memory figure, {len(floored)} runs whose peak above baseline "
+                f"was at most {MIB_FLOOR} MiB (nothing measurable) are drawn at {MIB_FLOOR} MiB: "
+                + ", ".join(floored[:12]) + (" ..." if len(floored) > 12 else "") + "."]
     out += ["", "## Raw runs", ""]
     rows = [(r.get("method"), str(r.get("T")), _num(r.get("rss_baseline_mib")), _num(r.get("rss_peak_mib")),
              _num(r.get("rss_above_baseline_mib")), _num(r.get("tracemalloc_peak_mib")),
@@ -498,6 +506,14 @@ def _num(v) -> str:
 MIB_FLOOR = 1e-2
 
 
+def memory_legend(memory, method):
+    """Legend labels (RSS, tracemalloc, time) of one method, with its fitted log-log slopes."""
+    s = (memory.get("slopes") or {}).get(method) or {}
+    return (f"{method} RSS (slope {_num(s.get('rss'))})",
+            f"{method} tracemalloc (slope {_num(s.get('tracemalloc'))})",
+            f"{method} (slope {_num(s.get('time'))})")
+
+
 def plot_memory(memory, results_dir) -> list:
     import matplotlib
 
@@ -507,7 +523,6 @@ def plot_memory(memory, results_dir) -> list:
     written = []
     runs = memory.get("runs", [])
     methods = sorted({r["method"] for r in runs})
-    slopes = memory.get("slopes", {})
     fig, ax = plt.subplots(figsize=(7, 5))
     for i, m in enumerate(methods):
         rs = sorted((r for r in runs if r["method"] == m), key=lambda r: r["T"])
@@ -515,10 +530,9 @@ def plot_memory(memory, results_dir) -> list:
         colour = f"C{i}"
         rss = [max(r.get("rss_above_baseline_mib") or 0.0, MIB_FLOOR) for r in rs]
         tm = [max(r.get("tracemalloc_peak_mib") or 0.0, MIB_FLOOR) for r in rs]
-        s = slopes.get(m, {})
-        ax.loglog(ts, rss, "o-", color=colour, label=f"{m} RSS (slope {_num(s.get('rss'))})")
-        ax.loglog(ts, tm, "x--", color=colour, alpha=0.7,
-                  label=f"{m} tracemalloc (slope {_num(s.get('tracemalloc'))})")
+        rss_label, tm_label, _ = memory_legend(memory, m)
+        ax.loglog(ts, rss, "o-", color=colour, label=rss_label)
+        ax.loglog(ts, tm, "x--", color=colour, alpha=0.7, label=tm_label)
     ax.set_xlabel("T (gradient-descent steps)")
     ax.set_ylabel(f"peak memory above baseline (MiB, floor {MIB_FLOOR})")
     ax.set_title(f"Memory vs T (d = {memory.get('d', '?')})")
@@ -535,7 +549,7 @@ def plot_memory(memory, results_dir) -> list:
         rs = sorted((r for r in runs if r["method"] == m and r.get("wall_s")), key=lambda r: r["T"])
         if rs:
             ax.loglog([r["T"] for r in rs], [r["wall_s"] for r in rs], "o-", color=f"C{i}",
-                      label=f"{m} (slope {_num(slopes.get(m, {}).get('time'))})")
+                      label=memory_legend(memory, m)[2])
     ax.set_xlabel("T (gradient-descent steps)")
     ax.set_ylabel("wall time (s)")
     ax.set_title(f"Wall time vs T (d = {memory.get('d', '?')})")
@@ -581,8 +595,18 @@ def plot_speedups(index: Index, results_dir):
         h = 0.38
         ref = [r[1] if r[1] is not None else float("nan") for r in rows]
         peer = [r[2] if r[2] is not None else float("nan") for r in rows]
-        ax.barh([y - h / 2 for y in ys], ref, height=h, color="C0", label="vs naive NumPy reference")
-        ax.barh([y + h / 2 for y in ys], peer, height=h, color="C1", label="vs best peer")
+        # Bars grow from 1 (parity), leftwards for a slow-down, so the log axis reads honestly.
+        ax.barh([y - h / 2 for y in ys], [v - 1 for v in ref], left=1, height=h, color="C0",
+                label="vs naive NumPy reference")
+        ax.barh([y + h / 2 for y in ys], [v - 1 for v in peer], left=1, height=h, color="C1",
+                label="vs best peer (named)")
+        for y, (_label, r, pr, best) in zip(ys, rows):
+            if r is not None:
+                ax.text(r, y - h / 2, f" {r:.3g}x", va="center", fontsize=6)
+            if pr is not None:
+                ax.text(pr, y + h / 2, f" {pr:.3g}x vs {best}", va="center", fontsize=6)
+        finite = [v for v in ref + peer if v == v]
+        ax.set_xlim(min(finite + [1.0]) / 2, max(finite + [1.0]) * 4)
         ax.set_yticks(list(ys))
         ax.set_yticklabels([r[0] for r in rows], fontsize=7)
         ax.invert_yaxis()
@@ -601,7 +625,8 @@ def plot_speedups(index: Index, results_dir):
 # README.md
 
 
-def render_readme(index: Index, memory, run, verdicts, mem_verdicts, barset, results_dir) -> str:
+def render_readme(index: Index, memory, run, verdicts, mem_verdicts, barset, results_dir,
+                  figures_note="") -> str:
     mi = (index.data.get("machine_info") or {}) if index.data else {}
     k = mi.get("kernels") or {}
     out = ["# Results", ""]
@@ -636,6 +661,8 @@ def render_readme(index: Index, memory, run, verdicts, mem_verdicts, barset, res
             note = ""
         out.append(f"- [{name}]({name}): {what}{note}")
     out += ["- raw data: [benchmarks.json](benchmarks.json), [memory.json](memory.json)", ""]
+    if figures_note:
+        out += [f"**Figures missing**: {figures_note}.", ""]
 
     allv = verdicts + mem_verdicts
     counts = {s: sum(v.status == s for v in allv) for s in (PASS, FAIL, NOT_RUN)}
@@ -736,15 +763,24 @@ def render(results_dir: str, bench_dir: str) -> dict:
 
     write("benchmarks.md", render_benchmarks_md(index, verdicts, barset))
     write("memory.md", render_memory_md(memory, mem_verdicts))
-    written.append(plot_speedups(index, results_dir))
-    if memory is not None:
-        written += plot_memory(memory, results_dir)
-    else:  # a figure left from an earlier run would contradict memory.md's "not run"
-        for name in ("memory_scaling.png", "time_scaling.png"):
-            stale = os.path.join(results_dir, name)
-            if os.path.exists(stale):
-                os.remove(stale)
-    write("README.md", render_readme(index, memory, run, verdicts, mem_verdicts, barset, results_dir))
+    stale = ["speedups.png", "memory_scaling.png", "time_scaling.png"]
+    try:
+        import matplotlib  # noqa: F401  (a test-only install may lack it: say so, draw nothing)
+    except ImportError as exc:
+        figures_note = f"matplotlib is not installed ({exc}), so no figures were drawn"
+    else:
+        figures_note = ""
+        written.append(plot_speedups(index, results_dir))
+        stale.remove("speedups.png")
+        if memory is not None:
+            written += plot_memory(memory, results_dir)
+            stale = []
+    for name in stale:  # a figure left from an earlier run would contradict this run's reports
+        path = os.path.join(results_dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+    write("README.md", render_readme(index, memory, run, verdicts, mem_verdicts, barset, results_dir,
+                                     figures_note))
     allv = verdicts + mem_verdicts
     return {"written": written, "bars": len(allv),
             **{s: sum(v.status == s for v in allv) for s in (PASS, FAIL, NOT_RUN)},
