@@ -1,0 +1,574 @@
+"""2-D convolution and cross-correlation, forward and backward (issue 2; homework section 3.1).
+
+Two conventions, one kernel
+---------------------------
+The homework's lecture (CSC413 lecture 4) defines convolution the way signal processing does,
+with the filter *flipped*::
+
+    (I * J)[y, x] = sum_{i, j} I[y - i, x - j] J[i, j]                      (true convolution)
+
+Deep-learning frameworks (``torch.nn.functional.conv2d``, ``tf.nn.conv2d``, cuDNN, oneDNN) compute
+*cross-correlation* and call it convolution::
+
+    (I ⋆ J)[y, x] = sum_{i, j} I[y + i, x + j] J[i, j]                      (cross-correlation)
+
+Both exist for good reasons. The flipped form is the one with the algebra: it is commutative and
+associative, it is what the convolution theorem diagonalises, and it is the response of a linear
+shift-invariant system. For a *learned* filter the flip is pointless -- the network learns the
+flipped weights just as easily -- so frameworks skip it and save an index reversal. The two differ
+only by a 180-degree rotation of the filter: ``convolve2d(x, w) == correlate2d(x, w[..., ::-1, ::-1])``.
+For the homework's filter ``J`` with rows ``(-1,-1,-1), (0,0,0), (1,1,1)`` the rotation is exactly
+``-J``, so the two conventions give results that differ exactly by sign: one detects edges where
+intensity rises downwards, the other where it falls (horizontal edges either way).
+
+:func:`correlate2d` is the deep-learning one (same result as ``torch.nn.functional.conv2d``),
+:func:`convolve2d` the textbook one (same result as ``scipy.signal.convolve2d``), and
+:func:`correlate2d_backward` the gradients of :func:`correlate2d` (those of :func:`convolve2d` are
+the same call with the flipped filter, with ``grad_w`` flipped back; see its docstring).
+
+Implementation notes
+--------------------
+The forward pass is a direct kernel, parallel over disjoint (image, block of output channels,
+block of output rows) tiles, with three inner paths chosen per tile:
+
+* 3x3, stride 1, dilation 1, and output width == input width (the ubiquitous ``padding=1``):
+  the nine taps and four output channels are fused into one loop that runs over the *flattened*
+  interior rows of the plane, so the loop is long and vectorises over contiguous memory (the
+  two border columns it crosses are recomputed exactly afterwards);
+* 3x3, stride 1, dilation 1, any other padding: the same fused loop, one output row at a time;
+* anything else: one vectorised loop per filter tap over the valid span of each output row.
+
+Taps that fall in the zero padding are skipped rather than multiplied by zero. That differs from
+the zero-padded definition only when the filter holds inf or NaN (``0 * inf = NaN``); such a
+filter is sent through an explicitly zero-padded copy of the input so NaN appears exactly where
+the definition puts it. The backward pass is im2col into NumPy's matrix product (BLAS), one image
+at a time, then a col2im scatter, parallel over input channels.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from numba import prange
+
+from kernels import _validate as V
+from kernels._config import jit
+
+__all__ = ["correlate2d", "convolve2d", "correlate2d_backward"]
+
+# Output elements per parallel task (an output tile holds about this many elements per channel);
+# a fixed size, so the partition never depends on the thread count.
+_TILE_ELEMENTS = 8192
+
+
+# --------------------------------------------------------------------------------------------
+# compiled kernels: they assume clean, C-contiguous input and only compute
+# --------------------------------------------------------------------------------------------
+
+
+@jit()
+def _accumulate_tap(orow, xrow, wv, xa, xb, sw, off):
+    """orow[xo] += wv * xrow[xo*sw + off] for xo in [xa, xb) where the column is inside xrow."""
+    W = xrow.shape[0]
+    lo = xa
+    if off < 0:
+        lo = max(lo, (-off + sw - 1) // sw)
+    if W - 1 - off < 0:
+        return
+    hi = min(xb, (W - 1 - off) // sw + 1)
+    if hi <= lo:
+        return
+    dst = orow[lo:hi]
+    if sw == 1:
+        src = xrow[lo + off : hi + off]
+        for k in range(hi - lo):
+            dst[k] += wv * src[k]
+    else:
+        src = xrow[lo * sw + off :]
+        for k in range(hi - lo):
+            dst[k] += wv * src[k * sw]
+
+
+@jit()
+def _row_taps(x, w, out, n, co, y, xa, xb, sh, sw, pt, pl, dh, dw):
+    """Add every in-bounds tap's contribution to out[n, co, y, xa:xb]."""
+    C, H = x.shape[1], x.shape[2]
+    kh, kw = w.shape[2], w.shape[3]
+    orow = out[n, co, y]
+    for ci in range(C):
+        for i in range(kh):
+            h = y * sh - pt + i * dh
+            if h < 0 or h >= H:
+                continue
+            xrow = x[n, ci, h]
+            for j in range(kw):
+                _accumulate_tap(orow, xrow, w[co, ci, i, j], xa, xb, sw, j * dw - pl)
+
+
+@jit()
+def _point(x, w, out, n, co, y, xo, pt, pl):
+    """out[n, co, y, xo] += its in-bounds 3x3 taps (stride 1, dilation 1); used on borders."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    for ci in range(C):
+        for i in range(3):
+            h = y - pt + i
+            if h < 0 or h >= H:
+                continue
+            for j in range(3):
+                c = xo - pl + j
+                if c >= 0 and c < W:
+                    out[n, co, y, xo] += w[co, ci, i, j] * x[n, ci, h, c]
+
+
+@jit()
+def _fused3x3_x4(o0, o1, o2, o3, r0, r1, r2, w, c, ci, L):
+    """o_k[p] += sum_ij w[c+k, ci, i, j] * r_i[p + j] for p < L, four output channels at once.
+
+    Nine loads of input feed 36 fused multiply-adds, and each accumulator is loaded and stored
+    once per pass, so the loop is bound by FMA throughput rather than by stores.
+    """
+    a00 = w[c, ci, 0, 0]; a01 = w[c, ci, 0, 1]; a02 = w[c, ci, 0, 2]  # noqa: E702
+    a10 = w[c, ci, 1, 0]; a11 = w[c, ci, 1, 1]; a12 = w[c, ci, 1, 2]  # noqa: E702
+    a20 = w[c, ci, 2, 0]; a21 = w[c, ci, 2, 1]; a22 = w[c, ci, 2, 2]  # noqa: E702
+    b00 = w[c + 1, ci, 0, 0]; b01 = w[c + 1, ci, 0, 1]; b02 = w[c + 1, ci, 0, 2]  # noqa: E702
+    b10 = w[c + 1, ci, 1, 0]; b11 = w[c + 1, ci, 1, 1]; b12 = w[c + 1, ci, 1, 2]  # noqa: E702
+    b20 = w[c + 1, ci, 2, 0]; b21 = w[c + 1, ci, 2, 1]; b22 = w[c + 1, ci, 2, 2]  # noqa: E702
+    c00 = w[c + 2, ci, 0, 0]; c01 = w[c + 2, ci, 0, 1]; c02 = w[c + 2, ci, 0, 2]  # noqa: E702
+    c10 = w[c + 2, ci, 1, 0]; c11 = w[c + 2, ci, 1, 1]; c12 = w[c + 2, ci, 1, 2]  # noqa: E702
+    c20 = w[c + 2, ci, 2, 0]; c21 = w[c + 2, ci, 2, 1]; c22 = w[c + 2, ci, 2, 2]  # noqa: E702
+    d00 = w[c + 3, ci, 0, 0]; d01 = w[c + 3, ci, 0, 1]; d02 = w[c + 3, ci, 0, 2]  # noqa: E702
+    d10 = w[c + 3, ci, 1, 0]; d11 = w[c + 3, ci, 1, 1]; d12 = w[c + 3, ci, 1, 2]  # noqa: E702
+    d20 = w[c + 3, ci, 2, 0]; d21 = w[c + 3, ci, 2, 1]; d22 = w[c + 3, ci, 2, 2]  # noqa: E702
+    for p in range(L):
+        p0 = r0[p]; p1 = r0[p + 1]; p2 = r0[p + 2]  # noqa: E702
+        q0 = r1[p]; q1 = r1[p + 1]; q2 = r1[p + 2]  # noqa: E702
+        s0 = r2[p]; s1 = r2[p + 1]; s2 = r2[p + 2]  # noqa: E702
+        o0[p] += a00 * p0 + a01 * p1 + a02 * p2 + a10 * q0 + a11 * q1 + a12 * q2 + a20 * s0 + a21 * s1 + a22 * s2
+        o1[p] += b00 * p0 + b01 * p1 + b02 * p2 + b10 * q0 + b11 * q1 + b12 * q2 + b20 * s0 + b21 * s1 + b22 * s2
+        o2[p] += c00 * p0 + c01 * p1 + c02 * p2 + c10 * q0 + c11 * q1 + c12 * q2 + c20 * s0 + c21 * s1 + c22 * s2
+        o3[p] += d00 * p0 + d01 * p1 + d02 * p2 + d10 * q0 + d11 * q1 + d12 * q2 + d20 * s0 + d21 * s1 + d22 * s2
+
+
+@jit()
+def _fused3x3_x1(o0, r0, r1, r2, w, c, ci, L):
+    """One-channel version of :func:`_fused3x3_x4` (single-channel images, leftover channels)."""
+    a00 = w[c, ci, 0, 0]; a01 = w[c, ci, 0, 1]; a02 = w[c, ci, 0, 2]  # noqa: E702
+    a10 = w[c, ci, 1, 0]; a11 = w[c, ci, 1, 1]; a12 = w[c, ci, 1, 2]  # noqa: E702
+    a20 = w[c, ci, 2, 0]; a21 = w[c, ci, 2, 1]; a22 = w[c, ci, 2, 2]  # noqa: E702
+    for p in range(L):
+        o0[p] += (
+            a00 * r0[p] + a01 * r0[p + 1] + a02 * r0[p + 2]
+            + a10 * r1[p] + a11 * r1[p + 1] + a12 * r1[p + 2]
+            + a20 * r2[p] + a21 * r2[p + 1] + a22 * r2[p + 2]
+        )
+
+
+@jit()
+def _fused3x3_span(x, w, out, n, c0, c1, q0, L, xq0):
+    """Fused 3x3 taps over a flat span: out_flat[q0 + p] += taps of x_flat[xq0 + i*W + p + j].
+
+    ``out[n, co]`` and ``x[n, ci]`` are flattened C-contiguous planes; ``xq0`` is the flat input
+    index that tap (0, 0) reads for output ``q0``.
+    """
+    C, W = x.shape[1], x.shape[3]
+    HW = x.shape[2] * W
+    P = out.shape[2] * out.shape[3]
+    for ci in range(C):
+        xf = x[n, ci].reshape(HW)
+        r0 = xf[xq0:]
+        r1 = xf[xq0 + W :]
+        r2 = xf[xq0 + 2 * W :]
+        co = c0
+        while co + 4 <= c1:
+            _fused3x3_x4(
+                out[n, co].reshape(P)[q0:], out[n, co + 1].reshape(P)[q0:],
+                out[n, co + 2].reshape(P)[q0:], out[n, co + 3].reshape(P)[q0:],
+                r0, r1, r2, w, co, ci, L,
+            )
+            co += 4
+        while co < c1:
+            _fused3x3_x1(out[n, co].reshape(P)[q0:], r0, r1, r2, w, co, ci, L)
+            co += 1
+
+
+@jit(parallel=True)
+def _correlate_kernel(x, w, b, out, sh, sw, pt, pl, dh, dw, rows_per_task):
+    """out[n, co, y, xo] = b[co] + sum_{ci,i,j} w[co,ci,i,j] x[n, ci, y*sh-pt+i*dh, xo*sw-pl+j*dw],
+    taps outside x skipped (zero padding). x, w, out C-contiguous; out fully overwritten."""
+    N, C, H, W = x.shape
+    Co, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    Ho, Wo = out.shape[2], out.shape[3]
+    fused = kh == 3 and kw == 3 and sh == 1 and sw == 1 and dh == 1 and dw == 1
+    cob = 4 if fused else 1
+    ncb = (Co + cob - 1) // cob
+    nrb = (Ho + rows_per_task - 1) // rows_per_task
+    # interior output columns/rows: every 3x3 tap in bounds (only used when fused)
+    xlo = max(pl, 0)
+    xhi = min(W - 2 + pl, Wo)
+    ylo = max(pt, 0)
+    yhi = min(H - 2 + pt, Ho)
+    for t in prange(N * ncb * nrb):
+        n = t // (ncb * nrb)
+        r = t - n * (ncb * nrb)
+        c0 = (r // nrb) * cob
+        c1 = min(c0 + cob, Co)
+        y0 = (r % nrb) * rows_per_task
+        y1 = min(y0 + rows_per_task, Ho)
+        for co in range(c0, c1):
+            bv = b[co]
+            for y in range(y0, y1):
+                orow = out[n, co, y]
+                for xo in range(Wo):
+                    orow[xo] = bv
+        if not fused or xhi <= xlo:
+            for co in range(c0, c1):
+                for y in range(y0, y1):
+                    _row_taps(x, w, out, n, co, y, 0, Wo, sh, sw, pt, pl, dh, dw)
+        else:
+            _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, max(y0, ylo), min(y1, yhi))
+
+
+@jit()
+def _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb):
+    """One output tile of a 3x3, stride-1, dilation-1 correlation (out already holds the bias).
+
+    Rows [ya, yb) and columns [xlo, xhi) are interior (every tap inside x): fused loop. The rest
+    of the tile: each in-bounds tap on its own.
+    """
+    W = x.shape[3]
+    Wo = out.shape[3]
+    for y in range(y0, y1):
+        if y < ya or y >= yb:
+            for co in range(c0, c1):
+                _row_taps(x, w, out, n, co, y, 0, Wo, 1, 1, pt, pl, 1, 1)
+    if yb <= ya:
+        return
+    if Wo == W:
+        # Output rows are as wide as input rows, so output (y, xo) and its tap (0, 0) are a
+        # fixed flat distance apart: one long loop covers the whole block of interior rows.
+        # The border columns it crosses read wrapped neighbours; they are redone below.
+        q0 = ya * Wo + xlo
+        L = (yb - 1) * Wo + xhi - q0
+        _fused3x3_span(x, w, out, n, c0, c1, q0, L, (ya - pt) * W + xlo - pl)
+        for co in range(c0, c1):
+            bv = b[co]
+            for y in range(ya, yb):
+                for xo in range(0, xlo):
+                    out[n, co, y, xo] = bv
+                    _point(x, w, out, n, co, y, xo, pt, pl)
+                for xo in range(xhi, Wo):
+                    out[n, co, y, xo] = bv
+                    _point(x, w, out, n, co, y, xo, pt, pl)
+    else:
+        for y in range(ya, yb):
+            _fused3x3_span(x, w, out, n, c0, c1, y * Wo + xlo, xhi - xlo, (y - pt) * W + xlo - pl)
+            for co in range(c0, c1):
+                for xo in range(0, xlo):
+                    _point(x, w, out, n, co, y, xo, pt, pl)
+                for xo in range(xhi, Wo):
+                    _point(x, w, out, n, co, y, xo, pt, pl)
+
+
+@jit(parallel=True)
+def _im2col_kernel(x, n, cols, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo):
+    """cols[(ci*kh + i)*kw + j, y*Wo + xo] = x[n, ci, y*sh-pt+i*dh, xo*sw-pl+j*dw] or 0 outside."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    for r in prange(C * kh * kw):
+        ci = r // (kh * kw)
+        i = (r // kw) % kh
+        j = r % kw
+        for y in range(Ho):
+            h = y * sh - pt + i * dh
+            dst = cols[r, y * Wo : (y + 1) * Wo]
+            if h < 0 or h >= H:
+                dst[:] = 0
+                continue
+            for xo in range(Wo):
+                c = xo * sw - pl + j * dw
+                if c >= 0 and c < W:
+                    dst[xo] = x[n, ci, h, c]
+                else:
+                    dst[xo] = 0
+
+
+@jit(parallel=True)
+def _col2im_kernel(cols, gx, n, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo):
+    """gx[n, ci] = sum over taps of cols scattered back to the input positions they came from.
+
+    Each input channel is one task writing only its own plane, in a fixed tap order.
+    """
+    C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
+    for ci in prange(C):
+        plane = gx[n, ci]
+        plane[:, :] = 0
+        for i in range(kh):
+            for j in range(kw):
+                src = cols[(ci * kh + i) * kw + j]
+                for y in range(Ho):
+                    h = y * sh - pt + i * dh
+                    if h < 0 or h >= H:
+                        continue
+                    prow = plane[h]
+                    _accumulate_tap_scatter(prow, src[y * Wo : (y + 1) * Wo], sw, j * dw - pl)
+
+
+@jit()
+def _accumulate_tap_scatter(prow, grow, sw, off):
+    """prow[xo*sw + off] += grow[xo] wherever the column is inside prow."""
+    W = prow.shape[0]
+    Wo = grow.shape[0]
+    lo = 0
+    if off < 0:
+        lo = (-off + sw - 1) // sw
+    if W - 1 - off < 0:
+        return
+    hi = min(Wo, (W - 1 - off) // sw + 1)
+    if hi <= lo:
+        return
+    if sw == 1:
+        dst = prow[lo + off : hi + off]
+        src = grow[lo:hi]
+        for k in range(hi - lo):
+            dst[k] += src[k]
+    else:
+        for xo in range(lo, hi):
+            prow[xo * sw + off] += grow[xo]
+
+
+# --------------------------------------------------------------------------------------------
+# validation at the door
+# --------------------------------------------------------------------------------------------
+
+
+def _padding(padding, kh, kw, dh, dw, stride):
+    """(top, bottom, left, right) zero padding from the public ``padding`` argument."""
+    ekh, ekw = dh * (kh - 1), dw * (kw - 1)  # dilated kernel extent minus one
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0, 0, 0, 0)
+        if mode == "full":
+            return (ekh, ekh, ekw, ekw)
+        if mode == "same":
+            if stride != (1, 1):
+                raise ValueError(f"padding='same' needs stride 1, got stride={stride}")
+            # PyTorch's rule: the odd pixel of an even extent goes to the bottom/right.
+            return (ekh // 2, ekh - ekh // 2, ekw // 2, ekw - ekw // 2)
+        raise ValueError(f"padding must be an int, a pair of ints, 'valid', 'same' or 'full', got {padding!r}")
+    ph, pw = V.int_pair(padding, "padding", minimum=0)
+    return (ph, ph, pw, pw)
+
+
+def _bias_array(bias, co, dtype, two_d):
+    if bias is None:
+        return np.zeros(co, dtype=dtype)
+    if two_d and isinstance(bias, numbers.Real) and not isinstance(bias, (bool, np.bool_)):
+        # a Python (or NumPy) real scalar takes the dtype of x; arrays must already match it
+        return np.full(1, float(bias), dtype=dtype)
+    if two_d:
+        b = V.float_array(bias, "bias", ndim=(0, 1), dtype=dtype)
+        if b.size != 1:
+            raise ValueError(f"bias for a 2-D x must be a scalar, shape () or (1,), got shape {b.shape}")
+        return np.ascontiguousarray(b.reshape(1))
+    b = V.float_array(bias, "bias", ndim=1, dtype=dtype)
+    if b.shape != (co,):
+        raise ValueError(f"bias must have shape ({co},) (one per output channel of w), got {b.shape}")
+    return np.ascontiguousarray(b)
+
+
+def _prepare(x, w, stride, padding, dilation):
+    """Validate and coerce the common arguments; returns a dict of 4-D operands and geometry."""
+    x = V.float_array(x, "x", ndim=(2, 4))
+    two_d = x.ndim == 2
+    w = V.float_array(w, "w", ndim=2 if two_d else 4)
+    if w.dtype != x.dtype:
+        raise TypeError(f"w must have dtype {x.dtype} like x, got {w.dtype}")
+    sh, sw = V.int_pair(stride, "stride")
+    dh, dw = V.int_pair(dilation, "dilation")
+    if two_d:
+        x4, w4 = x[None, None], w[None, None]
+    else:
+        x4, w4 = x, w
+        if w.shape[1] != x.shape[1]:
+            raise ValueError(
+                f"w has {w.shape[1]} input channels (shape {w.shape}) but x has {x.shape[1]} (shape {x.shape})"
+            )
+    kh, kw = w4.shape[2], w4.shape[3]
+    pt, pb, pl, pr = _padding(padding, kh, kw, dh, dw, (sh, sw))
+    H, W = x4.shape[2], x4.shape[3]
+    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if eh > H + pt + pb or ew > W + pl + pr:
+        raise ValueError(
+            f"w's (dilated) extent {(eh, ew)} is larger than the padded input {(H + pt + pb, W + pl + pr)} "
+            f"(x shape {x.shape}, w shape {w.shape}, padding={padding!r}, dilation={(dh, dw)})"
+        )
+    Ho = (H + pt + pb - eh) // sh + 1
+    Wo = (W + pl + pr - ew) // sw + 1
+    return dict(x=x, w=w, x4=x4, w4=w4, two_d=two_d, stride=(sh, sw), dilation=(dh, dw),
+                pad=(pt, pb, pl, pr), out_hw=(Ho, Wo))
+
+
+def _forward(p, bias, out):
+    x4, w4, two_d = p["x4"], p["w4"], p["two_d"]
+    dtype = x4.dtype
+    N, Co = x4.shape[0], w4.shape[0]
+    Ho, Wo = p["out_hw"]
+    out_shape = (Ho, Wo) if two_d else (N, Co, Ho, Wo)
+    b = _bias_array(bias, Co, dtype, two_d)
+    if out is not None:
+        out = V.out_array(out, "out", out_shape, dtype)
+    (sh, sw), (dh, dw) = p["stride"], p["dilation"]
+    pt, pb, pl, pr = p["pad"]
+    xc = np.ascontiguousarray(x4)
+    wc = np.ascontiguousarray(w4)
+    if not np.isfinite(wc).all() and (pt or pb or pl or pr):
+        # 0 * inf = NaN: with a non-finite filter, skipping padded taps would differ from the
+        # zero-padded definition, so pad explicitly and let IEEE arithmetic decide.
+        xc = np.pad(xc, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+        pt = pb = pl = pr = 0
+    target = out if out is not None else np.empty(out_shape, dtype=dtype)
+    res = target if target.flags.c_contiguous else np.empty(out_shape, dtype=dtype)
+    res4 = res.reshape(N, Co, Ho, Wo)
+    rows = max(1, min(Ho, _TILE_ELEMENTS // Wo))
+    _correlate_kernel(xc, wc, b, res4, sh, sw, pt, pl, dh, dw, rows)
+    if res is not target:
+        target[...] = res
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------
+
+
+def correlate2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
+    """2-D cross-correlation, what deep-learning frameworks call convolution.
+
+    Formula (batch form; ``s`` stride, ``d`` dilation, ``p_t``/``p_l`` top/left zero padding)::
+
+        out[n, co, y, x] = bias[co] + sum_{ci, i, j} w[co, ci, i, j] * xpad[n, ci, y*s_h + i*d_h, x*s_w + j*d_w]
+
+    where ``xpad`` is ``x`` with zeros around it. Same result as ``torch.nn.functional.conv2d``
+    and, for a single channel, as ``scipy.signal.correlate2d``. The homework's lecture (CSC413
+    lecture 4) defines convolution with the flipped filter instead: that is :func:`convolve2d`;
+    see the module docstring for why both exist (for the homework's filter ``J`` with rows
+    (-1,-1,-1), (0,0,0), (1,1,1) the two differ exactly by sign).
+
+    Parameters
+    ----------
+    x : array (H, W) or (N, C_in, H, W)
+        Input, float32 or float64, any strides.
+    w : array (kh, kw) or (C_out, C_in, kh, kw)
+        Filter, the same dtype as ``x`` (a mismatch is a ``TypeError``, not a silent cast).
+    bias : None, or (C_out,) for a batch; for a 2-D ``x`` a real scalar or an array of shape ``()``
+        or ``(1,)``. Added to every output pixel of its channel. ``None`` means zero.
+    stride, dilation : int or (int, int), each >= 1.
+    padding : int >= 0, (ph, pw), ``'valid'`` (0), ``'full'`` (``d*(k-1)`` on each side: every
+        overlap of filter and input), or ``'same'`` (output size == input size; stride 1 only,
+        else ``ValueError``). For an even dilated extent ``'same'`` pads like PyTorch's
+        ``padding='same'``: the odd pixel goes to the bottom/right. (``scipy.signal``'s 'same'
+        centres even filters differently: it puts it top/left.)
+    out : optional preallocated output of exactly the result's shape and dtype; it is filled in
+        place and returned (saves the page faults of a fresh large array on every call).
+
+    Returns
+    -------
+    ``(H_out, W_out)`` or ``(N, C_out, H_out, W_out)``, dtype of ``x``, with
+    ``H_out = (H + p_t + p_b - d_h*(kh-1) - 1) // s_h + 1`` (likewise ``W_out``).
+
+    Accumulation is in the input dtype, as in PyTorch (sums of ``C_in*kh*kw`` terms). NaN and
+    inf propagate as IEEE arithmetic says on the zero-padded definition (a non-finite filter
+    times padding zeros is NaN). Raises ``TypeError``/``ValueError`` naming the argument for
+    wrong dtypes or ndim, channel mismatch, empty arrays, a filter larger than the padded input,
+    non-positive stride/dilation, negative padding, or a mismatched ``out``.
+    """
+    p = _prepare(x, w, stride, padding, dilation)
+    return _forward(p, bias, out)
+
+
+def convolve2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
+    """2-D true convolution (filter flipped), as defined in the homework's lecture (CSC413 lecture 4).
+
+    Formula: ``convolve2d(x, w) == correlate2d(x, w[..., ::-1, ::-1])``, i.e. for a single
+    channel and padding 0 (``'valid'``) with ``kh x kw`` filter::
+
+        out[y, x] = bias + sum_{i, j} w[i, j] * x[y + kh-1 - i, x + kw-1 - j]
+
+    which is ``scipy.signal.convolve2d(x, w, mode)`` for ``'valid'`` and ``'full'``, and for
+    ``'same'`` with odd filters. Every argument, shape and dtype rule is that of
+    :func:`correlate2d` (padding is applied to ``x`` exactly as there, so for an even filter
+    ``'same'`` puts the extra zero at the bottom/right; scipy's convolve2d 'same' differs there).
+    Deep-learning frameworks compute :func:`correlate2d` and call it convolution; for the
+    homework's filter ``J`` (rows (-1,-1,-1), (0,0,0), (1,1,1)) flipping is negation, so the two
+    results differ exactly by sign.
+    """
+    p = _prepare(x, w, stride, padding, dilation)
+    p["w4"] = p["w4"][:, :, ::-1, ::-1]
+    return _forward(p, bias, out)
+
+
+def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
+    """Gradients of :func:`correlate2d`: ``(grad_x, grad_w, grad_bias)`` for upstream ``grad_out``.
+
+    Formulas (``L`` a scalar loss, ``g = dL/d out``)::
+
+        grad_x[n, ci, h, c]  = sum_{co, i, j, y, x : y*s_h - p_t + i*d_h = h, x*s_w - p_l + j*d_w = c} g[n, co, y, x] w[co, ci, i, j]
+        grad_w[co, ci, i, j] = sum_{n, y, x} g[n, co, y, x] xpad[n, ci, y*s_h + i*d_h, x*s_w + j*d_w]
+        grad_bias[co]        = sum_{n, y, x} g[n, co, y, x]
+
+    the same as PyTorch autograd of ``conv2d``. Shapes mirror the inputs: ``grad_x`` like ``x``,
+    ``grad_w`` like ``w``, ``grad_bias`` is ``(C_out,)`` for a batch and a 0-d array for a 2-D
+    ``x`` (whose bias is a scalar). ``grad_out`` must have the forward output's shape and the
+    dtype of ``x`` and ``w``; the arguments otherwise follow :func:`correlate2d`.
+
+    dtype rules: float32 and float64 keep their dtype. ``grad_w`` and ``grad_bias`` are long
+    reductions over ``N*H_out*W_out`` terms, so for float32 they accumulate in float64 and round
+    once; ``grad_x`` (sums of ``C_out*kh*kw`` terms) accumulates in the input dtype.
+
+    The gradients of :func:`convolve2d` follow from ``convolve2d(x, w) = correlate2d(x, flip(w))``
+    with ``flip = w[..., ::-1, ::-1]``: call this function with ``flip(w)``; ``grad_x`` and
+    ``grad_bias`` are unchanged and the filter gradient is ``flip(grad_w)``.
+
+    Implementation: one image at a time, im2col (compiled, parallel over filter taps) into a
+    ``(C_in*kh*kw, H_out*W_out)`` matrix, then NumPy matrix products (BLAS) for ``grad_w`` and
+    for the columns of ``grad_x``, then a compiled col2im scatter parallel over input channels.
+    """
+    p = _prepare(x, w, stride, padding, dilation)
+    x4, w4, two_d = p["x4"], p["w4"], p["two_d"]
+    dtype = x4.dtype
+    N, C, H, W = x4.shape
+    Co, _, kh, kw = w4.shape
+    Ho, Wo = p["out_hw"]
+    g_shape = (Ho, Wo) if two_d else (N, Co, Ho, Wo)
+    g = V.float_array(grad_out, "grad_out", ndim=len(g_shape))
+    if g.dtype != dtype:
+        raise TypeError(f"grad_out must have dtype {dtype} like x, got {g.dtype}")
+    if g.shape != g_shape:
+        raise ValueError(f"grad_out must have the forward output's shape {g_shape}, got {g.shape}")
+    g4 = np.ascontiguousarray(g.reshape(N, Co, Ho, Wo))
+    xc = np.ascontiguousarray(x4)
+    (sh, sw), (dh, dw) = p["stride"], p["dilation"]
+    pt, _, pl, _ = p["pad"]
+    K, P = C * kh * kw, Ho * Wo
+    w2 = np.ascontiguousarray(w4.reshape(Co, K))
+    w2t = np.ascontiguousarray(w2.T)
+    acc = np.float64
+    grad_w = np.zeros((Co, K), dtype=acc)
+    grad_x = np.empty((N, C, H, W), dtype=dtype)
+    cols = np.empty((K, P), dtype=dtype)
+    gcols = np.empty((K, P), dtype=dtype)
+    for n in range(N):
+        _im2col_kernel(xc, n, cols, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo)
+        gn = g4[n].reshape(Co, P)
+        if dtype == acc:
+            grad_w += gn @ cols.T
+        else:
+            grad_w += gn.astype(acc) @ cols.T.astype(acc)
+        np.matmul(w2t, gn, out=gcols)
+        _col2im_kernel(gcols, grad_x, n, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo)
+    grad_b = g4.sum(axis=(0, 2, 3), dtype=acc).astype(dtype)
+    grad_w = grad_w.astype(dtype).reshape(Co, C, kh, kw)
+    if two_d:
+        return grad_x[0, 0], grad_w[0, 0], grad_b.reshape(())
+    return grad_x, grad_w, grad_b

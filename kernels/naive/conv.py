@@ -1,0 +1,101 @@
+"""Naive references for :mod:`kernels.conv`: pad with zeros, then one slice per filter tap.
+
+Written to be checked by eye against the formula, not to be fast. Same signatures and results
+as the kernels. Sums are formed in float64 and rounded once to the input dtype, so for float32
+the reference is the more accurate of the two.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _pads(padding, kh, kw, dh, dw, stride):
+    ekh, ekw = dh * (kh - 1), dw * (kw - 1)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0, 0, 0, 0
+        if padding == "full":
+            return ekh, ekh, ekw, ekw
+        if padding == "same":
+            assert stride == (1, 1)
+            return ekh // 2, ekh - ekh // 2, ekw // 2, ekw - ekw // 2
+        raise ValueError(padding)
+    ph, pw = (padding, padding) if np.isscalar(padding) else tuple(padding)
+    return ph, ph, pw, pw
+
+
+def _pair(v):
+    return (v, v) if np.isscalar(v) else tuple(v)
+
+
+def _geometry(x, w, stride, padding, dilation):
+    x = np.asarray(x)
+    w = np.asarray(w)
+    two_d = x.ndim == 2
+    x4 = x[None, None] if two_d else x
+    w4 = w[None, None] if two_d else w
+    sh, sw = _pair(stride)
+    dh, dw = _pair(dilation)
+    kh, kw = w4.shape[2:]
+    pt, pb, pl, pr = _pads(padding, kh, kw, dh, dw, (sh, sw))
+    xp = np.pad(x4.astype(np.float64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    Ho = (xp.shape[2] - dh * (kh - 1) - 1) // sh + 1
+    Wo = (xp.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    return two_d, x4, w4, xp, (sh, sw), (dh, dw), (pt, pl), (Ho, Wo)
+
+
+def _window(xp, i, j, sh, sw, dh, dw, Ho, Wo):
+    """xp[:, :, y*sh + i*dh, x*sw + j*dw] for every output (y, x): the input tap (i, j) reads."""
+    return xp[:, :, i * dh : i * dh + (Ho - 1) * sh + 1 : sh, j * dw : j * dw + (Wo - 1) * sw + 1 : sw]
+
+
+def correlate2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
+    """out[n,o,y,x] = bias[o] + sum_{c,i,j} w[o,c,i,j] * xpad[n, c, y*sh + i*dh, x*sw + j*dw]."""
+    two_d, x4, w4, xp, (sh, sw), (dh, dw), _, (Ho, Wo) = _geometry(x, w, stride, padding, dilation)
+    N, Co = x4.shape[0], w4.shape[0]
+    acc = np.zeros((N, Co, Ho, Wo))
+    for i in range(w4.shape[2]):
+        for j in range(w4.shape[3]):
+            win = _window(xp, i, j, sh, sw, dh, dw, Ho, Wo)  # (N, C, Ho, Wo)
+            for o in range(Co):
+                for c in range(x4.shape[1]):
+                    acc[:, o] += float(w4[o, c, i, j]) * win[:, c]
+    if bias is not None:
+        acc += np.asarray(bias, dtype=np.float64).reshape(1, -1, 1, 1)
+    res = acc.astype(x4.dtype)
+    res = res[0, 0] if two_d else res
+    if out is not None:
+        out[...] = res
+        return out
+    return res
+
+
+def convolve2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
+    """True convolution: correlation with the filter rotated by 180 degrees."""
+    w = np.asarray(w)
+    return correlate2d(x, w[..., ::-1, ::-1], bias, stride=stride, padding=padding, dilation=dilation, out=out)
+
+
+def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
+    """(grad_x, grad_w, grad_bias) of :func:`correlate2d` by scattering each tap's window back."""
+    two_d, x4, w4, xp, (sh, sw), (dh, dw), (pt, pl), (Ho, Wo) = _geometry(x, w, stride, padding, dilation)
+    g = np.asarray(grad_out, dtype=np.float64)
+    g4 = g[None, None] if two_d else g
+    H, W = x4.shape[2:]
+    gxp = np.zeros_like(xp)
+    gw = np.zeros(w4.shape)
+    for i in range(w4.shape[2]):
+        for j in range(w4.shape[3]):
+            win = _window(xp, i, j, sh, sw, dh, dw, Ho, Wo)
+            gwin = _window(gxp, i, j, sh, sw, dh, dw, Ho, Wo)  # a view: += scatters into gxp
+            for o in range(w4.shape[0]):
+                for c in range(x4.shape[1]):
+                    gw[o, c, i, j] = np.sum(g4[:, o] * win[:, c])
+                    gwin[:, c] += float(w4[o, c, i, j]) * g4[:, o]
+    gx = gxp[:, :, pt : pt + H, pl : pl + W]
+    gb = g4.sum(axis=(0, 2, 3))
+    dt = x4.dtype
+    if two_d:
+        return gx[0, 0].astype(dt), gw[0, 0].astype(dt), gb.reshape(()).astype(dt)
+    return gx.astype(dt), gw.astype(dt), gb.astype(dt)
