@@ -14,4 +14,8 @@ from .pool import maxpool2d, maxpool2d_backward  # noqa: E402
 # --- linear regression and optimizers (kernels/optim.py) ---
 from .optim import OptimResult, adagrad, adam, gd, grad, loss, min_norm_solution, rmsprop, sgd  # noqa: E402,F401
 # --- hypergradients (kernels/hypergrad.py) ---
+from .hypergrad import (  # noqa: E402,F401
+    HypergradResult, TuneResult, critical_lr, hypergrad, optimal_lr_one_step, tune_lr, unroll_graph,
+    unrolled_loss,
+)
 # --- architecture analysis (kernels/arch.py, used as kernels.arch) ---

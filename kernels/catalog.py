@@ -51,3 +51,4 @@ register("adam", "adam", peers=("adam_torch",))
 register("loss", "loss")
 register("min_norm_solution", "min_norm_solution")
 # --- hypergradients ---
+register("hypergrad", "hypergrad", peers=("hypergrad_torch", "hypergrad_jax"))

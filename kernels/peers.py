@@ -205,3 +205,96 @@ def adam_torch(X, t, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, steps, batch_size=
 
 
 # --- hypergradient peers ---
+def _hypergrad_inputs(X, t, w0, X_val, t_val):
+    import numpy as np
+
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    t = np.ascontiguousarray(t, dtype=np.float64)
+    w0 = np.zeros(X.shape[1]) if w0 is None else np.ascontiguousarray(w0, dtype=np.float64)
+    if X_val is not None:
+        X_val = np.ascontiguousarray(X_val, dtype=np.float64)
+        t_val = np.ascontiguousarray(t_val, dtype=np.float64)
+    return X, t, w0, X_val, t_val
+
+
+def hypergrad_torch(X, t, *, lr, l2=0.0, steps, w0=None, X_val=None, t_val=None, method="reverse",
+                    checkpoints=None):
+    """PyTorch autograd through the same unrolled loop, in float64: ``lr`` and ``l2`` are
+    leaf tensors with ``requires_grad=True``, ``w_{k+1} = w_k - lr ((2/n) X^T (X w_k - t) +
+    2 l2 w_k)``, and ``backward()`` on the objective (``L~(w_T)``, or the validation error
+    without an ``l2`` term). ``method``/``checkpoints`` are accepted for the signature and
+    ignored; ``bytes_stored`` is ``None`` (not measured). No divergence detection."""
+    import math
+
+    from kernels.hypergrad import HypergradResult
+
+    torch = require("torch")
+    X, t, w0, X_val, t_val = _hypergrad_inputs(X, t, w0, X_val, t_val)
+    Xt, tt = torch.from_numpy(X), torch.from_numpy(t)
+    lr_t = torch.tensor(float(lr), dtype=torch.float64, requires_grad=True)
+    l2_t = torch.tensor(float(l2), dtype=torch.float64, requires_grad=True)
+    n = X.shape[0]
+    w = torch.from_numpy(w0.copy())
+    for _ in range(steps):
+        g = (2.0 / n) * (Xt.T @ (Xt @ w - tt)) + 2.0 * l2_t * w
+        w = w - lr_t * g
+    if X_val is None:
+        r = Xt @ w - tt
+        obj = (r @ r) / n + l2_t * (w @ w)
+    else:
+        r = torch.from_numpy(X_val) @ w - torch.from_numpy(t_val)
+        obj = (r @ r) / X_val.shape[0]
+    d_lr, d_l2 = torch.autograd.grad(obj, (lr_t, l2_t), allow_unused=True)
+    d_l2 = 0.0 if d_l2 is None else float(d_l2)
+    return HypergradResult(loss=float(obj.detach()), d_lr=float(d_lr) if d_lr is not None else math.nan, d_l2=d_l2,
+                           w=w.detach().numpy().copy(), bytes_stored=None, method="torch", steps=steps)
+
+
+_JAX_HYPERGRAD = {}
+
+
+def _jax_hypergrad_fn():
+    """``jax.jit(jax.value_and_grad(unrolled))`` built once (``steps`` and the presence of a
+    validation set are static), so repeated calls of the same shape reuse the compiled code.
+    Turns on ``jax_enable_x64`` (process-wide) so the loop runs in float64."""
+    if "fn" not in _JAX_HYPERGRAD:
+        jax = require("jax")
+        jax.config.update("jax_enable_x64", True)
+        jnp = jax.numpy
+
+        def unrolled(hyper, X, t, w0, X_val, t_val, steps, has_val):
+            lr, l2 = hyper[0], hyper[1]
+            n = X.shape[0]
+
+            def body(_, w):
+                return w - lr * ((2.0 / n) * (X.T @ (X @ w - t)) + 2.0 * l2 * w)
+
+            w = jax.lax.fori_loop(0, steps, body, w0)
+            if has_val:
+                r = X_val @ w - t_val
+                return (r @ r) / X_val.shape[0]
+            r = X @ w - t
+            return (r @ r) / n + l2 * (w @ w)
+
+        _JAX_HYPERGRAD["fn"] = jax.jit(jax.value_and_grad(unrolled), static_argnums=(6, 7))
+        _JAX_HYPERGRAD["jnp"] = jnp
+    return _JAX_HYPERGRAD["fn"], _JAX_HYPERGRAD["jnp"]
+
+
+def hypergrad_jax(X, t, *, lr, l2=0.0, steps, w0=None, X_val=None, t_val=None, method="reverse",
+                  checkpoints=None):
+    """``jax.jit(jax.value_and_grad(...))`` of the same unrolled loop (``lax.fori_loop``,
+    reverse mode), float64. The first call for a shape compiles; later calls reuse it. ``w``
+    is not returned (``None``), ``bytes_stored`` is ``None``; no divergence detection."""
+    from kernels.hypergrad import HypergradResult
+
+    fn, jnp = _jax_hypergrad_fn()
+    X, t, w0, X_val, t_val = _hypergrad_inputs(X, t, w0, X_val, t_val)
+    has_val = X_val is not None
+    if not has_val:
+        X_val, t_val = X[:1], t[:1]  # placeholders of a fixed shape; unused
+    obj, grads = fn(jnp.asarray([float(lr), float(l2)]), jnp.asarray(X), jnp.asarray(t), jnp.asarray(w0),
+                    jnp.asarray(X_val), jnp.asarray(t_val), int(steps), has_val)
+    grads = grads.block_until_ready()
+    return HypergradResult(loss=float(obj), d_lr=float(grads[0]), d_l2=float(grads[1]), w=None, bytes_stored=None,
+                           method="jax", steps=steps)

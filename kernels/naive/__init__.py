@@ -11,3 +11,4 @@ from .pool import maxpool2d, maxpool2d_backward  # noqa: E402
 # --- linear regression and optimizers (kernels/naive/optim.py) ---
 from .optim import adagrad, adam, gd, grad, loss, min_norm_solution, rmsprop, sgd  # noqa: E402,F401
 # --- hypergradients (kernels/naive/hypergrad.py) ---
+from .hypergrad import hypergrad, optimal_lr_one_step, unrolled_loss  # noqa: E402,F401
