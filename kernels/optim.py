@@ -192,31 +192,26 @@ def _rows_pass(X, t, w, rows, start, end, acc, with_grad):  # pragma: no cover -
     return ss
 
 
-@jit(parallel=True)
-def _batch_pass(X, t, w, rows, start, end, g, part, spart, with_grad):  # pragma: no cover
-    """``sum r_i^2`` over batch rows ``start:end``; with ``with_grad``, ``g = sum r_i x_i``.
+@jit()
+def _block_pass(X, t, w, rows, lo, hi, acc, with_grad):  # pragma: no cover - compiled
+    """One block of a pass: zero ``acc`` (if ``with_grad``), then :func:`_rows_pass`."""
+    if with_grad:
+        for j in range(acc.shape[0]):
+            acc[j] = 0.0
+    return _rows_pass(X, t, w, rows, lo, hi, acc, with_grad)
 
-    Up to ``REDUCTION_BLOCK`` rows run serially straight into ``g``; more are split into
-    fixed blocks of ``REDUCTION_BLOCK`` rows, computed in parallel into ``part[b]`` and
-    ``spart[b]``, and summed serially in block order (deterministic for any thread count).
+
+@jit()
+def _reduce_blocks(part, spart, nblk, g, with_grad):  # pragma: no cover - compiled
+    """Sum the per-block results in block order: ``g = sum_b part[b]``; return ``sum_b spart[b]``.
+
+    The order is fixed by the blocks, not by the threads, so the result is bit-identical for
+    any ``NUMBA_NUM_THREADS``.
     """
-    d = X.shape[1]
-    m = end - start
-    B = REDUCTION_BLOCK
-    nblk = (m + B - 1) // B
+    d = g.shape[0]
     if with_grad:
         for j in range(d):
             g[j] = 0.0
-    if nblk <= 1:
-        return _rows_pass(X, t, w, rows, start, end, g, with_grad)
-    for b in prange(nblk):
-        lo = start + b * B
-        hi = min(lo + B, end)
-        pb = part[b]
-        if with_grad:
-            for j in range(d):
-                pb[j] = 0.0
-        spart[b] = _rows_pass(X, t, w, rows, lo, hi, pb, with_grad)
     ss = 0.0
     for b in range(nblk):
         ss += spart[b]
@@ -227,6 +222,12 @@ def _batch_pass(X, t, w, rows, start, end, g, part, spart, with_grad):  # pragma
     return ss
 
 
+# Each compiled entry point below holds its own ``prange`` over row blocks of
+# ``REDUCTION_BLOCK`` rows; passes of one block run serially (no thread launch for a small
+# mini-batch). Parallel functions are never called from other compiled functions: a cached
+# caller of a parallel callee segfaults when loaded from the cache (numba issue #8578).
+
+
 @jit()
 def _sumsq(w):  # pragma: no cover - compiled
     s = 0.0
@@ -235,44 +236,56 @@ def _sumsq(w):  # pragma: no cover - compiled
     return s
 
 
-@jit()
+@jit(parallel=True)
 def _grad_kernel(X, t, w, l2, part, spart, g, out):  # pragma: no cover - compiled
     """``out = (2/n) X^T (X w - t) + 2 l2 w`` in one fused pass; returns the loss (float64)."""
     n = X.shape[0]
+    B = REDUCTION_BLOCK
+    nblk = (n + B - 1) // B
     empty = np.empty(0, dtype=np.int64)
-    ss = _batch_pass(X, t, w, empty, 0, n, g, part, spart, True)
+    if nblk <= 1:
+        ss = _block_pass(X, t, w, empty, 0, n, g, True)
+    else:
+        for b in prange(nblk):
+            spart[b] = _block_pass(X, t, w, empty, b * B, min(b * B + B, n), part[b], True)
+        ss = _reduce_blocks(part, spart, nblk, g, True)
     c = 2.0 / n
     for j in range(w.shape[0]):
         out[j] = c * g[j] + 2.0 * l2 * w[j]
     return ss / n + l2 * _sumsq(w)
 
 
-@jit()
+@jit(parallel=True)
 def _loss_kernel(X, t, w, l2, part, spart, g):  # pragma: no cover - compiled
+    """``(1/n) ||X w - t||^2 + l2 ||w||^2`` in float64, one pass in fixed row blocks."""
     n = X.shape[0]
+    B = REDUCTION_BLOCK
+    nblk = (n + B - 1) // B
     empty = np.empty(0, dtype=np.int64)
-    ss = _batch_pass(X, t, w, empty, 0, n, g, part, spart, False)
+    for b in prange(nblk):
+        spart[b] = _block_pass(X, t, w, empty, b * B, min(b * B + B, n), g, False)
+    ss = _reduce_blocks(part, spart, nblk, g, False)
     return ss / n + l2 * _sumsq(w)
 
 
-@jit()
+@jit(parallel=True)
 def _optimize_kernel(
-    X, t, perm, full, batch, nbatches, epoch0, s0, s1, last_chunk,
+    X, t, perm, full, batch, nbatches, epoch0, s0, s1,
     kind, lr, b1, b2, eps, l2, wd, record_every,
     w, w_prev, m, v, g, part, spart, losses, traj, rec_steps, info,
 ):  # pragma: no cover - compiled
     """Run steps ``s0 <= s < s1`` of one optimizer, updating ``w``, ``m``, ``v`` in place.
 
     ``perm[e]`` is the row permutation of epoch ``epoch0 + e`` (unused when ``full``). The
-    time loop is serial; each step's gradient pass is parallel over row blocks (see
-    :func:`_batch_pass`). ``info`` carries the returned step, ``diverged_at`` and the number
-    of records across calls; ``last_chunk`` finishes the run (loss of the returned ``w``,
-    final record).
+    time loop is serial; each step's gradient pass is parallel over row blocks when the batch
+    has more than ``REDUCTION_BLOCK`` rows. ``info`` carries the returned step,
+    ``diverged_at`` and the number of records across calls; ``w_prev`` holds the iterate
+    before the last update, so that the last good iterate can be returned.
     """
     n = X.shape[0]
     d = X.shape[1]
+    B = REDUCTION_BLOCK
     empty = np.empty(0, dtype=np.int64)
-    diverged_at = -1
     for s in range(s0, s1):
         if full:
             rows = empty
@@ -285,13 +298,24 @@ def _optimize_kernel(
             rows = perm[e - epoch0]
         mb = end - start
         wsq = _sumsq(w)
-        ss = _batch_pass(X, t, w, rows, start, end, g, part, spart, True)
+        nblk = (mb + B - 1) // B
+        if nblk <= 1:
+            ss = _block_pass(X, t, w, rows, start, end, g, True)
+        else:
+            for b in prange(nblk):
+                lo = start + b * B
+                spart[b] = _block_pass(X, t, w, rows, lo, min(lo + B, end), part[b], True)
+            ss = _reduce_blocks(part, spart, nblk, g, True)
         lb = ss / mb + l2 * wsq
         if record_every > 0 and s % record_every == 0 and np.isfinite(lb):
             if full:
                 lf = lb
             else:
-                lf = _batch_pass(X, t, w, empty, 0, n, g, part, spart, False) / n + l2 * wsq
+                # the full-data loss of a recorded step: one more pass (g is left alone)
+                nfb = (n + B - 1) // B
+                for b in prange(nfb):
+                    spart[b] = _block_pass(X, t, w, empty, b * B, min(b * B + B, n), g, False)
+                lf = _reduce_blocks(part, spart, nfb, g, False) / n + l2 * wsq
             if np.isfinite(lf):
                 k = info[2]
                 losses[k] = lf
@@ -303,12 +327,12 @@ def _optimize_kernel(
                 lb = lf
         if not np.isfinite(lb):
             # w_s is bad: step back to w_{s-1}, which step s - 1 left in w_prev
-            diverged_at = s
+            info[1] = s
             if s > 0:
                 for j in range(d):
                     w[j] = w_prev[j]
                 info[0] = s - 1
-            break
+            return
         c = 2.0 / mb
         tl2 = 2.0 * l2
         keep = 1.0 - wd
@@ -360,31 +384,10 @@ def _optimize_kernel(
         if bad != 0.0:
             for j in range(d):
                 w[j] = w_prev[j]
-            diverged_at = s + 1
+            info[1] = s + 1
             info[0] = s
-            break
+            return
         info[0] = s + 1
-    if diverged_at >= 0:
-        info[1] = diverged_at
-    elif not last_chunk:
-        return 0.0
-    lf = _batch_pass(X, t, w, empty, 0, n, g, part, spart, False) / n + l2 * _sumsq(w)
-    if diverged_at < 0 and not np.isfinite(lf):
-        info[1] = info[0]
-        if info[0] > 0:
-            for j in range(d):
-                w[j] = w_prev[j]
-            info[0] = info[0] - 1
-            lf = _batch_pass(X, t, w, empty, 0, n, g, part, spart, False) / n + l2 * _sumsq(w)
-    if record_every > 0:
-        k = info[2]
-        if k == 0 or rec_steps[k - 1] != info[0]:
-            losses[k] = lf
-            for j in range(d):
-                traj[k, j] = w[j]
-            rec_steps[k] = info[0]
-            info[2] = k + 1
-    return lf
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -527,42 +530,45 @@ def _run(kind, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
 
     if full:
         perm = np.empty((1, 0), dtype=np.int64)
-        lf = _optimize_kernel(X, t, perm, True, n, 1, 0, 0, steps, True, *args)
+        _optimize_kernel(X, t, perm, True, n, 1, 0, 0, steps, *args)
     else:
         rng = np.random.default_rng(seed)
         epochs_total = -(-steps // nbatches)
         per_chunk = max(1, _PERM_CHUNK // n)
-        e0 = 0
-        lf = 0.0
-        if steps == 0:
-            perm = np.empty((1, 0), dtype=np.int64)
-            lf = _optimize_kernel(X, t, perm, False, batch_size, nbatches, 0, 0, 0, True, *args)
-        while e0 < epochs_total:
+        for e0 in range(0, epochs_total, per_chunk):
             ne = min(per_chunk, epochs_total - e0)
             perm = np.empty((ne, n), dtype=np.int64)
             for k in range(ne):
                 perm[k] = rng.permutation(n)
-            s0 = e0 * nbatches
             s1 = min(steps, (e0 + ne) * nbatches)
-            last = e0 + ne >= epochs_total
-            lf = _optimize_kernel(X, t, perm, False, batch_size, nbatches, e0, s0, s1, last, *args)
+            _optimize_kernel(X, t, perm, False, batch_size, nbatches, e0, e0 * nbatches, s1, *args)
             if info[_I_DIVERGED_AT] >= 0:
                 break
-            e0 += ne
 
+    # the full-data loss of the returned iterate; a non-finite one makes it the bad iterate
+    done = int(info[_I_STEPS])
+    lf = _loss_kernel(X, t, w, l2, part, spart, g)
+    if info[_I_DIVERGED_AT] < 0 and not math.isfinite(lf):
+        info[_I_DIVERGED_AT] = done
+        if done > 0:
+            w[:] = w_prev
+            done -= 1
+            lf = _loss_kernel(X, t, w, l2, part, spart, g)
     diverged_at = int(info[_I_DIVERGED_AT])
+    k = int(info[_I_RECORDED])
     if record_every:
-        k = int(info[_I_RECORDED])
+        if k == 0 or rec_steps[k - 1] != done:
+            losses[k], traj[k], rec_steps[k] = lf, w, done
+            k += 1
         losses, traj, rec_steps = losses[:k].copy(), traj[:k].copy(), rec_steps[:k].copy()
     else:
-        losses[0] = lf
-        rec_steps[0] = info[_I_STEPS]
+        losses[0], rec_steps[0] = lf, done
     return OptimResult(
         w=w.astype(X.dtype),
         losses=losses,
         trajectory=traj,
         recorded_steps=rec_steps,
-        steps=int(info[_I_STEPS]),
+        steps=done,
         diverged=diverged_at >= 0,
         diverged_at=diverged_at,
     )
