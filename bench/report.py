@@ -398,7 +398,10 @@ def render_benchmarks_md(index: Index, verdicts: list, barset: BarSet) -> str:
     for v in verdicts:
         by_group.setdefault(v.bar.get("group"), []).append(v)
 
-    groups = [g for g in sorted(index.groups) if not g.startswith("compile|")]
+    # Kernels in name order, each kernel's shapes and dtypes together ("maxpool2d" before
+    # "maxpool2d indices"); the rooflines last, as they are summarised above.
+    groups = sorted((g for g in index.groups if not g.startswith("compile|")),
+                    key=lambda g: (g.startswith("roofline|"), group_parts(g)))
     kernel = None
     for group in groups:
         name, shape, dtype = group_parts(group)

@@ -48,6 +48,7 @@ STAGES = ("bench", "memory", "hw2", "reliability", "report")
 # plus calibration; slow ones fix their rounds with `benchmark.pedantic`.
 MAX_TIME = 0.5
 MIN_ROUNDS = 5
+BUDGET_S = 15 * 60  # the bar for the whole job on the 2-core machine
 # Per-stage ceilings, so a hung stage cannot hold the job forever; generous against the estimate.
 TIMEOUT_S = {"bench": 11 * 60, "memory": 8 * 60, "hw2": 5 * 60, "reliability": 6 * 60, "report": 3 * 60}
 
@@ -138,7 +139,8 @@ def stage_bench(job: Job):
            f"--benchmark-min-rounds={1 if job.quick else MIN_ROUNDS}",
            "--benchmark-warmup=off",
            "--benchmark-columns=median,iqr,rounds", "--benchmark-sort=name",
-           "-p", "no:cacheprovider", "-v", "-rsfE"]
+           "-p", "no:cacheprovider", "-v", "-rsfE",
+           "--durations=12"]  # the slowest benchmarks, set-up included: where the minutes go
     t = time.monotonic()
     rc, tail = job.stream(cmd, env=_env(job.quick), timeout=TIMEOUT_S["bench"])
     elapsed = time.monotonic() - t
@@ -272,6 +274,9 @@ def main(argv=None) -> int:
         if entry["status"] == ERROR:
             failed.append(name)
     job.save()
+    total = time.monotonic() - job.t0
+    budget = "within" if total <= BUDGET_S else "OVER"
+    job.say(f"total {total / 60:.1f} min, {budget} the {BUDGET_S / 60:.0f}-minute budget of the main job")
     job.say("done: " + ("all stages ran" if not failed else f"stages with errors: {', '.join(failed)}")
             + f"; reports in {args.results}")
     return 1 if failed else 0
