@@ -352,6 +352,18 @@ def roofline_text(index: Index, group: str, b) -> str:
     return "; ".join(parts) or "—"
 
 
+def module_counts(index: Index):
+    """(module, timed, skipped, failed) rows: what each bench module contributed to the run."""
+    counts: dict = {}
+    for b in index.data.get("benchmarks", []):
+        module = os.path.basename(str(b.get("fullname", "?")).split("::")[0])
+        counts.setdefault(module, [0, 0, 0])[0] += 1
+    for o in index.outcomes:
+        c = counts.setdefault(o.get("module", "?"), [0, 0, 0])
+        c[1 if o.get("outcome") == "skipped" else 2] += 1
+    return [(m, str(t), str(s), str(f)) for m, (t, s, f) in sorted(counts.items())]
+
+
 def noise(index: Index):
     """Median and worst IQR/median over the timed benchmarks (compile rounds excluded)."""
     rel = []
@@ -378,7 +390,8 @@ def render_benchmarks_md(index: Index, verdicts: list, barset: BarSet) -> str:
                 "Times are medians over rounds, compilation excluded (each benchmark calls its "
                 "kernel once before timing). Speed-up = median of the other / median of this row: "
                 f"`vs numpy` against the naive NumPy reference, `vs best peer` against the fastest "
-                "peer library in the group. Machine and threads: [README.md](README.md).", ""]
+                "peer library in the group. Machine and threads: [README.md](README.md).", "",
+                "![speed-ups of each kernel](speedups.png)", ""]
         out += ["## Rooflines measured in this run", ""]
         rows = []
         if index.triad_bw:
@@ -695,6 +708,7 @@ def render_readme(index: Index, memory, run, verdicts, mem_verdicts, barset, res
         opts = index.data.get("kernels_options", {})
         out += [f"Benchmarks: {len(index.data.get('benchmarks', []))} timed, in {len(index.groups)} groups; "
                 f"`pytest {' '.join(opts.get('args', []))}`.", ""]
+        out += [md_table(("module", "timed", "skipped", "failed or errored"), module_counts(index)), ""]
         nz = noise(index)
         if nz:
             med, (worst, worst_name), n = nz

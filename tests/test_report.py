@@ -294,6 +294,7 @@ def test_render_writes_every_report(workspace):
     assert "hw2.md" in readme and "not produced in this run** (not available" in readme
     assert "median IQR/median over" in readme
     assert "forward slope < 0.05" in readme  # the memory bars join the summary
+    assert "| bench_fake.py | 11 | 1 | 0 |" in readme  # timed / skipped / failed per module
     for link in ("benchmarks.md", "memory.md", "speedups.png", "memory_scaling.png", "time_scaling.png"):
         assert f"]({link})" in readme
 
