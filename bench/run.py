@@ -33,6 +33,7 @@ import argparse
 import datetime as _dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -194,7 +195,7 @@ def stage_kernels_command(job: Job, name: str, product: str):
         return job.record(name, NOT_AVAILABLE, 0.0, f"kernels/__main__.py does not exist yet, so no {product}")
     env = _env(job.quick)
     rc, text = _help_text([sys.executable, "-m", "kernels", "--help"], env)
-    if rc != 0 or name not in (text or ""):
+    if rc != 0 or not re.search(rf"(^|[\s{{,]){re.escape(name)}([\s}},]|$)", text or "", re.M):
         why = f"`python -m kernels --help` exited {rc}" if rc != 0 else f"it lists no {name!r} command"
         return job.record(name, NOT_AVAILABLE, time.monotonic() - t, f"{why}, so no {product}")
     cmd = [sys.executable, "-m", "kernels", name]
