@@ -19,3 +19,4 @@ from .hypergrad import (  # noqa: E402,F401
     unrolled_loss,
 )
 # --- architecture analysis (kernels/arch.py, used as kernels.arch) ---
+from . import arch  # noqa: E402
