@@ -9,6 +9,7 @@ with in ``tests/`` and ``bench/``.
 __version__ = "0.1.0"
 
 # --- convolution (kernels/conv.py) ---
+from .conv import convolve2d, correlate2d, correlate2d_backward  # noqa: E402,F401
 # --- max-pooling (kernels/pool.py) ---
 from .pool import maxpool2d, maxpool2d_backward  # noqa: E402
 # --- linear regression and optimizers (kernels/optim.py) ---

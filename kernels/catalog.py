@@ -38,6 +38,10 @@ def implementations(kernel: str) -> dict:
 
 
 # --- convolution ---
+register("correlate2d", "correlate2d",
+         peers=("correlate2d_scipy_signal", "correlate2d_scipy_ndimage", "correlate2d_torch"))
+register("convolve2d", "convolve2d", peers=("convolve2d_scipy_signal", "convolve2d_torch"))
+register("correlate2d_backward", "correlate2d_backward", peers=("correlate2d_backward_torch",))
 # --- max-pooling ---
 register("maxpool2d", "maxpool2d", peers=("maxpool2d_torch",))
 register("maxpool2d_backward", "maxpool2d_backward", peers=("maxpool2d_backward_torch",))

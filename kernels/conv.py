@@ -41,8 +41,8 @@ block of output rows) tiles, with three inner paths chosen per tile:
 Taps that fall in the zero padding are skipped rather than multiplied by zero. That differs from
 the zero-padded definition only when the filter holds inf or NaN (``0 * inf = NaN``); such a
 filter is sent through an explicitly zero-padded copy of the input so NaN appears exactly where
-the definition puts it. The backward pass is im2col into NumPy's matrix product (BLAS), one image
-at a time, then a col2im scatter, parallel over input channels.
+the definition puts it. The backward pass reuses the forward kernel for ``grad_x`` (stride 1) and a
+compiled float64 reduction for ``grad_w``.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ __all__ = ["correlate2d", "convolve2d", "correlate2d_backward"]
 # Output elements per parallel task (an output tile holds about this many elements per channel);
 # a fixed size, so the partition never depends on the thread count.
 _TILE_ELEMENTS = 8192
+# Per-channel accumulator elements of a tile of the padded 3x3 kernel: four channels of this
+# many stay in L1/L2 (32 KiB in float32) while the input channels stream past.
+_PADDED_TILE_ELEMENTS = 2048
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,25 +274,114 @@ def _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb):
 
 
 @jit(parallel=True)
-def _im2col_kernel(x, n, cols, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo):
-    """cols[(ci*kh + i)*kw + j, y*Wo + xo] = x[n, ci, y*sh-pt+i*dh, xo*sw-pl+j*dw] or 0 outside."""
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    for r in prange(C * kh * kw):
-        ci = r // (kh * kw)
-        i = (r // kw) % kh
-        j = r % kw
-        for y in range(Ho):
-            h = y * sh - pt + i * dh
-            dst = cols[r, y * Wo : (y + 1) * Wo]
-            if h < 0 or h >= H:
-                dst[:] = 0
-                continue
-            for xo in range(Wo):
-                c = xo * sw - pl + j * dw
-                if c >= 0 and c < W:
-                    dst[xo] = x[n, ci, h, c]
-                else:
-                    dst[xo] = 0
+def _pad_kernel(x, xp, pt, pl):
+    """xp[n, c] = x[n, c] surrounded by zeros (pt rows above, pl columns left), one plane per task."""
+    N, C, H, W = x.shape
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        dst = xp[n, c]
+        dst[:, :] = 0
+        for h in range(H):
+            drow = dst[pt + h, pl : pl + W]
+            srow = x[n, c, h]
+            for k in range(W):
+                drow[k] = srow[k]
+
+
+@jit(parallel=True)
+def _correlate3x3_padded_kernel(xp, w, b, out, rows_per_task):
+    """out = 3x3 'valid' correlation of the zero-padded xp (stride 1, dilation 1), plus bias.
+
+    For batches: each task owns a tile of (image, 4 output channels, rows_per_task output rows)
+    and accumulates it in a private buffer whose rows are as wide as the padded input rows, so
+    output (y, x) and its tap (0, 0) sit a fixed flat distance apart and the fused nine-tap loop
+    runs over the whole tile at once, long and contiguous, with no border cases at all. The two
+    extra columns per row it computes are thrown away when the tile is copied out.
+    """
+    N, C, Hp, Wp = xp.shape
+    Co = w.shape[0]
+    Ho, Wo = out.shape[2], out.shape[3]
+    ncb = (Co + 3) // 4
+    nrb = (Ho + rows_per_task - 1) // rows_per_task
+    HWp = Hp * Wp
+    for t in prange(N * ncb * nrb):
+        n = t // (ncb * nrb)
+        r = t - n * (ncb * nrb)
+        c0 = (r // nrb) * 4
+        c1 = min(c0 + 4, Co)
+        y0 = (r % nrb) * rows_per_task
+        y1 = min(y0 + rows_per_task, Ho)
+        L = (y1 - y0 - 1) * Wp + Wo
+        acc = np.empty((4, rows_per_task * Wp), dtype=out.dtype)
+        for k in range(c1 - c0):
+            acc[k, :] = 0
+        for ci in range(C):
+            xf = xp[n, ci].reshape(HWp)
+            r0 = xf[y0 * Wp :]
+            r1 = xf[(y0 + 1) * Wp :]
+            r2 = xf[(y0 + 2) * Wp :]
+            if c1 - c0 == 4:
+                _fused3x3_x4(acc[0], acc[1], acc[2], acc[3], r0, r1, r2, w, c0, ci, L)
+            else:
+                for k in range(c1 - c0):
+                    _fused3x3_x1(acc[k], r0, r1, r2, w, c0 + k, ci, L)
+        for k in range(c1 - c0):
+            bv = b[c0 + k]
+            for y in range(y0, y1):
+                src = acc[k, (y - y0) * Wp : (y - y0) * Wp + Wo]
+                dst = out[n, c0 + k, y]
+                for xo in range(Wo):
+                    dst[xo] = src[xo] + bv
+
+
+@jit(parallel=True)
+def _grad_w_kernel(g, xp, gw, sh, sw, dh, dw):
+    """gw[co, ci, i, j] = sum_{n,y,x} g[n, co, y, x] * xp[n, ci, y*sh + i*dh, x*sw + j*dw].
+
+    ``xp`` is the zero-padded input and ``gw`` float64: each (co, ci) pair is one task that sums
+    its N*H_out*W_out products in float64 in a fixed order, so the result does not depend on the
+    thread count. For 3x3, stride 1, dilation 1 the nine sums share one pass over each row.
+    """
+    N, Co, Ho, Wo = g.shape
+    C = xp.shape[1]
+    kh, kw = gw.shape[2], gw.shape[3]
+    fused = kh == 3 and kw == 3 and sh == 1 and sw == 1 and dh == 1 and dw == 1
+    for t in prange(Co * C):
+        co = t // C
+        ci = t - co * C
+        if fused:
+            s00 = 0.0; s01 = 0.0; s02 = 0.0; s10 = 0.0; s11 = 0.0  # noqa: E702
+            s12 = 0.0; s20 = 0.0; s21 = 0.0; s22 = 0.0  # noqa: E702
+            for n in range(N):
+                for y in range(Ho):
+                    grow = g[n, co, y]
+                    r0 = xp[n, ci, y]
+                    r1 = xp[n, ci, y + 1]
+                    r2 = xp[n, ci, y + 2]
+                    for x in range(Wo):
+                        gv = np.float64(grow[x])
+                        s00 += gv * r0[x]; s01 += gv * r0[x + 1]; s02 += gv * r0[x + 2]  # noqa: E702
+                        s10 += gv * r1[x]; s11 += gv * r1[x + 1]; s12 += gv * r1[x + 2]  # noqa: E702
+                        s20 += gv * r2[x]; s21 += gv * r2[x + 1]; s22 += gv * r2[x + 2]  # noqa: E702
+            gw[co, ci, 0, 0] = s00; gw[co, ci, 0, 1] = s01; gw[co, ci, 0, 2] = s02  # noqa: E702
+            gw[co, ci, 1, 0] = s10; gw[co, ci, 1, 1] = s11; gw[co, ci, 1, 2] = s12  # noqa: E702
+            gw[co, ci, 2, 0] = s20; gw[co, ci, 2, 1] = s21; gw[co, ci, 2, 2] = s22  # noqa: E702
+        else:
+            for i in range(kh):
+                for j in range(kw):
+                    s = 0.0
+                    for n in range(N):
+                        for y in range(Ho):
+                            grow = g[n, co, y]
+                            xr = xp[n, ci, y * sh + i * dh, j * dw :]
+                            if sw == 1:
+                                for x in range(Wo):
+                                    s += np.float64(grow[x]) * xr[x]
+                            else:
+                                for x in range(Wo):
+                                    s += np.float64(grow[x]) * xr[x * sw]
+                    gw[co, ci, i, j] = s
 
 
 @jit(parallel=True)
@@ -409,6 +501,40 @@ def _prepare(x, w, stride, padding, dilation):
                 pad=(pt, pb, pl, pr), out_hw=(Ho, Wo))
 
 
+def _pad(xc, pads):
+    """A zero-padded copy of the C-contiguous batch ``xc`` (pads = top, bottom, left, right)."""
+    pt, pb, pl, pr = pads
+    N, C, H, W = xc.shape
+    xpad = np.empty((N, C, H + pt + pb, W + pl + pr), dtype=xc.dtype)
+    _pad_kernel(xc, xpad, pt, pl)
+    return xpad
+
+
+def _run_forward(xc, wc, b, res4, stride, dilation, pads):
+    """Dispatch a checked, C-contiguous 4-D correlation into the C-contiguous ``res4``."""
+    (sh, sw), (dh, dw) = stride, dilation
+    pt, pb, pl, pr = pads
+    N, C = xc.shape[0], xc.shape[1]
+    Co, kh, kw = wc.shape[0], wc.shape[2], wc.shape[3]
+    Ho, Wo = res4.shape[2], res4.shape[3]
+    padded = False
+    if not np.isfinite(wc).all() and (pt or pb or pl or pr):
+        # 0 * inf = NaN: with a non-finite filter, skipping padded taps would differ from the
+        # zero-padded definition, so pad explicitly and let IEEE arithmetic decide.
+        xc, padded = _pad(xc, pads), True
+        pt = pb = pl = pr = 0
+    if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and C * Co > 1:
+        # Many channels: one zero-padded copy of x (cheap next to C_in*C_out*9 multiply-adds
+        # per pixel) buys a border-free inner loop. A single-channel image is memory-bound, so
+        # it keeps the copy-free kernel below.
+        xpad = xc if (padded or not (pt or pb or pl or pr)) else _pad(xc, (pt, pb, pl, pr))
+        rows = max(1, min(Ho, _PADDED_TILE_ELEMENTS // xpad.shape[3]))
+        _correlate3x3_padded_kernel(xpad, wc, b, res4, rows)
+    else:
+        rows = max(1, min(Ho, _TILE_ELEMENTS // Wo))
+        _correlate_kernel(xc, wc, b, res4, sh, sw, pt, pl, dh, dw, rows)
+
+
 def _forward(p, bias, out):
     x4, w4, two_d = p["x4"], p["w4"], p["two_d"]
     dtype = x4.dtype
@@ -420,18 +546,10 @@ def _forward(p, bias, out):
         out = V.out_array(out, "out", out_shape, dtype)
     (sh, sw), (dh, dw) = p["stride"], p["dilation"]
     pt, pb, pl, pr = p["pad"]
-    xc = np.ascontiguousarray(x4)
-    wc = np.ascontiguousarray(w4)
-    if not np.isfinite(wc).all() and (pt or pb or pl or pr):
-        # 0 * inf = NaN: with a non-finite filter, skipping padded taps would differ from the
-        # zero-padded definition, so pad explicitly and let IEEE arithmetic decide.
-        xc = np.pad(xc, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-        pt = pb = pl = pr = 0
     target = out if out is not None else np.empty(out_shape, dtype=dtype)
     res = target if target.flags.c_contiguous else np.empty(out_shape, dtype=dtype)
-    res4 = res.reshape(N, Co, Ho, Wo)
-    rows = max(1, min(Ho, _TILE_ELEMENTS // Wo))
-    _correlate_kernel(xc, wc, b, res4, sh, sw, pt, pl, dh, dw, rows)
+    _run_forward(np.ascontiguousarray(x4), np.ascontiguousarray(w4), b, res.reshape(N, Co, Ho, Wo),
+                 p["stride"], p["dilation"], p["pad"])
     if res is not target:
         target[...] = res
     return target
@@ -530,9 +648,11 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
     with ``flip = w[..., ::-1, ::-1]``: call this function with ``flip(w)``; ``grad_x`` and
     ``grad_bias`` are unchanged and the filter gradient is ``flip(grad_w)``.
 
-    Implementation: one image at a time, im2col (compiled, parallel over filter taps) into a
-    ``(C_in*kh*kw, H_out*W_out)`` matrix, then NumPy matrix products (BLAS) for ``grad_w`` and
-    for the columns of ``grad_x``, then a compiled col2im scatter parallel over input channels.
+    Implementation: ``grad_w`` is a compiled reduction over the zero-padded input, parallel over
+    (co, ci) pairs. At stride 1 ``grad_x`` is itself a forward correlation (of ``grad_out`` with
+    the filter rotated by 180 degrees, channel axes swapped, padding ``d*(k-1) - p``) and runs on
+    the forward kernel; at larger strides its columns come from a NumPy matrix product (BLAS), one
+    image at a time, scattered back by a compiled col2im parallel over input channels.
     """
     p = _prepare(x, w, stride, padding, dilation)
     x4, w4, two_d = p["x4"], p["w4"], p["two_d"]
@@ -548,25 +668,30 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
         raise ValueError(f"grad_out must have the forward output's shape {g_shape}, got {g.shape}")
     g4 = np.ascontiguousarray(g.reshape(N, Co, Ho, Wo))
     xc = np.ascontiguousarray(x4)
+    wc = np.ascontiguousarray(w4)
     (sh, sw), (dh, dw) = p["stride"], p["dilation"]
-    pt, _, pl, _ = p["pad"]
-    K, P = C * kh * kw, Ho * Wo
-    w2 = np.ascontiguousarray(w4.reshape(Co, K))
-    w2t = np.ascontiguousarray(w2.T)
+    pt, pb, pl, pr = p["pad"]
     acc = np.float64
-    grad_w = np.zeros((Co, K), dtype=acc)
+    # grad_w: one float64 reduction per (co, ci) over the zero-padded input.
+    xpad = xc if not (pt or pb or pl or pr) else _pad(xc, p["pad"])
+    grad_w = np.empty((Co, C, kh, kw), dtype=acc)
+    _grad_w_kernel(g4, xpad, grad_w, sh, sw, dh, dw)
+    # grad_x: at stride 1 it is itself a correlation, of grad_out with the filter rotated by 180
+    # degrees and its channel axes swapped, padded by the filter extent minus the forward padding.
+    ekh, ekw = dh * (kh - 1), dw * (kw - 1)
+    bpads = (ekh - pt, ekh - pb, ekw - pl, ekw - pr)
     grad_x = np.empty((N, C, H, W), dtype=dtype)
-    cols = np.empty((K, P), dtype=dtype)
-    gcols = np.empty((K, P), dtype=dtype)
-    for n in range(N):
-        _im2col_kernel(xc, n, cols, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo)
-        gn = g4[n].reshape(Co, P)
-        if dtype == acc:
-            grad_w += gn @ cols.T
-        else:
-            grad_w += gn.astype(acc) @ cols.T.astype(acc)
-        np.matmul(w2t, gn, out=gcols)
-        _col2im_kernel(gcols, grad_x, n, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo)
+    if (sh, sw) == (1, 1) and min(bpads) >= 0:
+        wt = np.ascontiguousarray(wc[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        _run_forward(g4, wt, np.zeros(C, dtype=dtype), grad_x, (1, 1), (dh, dw), bpads)
+    else:
+        # strided (or over-padded): columns of grad_x by BLAS, scattered back by col2im
+        K, P = C * kh * kw, Ho * Wo
+        w2t = np.ascontiguousarray(wc.reshape(Co, K).T)
+        gcols = np.empty((K, P), dtype=dtype)
+        for n in range(N):
+            np.matmul(w2t, g4[n].reshape(Co, P), out=gcols)
+            _col2im_kernel(gcols, grad_x, n, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo)
     grad_b = g4.sum(axis=(0, 2, 3), dtype=acc).astype(dtype)
     grad_w = grad_w.astype(dtype).reshape(Co, C, kh, kw)
     if two_d:

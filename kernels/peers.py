@@ -23,6 +23,138 @@ def require(module: str):
 
 
 # --- convolution peers ---
+
+
+def _scipy_signal_mode(x, w, stride, padding, dilation):
+    """scipy.signal's mode for our padding, or an error for what scipy cannot express."""
+    if x.ndim != 2:
+        raise ValueError("scipy.signal peers take single-channel (H, W) images only")
+    if stride not in (1, (1, 1)) or dilation not in (1, (1, 1)):
+        raise ValueError("scipy.signal peers support stride 1 and dilation 1 only")
+    mode = {0: "valid", (0, 0): "valid"}.get(padding, padding) if not isinstance(padding, str) else padding
+    if mode not in ("valid", "same", "full"):
+        raise ValueError(f"scipy.signal peers support padding 'valid'/'same'/'full', got {padding!r}")
+    if mode == "same" and (w.shape[0] % 2 == 0 or w.shape[1] % 2 == 0):
+        # scipy centres an even filter with the extra row/column at the top/left, PyTorch (and
+        # kernels) at the bottom/right: the results are shifted copies, not the same operation.
+        raise ValueError("scipy.signal's 'same' centres even filters differently; use odd filters")
+    return mode
+
+
+def _into(res, out):
+    if out is not None:
+        out[...] = res
+        return out
+    return res
+
+
+def correlate2d_scipy_signal(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
+    """``scipy.signal.correlate2d`` (zero fill), for 2-D images at stride/dilation 1."""
+    signal = require("scipy.signal")
+    res = signal.correlate2d(x, w, mode=_scipy_signal_mode(x, w, stride, padding, dilation))
+    if bias is not None:
+        res += bias
+    return _into(res, out)
+
+
+def convolve2d_scipy_signal(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
+    """``scipy.signal.convolve2d`` (zero fill), for 2-D images at stride/dilation 1."""
+    signal = require("scipy.signal")
+    res = signal.convolve2d(x, w, mode=_scipy_signal_mode(x, w, stride, padding, dilation))
+    if bias is not None:
+        res += bias
+    return _into(res, out)
+
+
+def correlate2d_scipy_ndimage(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
+    """``scipy.ndimage.correlate`` with ``mode='constant', cval=0``: zero-padded 'same'
+    correlation of a 2-D image with an odd filter (stride and dilation 1). ``out`` is passed as
+    ndimage's own ``output=``, so it writes in place like the kernel does."""
+    ndimage = require("scipy.ndimage")
+    if x.ndim != 2 or padding != "same" or stride not in (1, (1, 1)) or dilation not in (1, (1, 1)):
+        raise ValueError("the scipy.ndimage peer computes 2-D 'same' correlation at stride/dilation 1 only")
+    if w.shape[0] % 2 == 0 or w.shape[1] % 2 == 0:
+        raise ValueError("scipy.ndimage centres even filters differently; use odd filters")
+    res = ndimage.correlate(x, w, output=out, mode="constant", cval=0.0)
+    res = out if out is not None else res
+    if bias is not None:
+        res += bias
+    return res
+
+
+def _torch_padding(padding, w, dilation):
+    if isinstance(padding, str):
+        if padding == "full":
+            d = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
+            return (d[0] * (w.shape[-2] - 1), d[1] * (w.shape[-1] - 1))
+        return padding  # 'valid' and 'same' mean the same in torch (extra 'same' pixel bottom/right)
+    return padding
+
+
+def correlate2d_torch(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
+    """``torch.nn.functional.conv2d`` on NumPy arrays (shared memory); 2-D images as (1, 1, H, W).
+    PyTorch has no ``out=`` for conv2d, so a given ``out`` receives a copy."""
+    import numpy as np
+
+    torch = require("torch")
+    plane = x.ndim == 2
+    xt = torch.from_numpy(x)
+    wt = torch.from_numpy(w)
+    bt = None
+    if bias is not None:
+        bt = torch.from_numpy(np.asarray(bias, dtype=x.dtype).reshape(-1))
+    if plane:
+        xt, wt = xt[None, None], wt[None, None]
+    y = torch.nn.functional.conv2d(xt, wt, bt, stride=stride, padding=_torch_padding(padding, w, dilation),
+                                   dilation=dilation)
+    res = (y[0, 0] if plane else y).numpy()
+    return _into(res, out)
+
+
+def convolve2d_torch(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
+    """True convolution with PyTorch: ``conv2d`` with the filter rotated by 180 degrees."""
+    import numpy as np
+
+    w = np.ascontiguousarray(np.asarray(w)[..., ::-1, ::-1])
+    return correlate2d_torch(x, w, bias, stride=stride, padding=padding, dilation=dilation, out=out)
+
+
+def correlate2d_backward_torch(grad_out, x, w, *, stride=1, padding=0, dilation=1):
+    """``torch.ops.aten.convolution_backward``: the backward of conv2d alone, without autograd's
+    graph bookkeeping, returning ``(grad_x, grad_w, grad_bias)`` like the kernel."""
+    torch = require("torch")
+    plane = x.ndim == 2
+    gt, xt, wt = torch.from_numpy(grad_out), torch.from_numpy(x), torch.from_numpy(w)
+    if plane:
+        gt, xt, wt = gt[None, None], xt[None, None], wt[None, None]
+    pair = (lambda v: (v, v) if isinstance(v, int) else tuple(v))
+    pad = padding
+    if isinstance(padding, str):
+        kh, kw = wt.shape[-2:]
+        dh, dw = pair(dilation)
+        eh, ew = dh * (kh - 1), dw * (kw - 1)
+        if padding == "valid":
+            pad = (0, 0)
+        elif padding == "full":
+            pad = (eh, ew)
+        elif padding == "same":
+            if eh % 2 or ew % 2:
+                # aten's convolution takes symmetric padding; pad the odd pixel by hand
+                xt = torch.nn.functional.pad(xt, (ew // 2, ew - ew // 2, eh // 2, eh - eh // 2))
+                pad = (0, 0)
+            else:
+                pad = (eh // 2, ew // 2)
+    gx, gw, gb = torch.ops.aten.convolution_backward(
+        gt, xt, wt, [wt.shape[0]], list(pair(stride)), list(pair(pad)), list(pair(dilation)), False, [0, 0], 1,
+        [True, True, True],
+    )
+    if isinstance(padding, str) and padding == "same" and xt.shape[-2:] != x.shape[-2:]:
+        eh, ew = xt.shape[-2] - x.shape[-2], xt.shape[-1] - x.shape[-1]
+        gx = gx[..., eh // 2 : eh // 2 + x.shape[-2], ew // 2 : ew // 2 + x.shape[-1]]
+    if plane:
+        return gx[0, 0].numpy(), gw[0, 0].numpy(), gb.reshape(()).numpy()
+    return gx.numpy(), gw.numpy(), gb.numpy()
+
 # --- max-pooling peers ---
 
 

@@ -6,6 +6,7 @@ reference of the same name (see :mod:`kernels.catalog`).
 """
 
 # --- convolution (kernels/naive/conv.py) ---
+from .conv import convolve2d, correlate2d, correlate2d_backward  # noqa: E402,F401
 # --- max-pooling (kernels/naive/pool.py) ---
 from .pool import maxpool2d, maxpool2d_backward  # noqa: E402
 # --- linear regression and optimizers (kernels/naive/optim.py) ---
