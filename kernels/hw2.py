@@ -116,6 +116,7 @@ def q1_1_1(quick=False):
                 dist_to_min_norm=_f(np.linalg.norm(w - w_star)),
                 outside_row_space=_f(np.linalg.norm(w - Vr.T @ (Vr @ w))),
                 norm_w=_f(np.linalg.norm(w)), norm_min_norm=_f(np.linalg.norm(w_star)),
+                w=[_f(v) for v in w],
             ))
         if off is None:
             w0 = rng.standard_normal(d)
@@ -126,7 +127,8 @@ def q1_1_1(quick=False):
                        residual=_f(np.linalg.norm(X @ r.w - t)),
                        dist_to_min_norm=_f(np.linalg.norm(r.w - w_star)),
                        predicted_dist=_f(np.linalg.norm(null_part)),
-                       dist_to_predicted=_f(np.linalg.norm(r.w - (w_star + null_part))))
+                       dist_to_predicted=_f(np.linalg.norm(r.w - (w_star + null_part))),
+                       w0=[_f(v) for v in w0], w=[_f(v) for v in r.w])
     worst = max(r["dist_to_min_norm"] for r in runs)
     return dict(n=n, d=d, runs=runs, off_row_space=off, max_dist_to_min_norm=worst,
                 max_residual=max(r["residual"] for r in runs))
@@ -285,6 +287,17 @@ def _slope(xs, ys):
     if ok.sum() < 2:
         return float("nan")
     return _f(np.polyfit(np.log(xs[ok]), np.log(ys[ok]), 1)[0])
+
+
+def complexity_class(slope):
+    """The O(.) class a log-log slope of memory against T points to (question 2.1.2)."""
+    if slope < 0.15:
+        return "O(1)"
+    if 0.35 <= slope <= 0.65:
+        return "O(√t)"
+    if 0.85 <= slope <= 1.15:
+        return "O(t)"
+    return f"about t^{slope:.2f}"
 
 
 def q2_1_2(memory_json=None, quick=False):
@@ -473,7 +486,7 @@ def q3_1():
 def _row(r):
     """An ``analyze`` row as plain data."""
     out = {}
-    for key in ("name", "out_shape", "neurons", "params", "rf", "jump", "start"):
+    for key in ("name", "kind", "out_shape", "neurons", "params", "rf", "jump", "start"):
         v = getattr(r, key)
         if isinstance(v, (tuple, list, np.ndarray)):
             v = [x.item() if hasattr(x, "item") else x for x in v]
@@ -484,7 +497,7 @@ def _row(r):
 
 
 def _is_input(row):
-    return str(row["name"]).lower().startswith("in")
+    return row["kind"] == "input"
 
 
 def q3_2(spec=DEFAULT_SPEC):
@@ -497,11 +510,12 @@ def q3_2(spec=DEFAULT_SPEC):
     for key, layers in (("cnn", A.parse(spec)), ("fcnn", None)):
         if layers is None:
             layers = A.to_dense(A.parse(spec))
-        rows = [_row(r) for r in A.analyze(layers)]
-        inp = sum(r["neurons"] for r in rows if _is_input(r))
-        hidden = sum(r["neurons"] for r in rows if not _is_input(r))
-        out[key] = dict(rows=rows, neurons=hidden, input_neurons=inp, neurons_with_input=hidden + inp,
-                        params=sum(r["params"] for r in rows))
+        analyzed = A.analyze(layers)
+        rows = [_row(r) for r in analyzed]
+        body = A.totals(analyzed)
+        full = A.totals(analyzed, include_input=True)
+        out[key] = dict(rows=rows, neurons=int(body["neurons"]), neurons_with_input=int(full["neurons"]),
+                        input_neurons=int(full["neurons"] - body["neurons"]), params=int(body["params"]))
     out["spec"] = spec
     out["param_ratio"] = out["fcnn"]["params"] / max(1, out["cnn"]["params"])
     return out
@@ -526,22 +540,11 @@ def _upto_second_conv(spec):
     return " ".join(toks)
 
 
-def _empirical_rf_fn(A):
-    for name in ("empirical_rf", "empirical_receptive_field", "receptive_field_empirical", "measure_rf",
-                 "measured_rf"):
-        if hasattr(A, name):
-            return getattr(A, name)
-    raise AttributeError("kernels.arch offers no empirical receptive-field function "
-                         "(looked for empirical_rf, empirical_receptive_field, ...)")
-
-
 def _empirical_rf(A, layers):
-    res = _empirical_rf_fn(A)(layers)
-    if isinstance(res, (tuple, list)):
-        return [int(v) for v in res]
-    if hasattr(res, "rf"):
-        res = res.rf
-    return int(res)
+    """The measured field of the centre unit of the last layer: its (height, width) extent and
+    whether the image border clipped it (then the extent would only be a lower bound)."""
+    res = A.empirical_receptive_field(layers)
+    return [int(v) for v in res.rf], bool(any(res.clipped))
 
 
 def q3_3(spec=DEFAULT_SPEC, kernel=5):
@@ -574,8 +577,8 @@ def q3_3(spec=DEFAULT_SPEC, kernel=5):
     for label, s in variants:
         layers = A.parse(s)
         last = _row(A.analyze(layers)[-1])
-        rows.append(dict(label=label, spec=s, rf=last["rf"], jump=last["jump"],
-                         empirical=_empirical_rf(A, layers)))
+        emp, clipped = _empirical_rf(A, layers)
+        rows.append(dict(label=label, spec=s, rf=last["rf"], jump=last["jump"], empirical=emp, clipped=clipped))
     orig_rows = [_row(r) for r in A.analyze(A.parse(orig))]
     return dict(spec=base, kernel=k, rf=rows[0]["rf"], empirical=rows[0]["empirical"], variants=rows,
                 text_check=dict(spec=orig, rfs=[r["rf"] for r in orig_rows if not _is_input(r)],
@@ -636,10 +639,15 @@ def _g(x, p=4):
         return f"{x:,}"
     x = float(x)
     if x != x:
-        return "nan"
+        return "—"
     if x == 0 or 1e-3 <= abs(x) < 1e5:
         return f"{x:.{p}g}"
     return f"{x:.{max(1, p - 2)}e}"
+
+
+def _hw(v):
+    """A (height, width) pair as ``14×14`` (or the scalar itself)."""
+    return "×".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
 
 
 def _vec(v, p=6):
@@ -697,7 +705,7 @@ def render_markdown(res, meta, figures):
     L += ["## 1.2.1 / 1.2.2 Adaptive methods and the minimum-norm solution", "",
           f"`x1 = [2, 1]`, `t = [2]`, `w0 = 0`. Minimum-norm solution (`kernels.min_norm_solution`): "
           f"{_vec(wmn)}, norm {_g(q['norm_min_norm'], 6)}.", ""]
-    L += _table(["method", "hyper-parameters", "steps", "final w", "‖w‖", "|x1·w − t|", "‖w − w*‖",
+    L += _table(["method", "hyper-parameters", "steps", "final w", "‖w‖", "\\|x1·w − t\\|", "‖w − w*‖",
                  "component along null space [1, −2]/√5", "first step w1 − w0", "ratio of its coordinates"],
                 [[m["name"], ", ".join(f"{k}={v:g}" for k, v in m["params"].items()), m["steps"], _vec(m["w"]),
                   _g(m["norm"], 6), _g(m["residual"], 2), _g(m["dist_to_min_norm"], 4), _g(m["null_component"], 4),
@@ -766,6 +774,14 @@ def render_markdown(res, meta, figures):
                          _g(v["slopes"]["tracemalloc"], 3), _g(v["bytes_stored"][-1]), _g(v["slopes"]["bytes_stored"], 3)])
         L += _table(["method", "T range", "peak MiB (min T)", "peak MiB (max T)", "slope of peak",
                      "bytes stored (max T)", "slope of bytes stored"], rows)
+    measured = []
+    for m, v in q["methods"].items():
+        sl = v["slopes"].get("rss") if q["source"] == "memory.json" else v["slopes"].get("tracemalloc")
+        if sl is None or sl != sl:
+            sl = v["slopes"].get("tracemalloc")
+        if sl is not None and sl == sl:
+            measured.append(f"`{m}` {_g(sl, 2)} → {complexity_class(sl)}")
+    L += ["", "Measured growth of peak memory with T (slope → class): " + "; ".join(measured) + "."]
     L += ["", "Reading: the forward pass (and forward-mode differentiation) keeps only the current `w` (and tangents): "
           "memory **O(1)** in t (slope ≈ 0). Standard back-propagation stores `w_0 … w_t` for the reverse pass: "
           "memory **O(t)** (slope ≈ 1); checkpointing trades it for recomputation, O(√t) (slope ≈ 0.5).", ""]
@@ -796,7 +812,7 @@ def render_markdown(res, meta, figures):
           "with weight decay, `w1 = (1 − λ) w0 − η (2/n)Xᵀ(Xw0 − t)`. 2.3.2: they coincide when `λ = 2ηλ̃`, "
           f"i.e. `λ̃ = λ / (2η)`. Measured on random `X` ({q['n']}, {q['d']}), `λ̃` = {gd['l2']:g}, "
           f"{gd['steps']} steps, `weight_decay = 2·lr·λ̃`:", ""]
-    L += _table(["optimizer", "lr", "λ̃ (l2)", "λ (weight_decay)", "max |difference| over the trajectory",
+    L += _table(["optimizer", "lr", "λ̃ (l2)", "λ (weight_decay)", "max \\|difference\\| over the trajectory",
                  "‖w_l2 − w_wd‖ at the end", "relative", "‖w_l2‖", "‖w_wd‖"],
                 [[r["name"], _g(r["lr"]), _g(r["l2"]), _g(r["weight_decay"]), _g(r["max_traj_diff"], 3),
                   _g(r["final_diff"], 3), _g(r["rel_final_diff"], 3), _g(r["norm_l2"], 5), _g(r["norm_wd"], 5)]
@@ -845,7 +861,7 @@ def render_markdown(res, meta, figures):
     L += _table(["network", "neurons (input excluded)", "neurons (input included)", "trainable parameters"],
                 [["CNN", f"**{_g(c['neurons'])}**", _g(c["neurons_with_input"]), f"**{_g(c['params'])}**"],
                  ["FCNN", f"**{_g(f['neurons'])}**", _g(f["neurons_with_input"]), f"**{_g(f['params'])}**"]])
-    L += ["", f"The FCNN has {_g(q['param_ratio'], 4)}× the parameters for the same neurons. One disadvantage of "
+    L += ["", f"The FCNN has {q['param_ratio']:,.0f}× the parameters for the same neurons. One disadvantage of "
           f"more trainable parameters: the model overfits more easily (more capacity to memorise the training "
           f"set, so more data or regularisation is needed), and it costs more memory and computation to train "
           f"and store.", ""]
@@ -855,15 +871,16 @@ def render_markdown(res, meta, figures):
     tc = q["text_check"]
     L += ["## 3.3 Receptive fields", "",
           f"Check against the text with 3×3 filters (`{tc['spec']}`): receptive fields "
-          + ", ".join(f"{n} {r}" for n, r in zip(tc["names"], tc["rfs"])) + " (the text says 3, 4 and 8).", "",
+          + ", ".join(f"{n} {_hw(r)}" for n, r in zip(tc["names"], tc["rfs"])) + " (the text says 3, 4 and 8).", "",
           f"With 5×5 filters (`{q['spec']}`), the receptive field of a neuron after the second conv layer is "
-          f"**{q['rf']}×{q['rf']}** analytically (`kernels.arch.analyze`, `r ← r + (k_eff − 1)·j`, `j ← j·s`) and "
-          f"**{q['empirical']}** measured (a unit gradient at one output neuron backpropagated through the conv "
+          f"**{_hw(q['rf'])}** analytically (`kernels.arch.analyze`, `r ← r + (k_eff − 1)·j`, `j ← j·s`) and "
+          f"**{_hw(q['empirical'])}** measured (a unit gradient at one output neuron backpropagated through the conv "
           f"and max-pool backward kernels; the support of the input gradient).", "",
           "Other things that change the receptive field, each changed alone (receptive field after the second "
           "conv layer):", ""]
     L += _table(["variant", "spec", "analytic rf", "empirical rf", "jump"],
-                [[v["label"], f"`{v['spec']}`", v["rf"], v["empirical"], v["jump"]] for v in q["variants"]])
+                [[v["label"], f"`{v['spec']}`", _hw(v["rf"]), _hw(v["empirical"]) + (" (clipped)" if v["clipped"] else ""),
+                  _hw(v["jump"])] for v in q["variants"]])
     L += ["", "So besides the filter size: the stride of earlier layers, dilation, pooling (its window and stride) "
           "and depth (the number of layers) all change it.", ""]
     L += ["---", "", "Seconds per answer: " + ", ".join(f"{k} {v:.2f}" for k, v in res["seconds"].items()), ""]
@@ -892,9 +909,10 @@ def plot_rmsprop(q, path):
     xs = np.linspace(-0.1, 1.1, 2)
     ax.plot(xs, 2 - 2 * xs, color="0.4", lw=1, label="solutions: 2 w1 + w2 = 2")
     ax.plot(xs, 0.5 * xs, color="0.7", lw=1, ls=":", label="row space span(x1)")
-    for m in q["methods"]:
+    # the adaptive methods share one path: distinct line styles keep each visible
+    for m, (ls, lw) in zip(q["methods"], [("-", 1.5), ("-", 5.0), ("--", 2.5), (":", 2.0)]):
         tr = np.asarray(m["trajectory"])
-        ax.plot(tr[:, 0], tr[:, 1], marker=".", ms=3, lw=1.2, label=f"{m['name']} → {_vec(m['w'], 3)}")
+        ax.plot(tr[:, 0], tr[:, 1], ls=ls, lw=lw, alpha=0.85, label=f"{m['name']} → {_vec(m['w'], 3)}")
     w = q["w_min_norm"]
     ax.plot([w[0]], [w[1]], "k*", ms=14, label=f"minimum norm {_vec(w, 3)}")
     ax.set_xlim(-0.05, 1.05)
@@ -925,36 +943,64 @@ def _node_label(name):
     return name
 
 
-def plot_graph(q, path):
-    """The computation graph of question 2.1.1: nodes in columns by depth, edges as arrows."""
-    plt = _pyplot()
-    depth = q["depth"]
+def graph_positions(nodes, edges, depth):
+    """``(x, y)`` for each node of a layered drawing: ``x`` is the depth; within a column the
+    nodes are ordered by the mean height of their predecessors (the barycentre heuristic, which
+    reduces crossings). Sources with edges that skip columns (here the hyper-parameters, which
+    feed every step) go to the outside, alternately top and bottom, so that their long edges can
+    bend round the rest of the drawing instead of crossing it."""
     cols = {}
-    for node in q["nodes"]:
+    for node in nodes:
         cols.setdefault(depth[node], []).append(node)
-    pos = {}
-    height = max(len(v) for v in cols.values())
-    for dep, nodes in cols.items():
-        for i, node in enumerate(nodes):
-            pos[node] = (dep * 2.0, (height - 1) / 2.0 - i + (len(nodes) - 1) / 2.0 - (height - 1) / 2.0)
-    fig, ax = plt.subplots(figsize=(2.0 + 1.6 * len(cols), 1.2 + 1.1 * height))
+    preds = {n: [a for a, b in edges if b == n] for n in nodes}
+    span = {n: max([depth[b] - depth[n] for a, b in edges if a == n] or [0]) for n in nodes}
+    y = {}
+
+    def place(col):
+        for i, node in enumerate(col):
+            y[node] = (len(col) - 1) / 2.0 - i
+
+    first = cols[0]
+    longs = sorted((n for n in first if span[n] > 1), key=lambda n: -span[n])
+    top, bottom = longs[0::2], longs[1::2]
+    cols[0] = top + [n for n in first if span[n] <= 1] + bottom[::-1]
+    place(cols[0])
+    for dep in sorted(cols)[1:]:
+        cols[dep].sort(key=lambda n: -np.mean([y[p] for p in preds[n]]) if preds[n] else 0.0)
+        place(cols[dep])
+    return {n: (float(depth[n]), float(y[n])) for n in nodes}
+
+
+def plot_graph(q, path):
+    """The computation graph of question 2.1.1 (:func:`graph_positions`), edges as arrows;
+    edges that skip columns are drawn as arcs bending away from the middle."""
+    plt = _pyplot()
+    pos = {n: (2.0 * x, 1.2 * y) for n, (x, y) in graph_positions(q["nodes"], q["edges"], q["depth"]).items()}
+    depth = q["depth"]
+    ncols = max(depth.values()) + 1
+    height = max(sum(1 for d in depth.values() if d == c) for c in range(ncols))
+    fig, ax = plt.subplots(figsize=(2.0 + 1.7 * ncols, 2.4 + 1.2 * height))
     styles = {"box": dict(boxstyle="square,pad=0.35", fc="#fde9c9", ec="k"),
               "doublecircle": dict(boxstyle="circle,pad=0.25", fc="#d9ead3", ec="k", lw=2),
               None: dict(boxstyle="round,pad=0.35", fc="#dae8fc", ec="k")}
-    texts = {}
     for node, (x, y) in pos.items():
         style = styles.get(q["attrs"].get(node, {}).get("shape"), styles[None])
-        texts[node] = ax.text(x, y, _node_label(node), ha="center", va="center", fontsize=12, bbox=style, zorder=3)
+        ax.text(x, y, _node_label(node), ha="center", va="center", fontsize=13, bbox=style, zorder=3)
     for a, b in q["edges"]:
-        ax.annotate("", xy=pos[b], xytext=pos[a], zorder=2,
-                    arrowprops=dict(arrowstyle="-|>", color="0.25", lw=1.0, shrinkA=16, shrinkB=16,
-                                    connectionstyle="arc3,rad=0.08"))
+        (xa, ya), (xb, yb) = pos[a], pos[b]
+        skip = depth[b] - depth[a] > 1
+        # arc3: positive rad bends a rightward edge downwards
+        rad = (0.35 / (depth[b] - depth[a]) ** 0.5) * (-1.0 if ya > 0 or (ya == 0 and yb >= 0) else 1.0) if skip else 0.0
+        ax.annotate("", xy=(xb, yb), xytext=(xa, ya), zorder=2,
+                    arrowprops=dict(arrowstyle="-|>", color="0.3" if skip else "0.1", lw=1.0, shrinkA=17, shrinkB=17,
+                                    ls="--" if skip else "-", connectionstyle=f"arc3,rad={rad:.3f}"))
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
     ax.set_xlim(min(xs) - 1, max(xs) + 1)
-    ax.set_ylim(min(ys) - 0.8, max(ys) + 0.8)
+    ax.set_ylim(min(ys) - 1.6, max(ys) + 1.6)
     ax.axis("off")
-    ax.set_title(f"{q['steps']} GD iterations (kernels.unroll_graph), layered by topological depth")
+    ax.set_title(f"Computation graph of {q['steps']} GD iterations (kernels.unroll_graph), columns by topological "
+                 "depth;\ndashed: edges that skip columns (the hyper-parameters feed every step)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
