@@ -780,7 +780,7 @@ def render_markdown(res, meta, figures):
         if sl is None or sl != sl:
             sl = v["slopes"].get("tracemalloc")
         if sl is not None and sl == sl:
-            measured.append(f"`{m}` {_g(sl, 2)} → {complexity_class(sl)}")
+            measured.append(f"`{m}` {_g(sl, 3)} → {complexity_class(sl)}")
     L += ["", "Measured growth of peak memory with T (slope → class): " + "; ".join(measured) + "."]
     L += ["", "Reading: the forward pass (and forward-mode differentiation) keeps only the current `w` (and tangents): "
           "memory **O(1)** in t (slope ≈ 0). Standard back-propagation stores `w_0 … w_t` for the reverse pass: "
