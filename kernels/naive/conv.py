@@ -50,17 +50,22 @@ def _window(xp, i, j, sh, sw, dh, dw, Ho, Wo):
     return xp[:, :, i * dh : i * dh + (Ho - 1) * sh + 1 : sh, j * dw : j * dw + (Wo - 1) * sw + 1 : sw]
 
 
+def _accumulate(acc, xp, w4, sh, sw, dh, dw, Ho, Wo):
+    for i in range(w4.shape[2]):
+        for j in range(w4.shape[3]):
+            win = _window(xp, i, j, sh, sw, dh, dw, Ho, Wo)  # (N, C, Ho, Wo)
+            for o in range(w4.shape[0]):
+                for c in range(w4.shape[1]):
+                    acc[:, o] += float(w4[o, c, i, j]) * win[:, c]
+
+
 def correlate2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
     """out[n,o,y,x] = bias[o] + sum_{c,i,j} w[o,c,i,j] * xpad[n, c, y*sh + i*dh, x*sw + j*dw]."""
     two_d, x4, w4, xp, (sh, sw), (dh, dw), _, (Ho, Wo) = _geometry(x, w, stride, padding, dilation)
     N, Co = x4.shape[0], w4.shape[0]
     acc = np.zeros((N, Co, Ho, Wo))
-    for i in range(w4.shape[2]):
-        for j in range(w4.shape[3]):
-            win = _window(xp, i, j, sh, sw, dh, dw, Ho, Wo)  # (N, C, Ho, Wo)
-            for o in range(Co):
-                for c in range(x4.shape[1]):
-                    acc[:, o] += float(w4[o, c, i, j]) * win[:, c]
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf and inf * 0 are NaN, as they should be
+        _accumulate(acc, xp, w4, sh, sw, dh, dw, Ho, Wo)
     if bias is not None:
         acc += np.asarray(bias, dtype=np.float64).reshape(1, -1, 1, 1)
     res = acc.astype(x4.dtype)

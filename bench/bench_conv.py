@@ -1,0 +1,159 @@
+"""Convolution benchmarks (issue 2): the three shapes the issue sets bars on, per dtype.
+
+- ``correlate2d|2048x2048 k3 same``: one 2048x2048 image, 3x3 filter, zero-padded 'same'.
+  ``numba`` (kernels), ``numpy`` (the naive reference), ``scipy_signal``
+  (``signal.correlate2d``), ``scipy_ndimage`` (``ndimage.correlate``, constant 0 boundary) and
+  ``torch`` (``F.conv2d`` on a (1, 1, H, W) view). Output allocation: ``kernels`` writes into a
+  preallocated ``out=`` and so does ``scipy.ndimage`` (its own ``output=``); ``scipy.signal`` and
+  PyTorch have no such argument and allocate their result, as they do for every user. Roofline
+  bytes: read the input once and write the output once.
+- ``correlate2d|16x16x64x64 w32x16x3x3 p1``: a batch, padding 1; ``numba`` (into ``out=``),
+  ``numpy`` and ``torch`` (oneDNN in float32, its own direct kernel in float64). Flops:
+  ``2 N C_out H W C_in kh kw``.
+- ``correlate2d_backward|16x16x64x64 w32x16x3x3 p1``: ``(grad_x, grad_w, grad_bias)``;
+  ``torch`` times ``aten.convolution_backward`` alone (the function autograd calls for this
+  node, no graph bookkeeping). Flops: twice the forward's.
+
+The warm-up call compiles and checks each result against ``kernels`` untimed.
+``KERNELS_BENCH_QUICK=1`` shrinks the shapes (other group names, so the bars read NOT RUN).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import kernels
+from kernels import naive, peers
+
+QUICK = os.environ.get("KERNELS_BENCH_QUICK", "") not in ("", "0")
+DTYPES = ["float32", "float64"]
+
+IMAGE = (256, 256) if QUICK else (2048, 2048)
+IMAGE_TEXT = "x".join(map(str, IMAGE)) + " k3 same"
+BATCH = (2, 4, 16, 16) if QUICK else (16, 16, 64, 64)
+FILTERS = (8, 4, 3, 3) if QUICK else (32, 16, 3, 3)
+BATCH_TEXT = "x".join(map(str, BATCH)) + " w" + "x".join(map(str, FILTERS)) + " p1"
+
+IMAGE_IMPLS = ["numba", "numpy", "scipy_signal", "scipy_ndimage", "torch"]
+BATCH_IMPLS = ["numba", "numpy", "torch"]
+
+BARS = []
+for _dtype in DTYPES:
+    BARS += [
+        dict(issue=2, text=f"3x3 'same' 2048x2048 {_dtype}: >= 15x the fastest of scipy.ndimage, scipy.signal, torch",
+             group=f"correlate2d|2048x2048 k3 same|{_dtype}", impl="numba",
+             versus=("scipy_ndimage", "scipy_signal", "torch"), min_speedup=15.0),
+        dict(issue=2, text=f"3x3 'same' 2048x2048 {_dtype}: >= 60% of the memory-bandwidth roofline",
+             group=f"correlate2d|2048x2048 k3 same|{_dtype}", impl="numba", min_bandwidth_fraction=0.60),
+    ]
+BARS += [
+    dict(issue=2, text="batch (16,16,64,64) * (32,16,3,3) padding 1 float64: >= 1.5x faster than PyTorch",
+         group="correlate2d|16x16x64x64 w32x16x3x3 p1|float64", impl="numba", versus=("torch",), min_speedup=1.5),
+    dict(issue=2, text="batch (16,16,64,64) * (32,16,3,3) padding 1 float32: at most 1.5x PyTorch's time",
+         group="correlate2d|16x16x64x64 w32x16x3x3 p1|float32", impl="numba", versus=("torch",),
+         min_speedup=1 / 1.5),
+    dict(issue=2, text="backward (grad_x, grad_w) of the batch case float64: no slower than PyTorch",
+         group="correlate2d_backward|16x16x64x64 w32x16x3x3 p1|float64", impl="numba", versus=("torch",),
+         min_speedup=1.0),
+]
+
+
+def _peer(name):
+    """A peer function, or a visible skip naming the missing library."""
+    fn = getattr(peers, name)
+    try:
+        peers.require({"torch": "torch"}.get(name.rsplit("_", 1)[-1], "scipy"))
+    except peers.PeerUnavailable as exc:
+        pytest.skip(str(exc))
+    return fn
+
+
+@pytest.fixture(scope="module")
+def problems():
+    """Per dtype: the image problem and the batch problem (inputs, kernels' results, gradients)."""
+    rng = np.random.default_rng(0)
+    img64 = rng.standard_normal(IMAGE)
+    k64 = rng.standard_normal((3, 3))
+    xb64 = rng.standard_normal(BATCH)
+    wb64 = rng.standard_normal(FILTERS)
+    bb64 = rng.standard_normal(FILTERS[0])
+    out = {}
+    for dtype in DTYPES:
+        img, k = img64.astype(dtype), k64.astype(dtype)
+        xb, wb, bb = xb64.astype(dtype), wb64.astype(dtype), bb64.astype(dtype)
+        img_ref = kernels.correlate2d(img, k, padding="same")
+        yb = kernels.correlate2d(xb, wb, bb, padding=1)
+        gb = rng.standard_normal(yb.shape).astype(dtype)
+        grads = kernels.correlate2d_backward(gb, xb, wb, padding=1)
+        out[dtype] = dict(img=img, k=k, img_ref=img_ref, xb=xb, wb=wb, bb=bb, yb=yb, gb=gb, grads=grads)
+    return out
+
+
+def _tolerance(dtype):
+    return dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("impl", IMAGE_IMPLS)
+def test_correlate2d_image(benchmark, impl, dtype, problems):
+    pr = problems[dtype]
+    img, k, ref = pr["img"], pr["k"], pr["img_ref"]
+    if impl == "numba":
+        out = np.empty_like(img)
+        fn, args, kwargs = kernels.correlate2d, (img, k), dict(padding="same", out=out)
+    elif impl == "numpy":
+        fn, args, kwargs = naive.correlate2d, (img, k), dict(padding="same")
+    elif impl == "scipy_ndimage":
+        out = np.empty_like(img)  # ndimage's own output= argument: in place, like the kernel
+        fn, args, kwargs = _peer("correlate2d_scipy_ndimage"), (img, k), dict(padding="same", out=out)
+    else:
+        fn, args, kwargs = _peer(f"correlate2d_{impl}"), (img, k), dict(padding="same")
+    got = fn(*args, **kwargs)  # warm-up: compiles; checked untimed
+    np.testing.assert_allclose(got, ref, **_tolerance(dtype))
+    benchmark.group = f"correlate2d|{IMAGE_TEXT}|{dtype}"
+    benchmark.extra_info.update(impl=impl, bytes=2 * img.nbytes, flops=2 * 9 * img.size)
+    benchmark(fn, *args, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("impl", BATCH_IMPLS)
+def test_correlate2d_batch(benchmark, impl, dtype, problems):
+    pr = problems[dtype]
+    xb, wb, bb, ref = pr["xb"], pr["wb"], pr["bb"], pr["yb"]
+    if impl == "numba":
+        out = np.empty_like(ref)
+        fn, kwargs = kernels.correlate2d, dict(padding=1, out=out)
+    elif impl == "numpy":
+        fn, kwargs = naive.correlate2d, dict(padding=1)
+    else:
+        fn, kwargs = _peer("correlate2d_torch"), dict(padding=1)
+    got = fn(xb, wb, bb, **kwargs)
+    np.testing.assert_allclose(got, ref, **_tolerance(dtype))
+    benchmark.group = f"correlate2d|{BATCH_TEXT}|{dtype}"
+    flops = 2 * ref.size * int(np.prod(FILTERS[1:]))
+    benchmark.extra_info.update(impl=impl, flops=flops, bytes=xb.nbytes + wb.nbytes + ref.nbytes)
+    benchmark(fn, xb, wb, bb, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("impl", BATCH_IMPLS)
+def test_correlate2d_backward_batch(benchmark, impl, dtype, problems):
+    pr = problems[dtype]
+    xb, wb, gb, ref = pr["xb"], pr["wb"], pr["gb"], pr["grads"]
+    if impl == "numba":
+        fn = kernels.correlate2d_backward
+    elif impl == "numpy":
+        fn = naive.correlate2d_backward
+    else:
+        fn = _peer("correlate2d_backward_torch")
+    got = fn(gb, xb, wb, padding=1)
+    for a, b in zip(got, ref):
+        scale = max(1.0, float(np.abs(b).max()))
+        np.testing.assert_allclose(a, b, rtol=_tolerance(dtype)["rtol"], atol=_tolerance(dtype)["atol"] * scale)
+    benchmark.group = f"correlate2d_backward|{BATCH_TEXT}|{dtype}"
+    flops = 2 * 2 * gb.size * int(np.prod(FILTERS[1:]))
+    benchmark.extra_info.update(impl=impl, flops=flops, bytes=2 * xb.nbytes + 2 * wb.nbytes + gb.nbytes)
+    benchmark(fn, gb, xb, wb, padding=1)

@@ -1,0 +1,523 @@
+"""Tests for kernels.conv: correlate2d, convolve2d, correlate2d_backward (issue 2, homework 3.1).
+
+Oracles: the naive reference (kernels.naive.conv), SciPy (signal.correlate2d/convolve2d in all
+three modes), PyTorch (conv2d forward and autograd gradients), central finite differences on a
+random direction, and hypothesis properties over random shapes, strides, paddings, dilations
+and both dtypes.
+
+Tolerances are relative to the scale of the sum being formed: |got - ref| <= tol * (|x| ⋆ |w| +
+|b|), the magnitude of the terms each output adds up (1e-12 in float64, 1e-5 in float32). A
+plain elementwise relative tolerance would be meaningless where terms cancel to near zero.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import kernels
+from kernels import naive
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _data(shape, dtype, rng):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def assert_close(got, ref, scale, dtype):
+    """|got - ref| <= tol * scale elementwise (plus a denormal floor), NaN/inf where ref has them."""
+    got, ref, scale = np.asarray(got), np.asarray(ref), np.asarray(scale, dtype=np.float64)
+    assert got.shape == ref.shape and got.dtype == np.dtype(dtype)
+    tol = TOL[np.dtype(dtype)]
+    finite = np.isfinite(ref)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_array_equal(got[~finite & ~np.isnan(ref)], ref[~finite & ~np.isnan(ref)])
+    err = np.abs(got[finite].astype(np.float64) - ref[finite].astype(np.float64))
+    bound = tol * scale[finite] + 1e-30
+    assert np.all(err <= bound), f"max excess {np.max(err - bound)} (max err {err.max()})"
+
+
+def forward_scale(x, w, bias, **kw):
+    """|x| ⋆ |w| + |b| in float64: the size of the terms each output sums."""
+    b = None if bias is None else np.abs(np.asarray(bias, dtype=np.float64))
+    return naive.correlate2d(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64), b, **kw)
+
+
+def check_forward(x, w, bias=None, **kw):
+    got = kernels.correlate2d(x, w, bias, **kw)
+    ref = naive.correlate2d(x, w, bias, **kw)
+    assert_close(got, ref, forward_scale(x, w, bias, **kw), x.dtype)
+    return got
+
+
+def check_backward(g, x, w, **kw):
+    got = kernels.correlate2d_backward(g, x, w, **kw)
+    ref = naive.correlate2d_backward(g, x, w, **kw)
+    ag, ax, aw = (np.abs(a).astype(np.float64) for a in (g, x, w))
+    scales = naive.correlate2d_backward(ag, ax, aw, **kw)
+    for name, a, b, s, like in zip(("grad_x", "grad_w", "grad_bias"), got, ref, scales, (x, w, None)):
+        if like is not None:
+            assert a.shape == like.shape, name
+        assert_close(a, b, s, x.dtype)
+    return got
+
+
+# Cases chosen to reach every compiled path: the padded fused 3x3 kernel (batches), the
+# copy-free fused kernel with flat rows (Wo == W) or row by row with border columns (single
+# channel), and the per-tap kernel (everything else), with leftover output channels (C_out % 4).
+FORWARD_CASES = [
+    # (x shape, w shape, kwargs)
+    ((9, 11), (3, 3), dict(padding="same")),
+    ((9, 11), (3, 3), dict(padding=0)),
+    ((9, 11), (3, 3), dict(padding=2)),
+    ((9, 11), (3, 3), dict(padding=(1, 0))),
+    ((9, 11), (3, 3), dict(padding=(0, 1))),
+    ((9, 11), (3, 3), dict(padding="full")),
+    ((3, 3), (3, 3), dict(padding="valid")),
+    ((2, 2), (3, 3), dict(padding="same")),
+    ((8, 7), (4, 4), dict(padding="same")),
+    ((8, 7), (2, 5), dict(padding="full", dilation=(2, 1))),
+    ((8, 7), (1, 1), dict()),
+    ((2, 3, 9, 11), (5, 3, 3, 3), dict(padding=1)),
+    ((2, 3, 9, 11), (8, 3, 3, 3), dict(padding=0)),
+    ((2, 3, 9, 11), (6, 3, 3, 3), dict(padding=(2, 1))),
+    ((2, 3, 9, 11), (4, 3, 3, 3), dict(padding="full")),
+    ((1, 1, 9, 11), (1, 1, 3, 3), dict(padding=1)),
+    ((2, 2, 9, 11), (3, 2, 2, 4), dict(padding="same")),
+    ((2, 2, 9, 11), (3, 2, 3, 3), dict(padding="same", dilation=2)),
+    ((2, 2, 9, 12), (3, 2, 3, 3), dict(stride=2, padding=(1, 2), dilation=(2, 1))),
+    ((2, 2, 10, 9), (3, 2, 3, 2), dict(stride=(3, 2), padding="valid")),
+    ((1, 2, 5, 6), (2, 2, 5, 6), dict()),  # filter as large as the input: one output pixel
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", FORWARD_CASES)
+def test_correlate2d_matches_reference(xs, ws, kw, dtype):
+    rng = _rng(1)
+    x, w = _data(xs, dtype, rng), _data(ws, dtype, rng)
+    bias = _data((ws[0],), dtype, rng) if len(ws) == 4 else dtype(0.25)
+    got = check_forward(x, w, bias, **kw)
+    assert got.dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", FORWARD_CASES[::3])
+def test_convolve2d_is_correlation_with_rotated_filter(xs, ws, kw, dtype):
+    rng = _rng(2)
+    x, w = _data(xs, dtype, rng), _data(ws, dtype, rng)
+    got = kernels.convolve2d(x, w, **kw)
+    ref = naive.convolve2d(x, w, **kw)
+    assert_close(got, ref, forward_scale(x, w, None, **kw), dtype)
+    np.testing.assert_array_equal(got, kernels.correlate2d(x, np.ascontiguousarray(w[..., ::-1, ::-1]), **kw))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", FORWARD_CASES)
+def test_correlate2d_backward_matches_reference(xs, ws, kw, dtype):
+    rng = _rng(3)
+    x, w = _data(xs, dtype, rng), _data(ws, dtype, rng)
+    y = kernels.correlate2d(x, w, **kw)
+    g = _data(y.shape, dtype, rng)
+    gx, gw, gb = check_backward(g, x, w, **kw)
+    assert gb.shape == (() if x.ndim == 2 else (ws[0],))
+
+
+def test_correlate2d_backward_overpadded_and_strided_paths():
+    # padding beyond the filter extent and stride > 1 take the BLAS + col2im route for grad_x
+    rng = _rng(4)
+    for dtype in DTYPES:
+        for kw in (dict(padding=3), dict(stride=2, padding=1), dict(stride=(1, 3), padding=(0, 2), dilation=2)):
+            x, w = _data((2, 3, 8, 9), dtype, rng), _data((4, 3, 3, 3), dtype, rng)
+            g = _data(kernels.correlate2d(x, w, **kw).shape, dtype, rng)
+            check_backward(g, x, w, **kw)
+
+
+# ------------------------------------------------------------------ independent oracles
+
+
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+@pytest.mark.parametrize("wshape", [(3, 3), (3, 5), (1, 1), (2, 4)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_scipy_signal(mode, wshape, dtype):
+    signal = pytest.importorskip("scipy.signal")
+    if mode == "same" and (wshape[0] % 2 == 0 or wshape[1] % 2 == 0):
+        # scipy puts the odd padding pixel of an even filter top/left, PyTorch and kernels
+        # bottom/right: same numbers, shifted by one. Check that relation instead.
+        rng = _rng(5)
+        x, w = _data((7, 9), dtype, rng), _data(wshape, dtype, rng)
+        full = signal.correlate2d(x.astype(np.float64), w.astype(np.float64), mode="full")
+        eh, ew = wshape[0] - 1, wshape[1] - 1
+        ours = kernels.correlate2d(x, w, padding="same")
+        ref = full[eh - eh // 2 : eh - eh // 2 + 7, ew - ew // 2 : ew - ew // 2 + 9]
+        assert_close(ours, ref.astype(dtype), forward_scale(x, w, None, padding="same"), dtype)
+        return
+    rng = _rng(5)
+    x, w = _data((7, 9), dtype, rng), _data(wshape, dtype, rng)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    scale = forward_scale(x, w, None, padding=mode)
+    assert_close(kernels.correlate2d(x, w, padding=mode), signal.correlate2d(x64, w64, mode=mode).astype(dtype),
+                 scale, dtype)
+    assert_close(kernels.convolve2d(x, w, padding=mode), signal.convolve2d(x64, w64, mode=mode).astype(dtype),
+                 scale, dtype)
+
+
+def test_matches_scipy_ndimage_same():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    rng = _rng(6)
+    x, w = _data((12, 10), np.float64, rng), _data((3, 5), np.float64, rng)
+    ref = ndimage.correlate(x, w, mode="constant", cval=0.0)
+    assert_close(kernels.correlate2d(x, w, padding="same"), ref, forward_scale(x, w, None, padding="same"),
+                 np.float64)
+
+
+TORCH_CASES = [
+    ((2, 3, 9, 11), (5, 3, 3, 3), dict(padding=1)),
+    ((2, 3, 9, 11), (4, 3, 3, 3), dict(padding=0)),
+    ((2, 3, 9, 11), (4, 3, 2, 4), dict(padding="same")),
+    ((2, 3, 10, 11), (4, 3, 3, 3), dict(stride=2, padding=(2, 1), dilation=(1, 2))),
+    ((2, 2, 9, 11), (3, 2, 3, 3), dict(padding="same", dilation=2)),
+    ((1, 2, 6, 7), (2, 2, 3, 3), dict(padding=3)),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch's note on its own even-'same' copy
+@pytest.mark.parametrize("xs,ws,kw", TORCH_CASES)
+def test_forward_and_gradients_match_torch_autograd(xs, ws, kw):
+    torch = pytest.importorskip("torch")
+    rng = _rng(7)
+    x, w, b = _data(xs, np.float64, rng), _data(ws, np.float64, rng), _data((ws[0],), np.float64, rng)
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    wt = torch.from_numpy(w.copy()).requires_grad_()
+    bt = torch.from_numpy(b.copy()).requires_grad_()
+    pad = kw.get("padding", 0)
+    yt = torch.nn.functional.conv2d(xt, wt, bt, stride=kw.get("stride", 1), padding=pad,
+                                    dilation=kw.get("dilation", 1))
+    y = kernels.correlate2d(x, w, b, **kw)
+    assert_close(y, yt.detach().numpy(), forward_scale(x, w, b, **kw), np.float64)
+    g = _data(y.shape, np.float64, rng)
+    gxt, gwt, gbt = torch.autograd.grad(yt, (xt, wt, bt), torch.from_numpy(g))
+    gx, gw, gb = kernels.correlate2d_backward(g, x, w, **kw)
+    scales = naive.correlate2d_backward(np.abs(g), np.abs(x), np.abs(w), **kw)
+    for a, t, s in zip((gx, gw, gb), (gxt, gwt, gbt), scales):
+        assert_close(a, t.numpy(), s, np.float64)
+
+
+def test_convolve2d_gradients_via_flipped_filter_match_torch():
+    # documented relation: grads of convolve2d = correlate2d_backward with flip(w), grad_w flipped back
+    torch = pytest.importorskip("torch")
+    rng = _rng(8)
+    x, w = _data((2, 2, 8, 9), np.float64, rng), _data((3, 2, 3, 2), np.float64, rng)
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    wt = torch.from_numpy(w.copy()).requires_grad_()
+    yt = torch.nn.functional.conv2d(xt, torch.flip(wt, (2, 3)), padding=1)
+    np.testing.assert_allclose(kernels.convolve2d(x, w, padding=1), yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    g = _data(tuple(yt.shape), np.float64, rng)
+    gxt, gwt = torch.autograd.grad(yt, (xt, wt), torch.from_numpy(g))
+    gx, gwf, _ = kernels.correlate2d_backward(g, x, np.ascontiguousarray(w[..., ::-1, ::-1]), padding=1)
+    np.testing.assert_allclose(gx, gxt.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gwf[..., ::-1, ::-1], gwt.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("xs,ws,kw", [
+    ((2, 3, 7, 8), (4, 3, 3, 3), dict(padding=1)),
+    ((2, 2, 7, 9), (3, 2, 2, 3), dict(stride=2, padding="full", dilation=(1, 2))),
+    ((6, 7), (3, 3), dict(padding="same")),
+])
+def test_backward_matches_central_finite_differences(xs, ws, kw):
+    """<g, y(x + h v)> - <g, y(x - h v)> over 2h == <grad_x, v>, likewise for w and bias."""
+    rng = _rng(9)
+    x, w = _data(xs, np.float64, rng), _data(ws, np.float64, rng)
+    b = _data((ws[0],), np.float64, rng) if len(ws) == 4 else 0.3
+    g = _data(kernels.correlate2d(x, w, b, **kw).shape, np.float64, rng)
+    gx, gw, gb = kernels.correlate2d_backward(g, x, w, **kw)
+
+    def loss(xx, ww, bb):
+        return float(np.sum(g * kernels.correlate2d(xx, ww, bb, **kw)))
+
+    h = 1e-6
+    vx, vw = _data(xs, np.float64, rng), _data(ws, np.float64, rng)
+    vb = _data(np.shape(b), np.float64, rng)
+    bb = np.asarray(b, dtype=np.float64)
+    fd_x = (loss(x + h * vx, w, b) - loss(x - h * vx, w, b)) / (2 * h)
+    fd_w = (loss(x, w + h * vw, b) - loss(x, w - h * vw, b)) / (2 * h)
+    fd_b = (loss(x, w, bb + h * vb) - loss(x, w, bb - h * vb)) / (2 * h)
+    for fd, an, v in ((fd_x, gx, vx), (fd_w, gw, vw), (fd_b, gb, vb)):
+        exact = float(np.sum(an * v))
+        assert abs(fd - exact) <= 1e-6 * (1 + abs(exact)), (fd, exact)
+
+
+# ------------------------------------------------------------------ hypothesis properties
+
+
+@st.composite
+def conv_problems(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    batch = draw(st.booleans())
+    if draw(st.booleans()):  # the fused 3x3 paths get half the examples
+        kh = kw = 3
+        stride = dilation = (1, 1)
+    else:
+        kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+        stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = draw(st.one_of(
+        st.integers(0, 3), st.tuples(st.integers(0, 3), st.integers(0, 3)),
+        st.sampled_from(["valid", "same", "full"]),
+    ))
+    if padding == "same":
+        stride = (1, 1)
+    H, W = draw(st.integers(1, 10)), draw(st.integers(1, 10))
+    N, C, Co = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 6))) if batch else (1, 1, 1)
+    eh, ew = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    if isinstance(padding, str):
+        ph2 = {"valid": 0, "same": eh - 1, "full": 2 * (eh - 1)}[padding]
+        pw2 = {"valid": 0, "same": ew - 1, "full": 2 * (ew - 1)}[padding]
+    else:
+        ph, pw = (padding, padding) if isinstance(padding, int) else padding
+        ph2, pw2 = 2 * ph, 2 * pw
+    assume(H + ph2 >= eh and W + pw2 >= ew)
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = _rng(seed)
+    if batch:
+        x, w, b = _data((N, C, H, W), dtype, rng), _data((Co, C, kh, kw), dtype, rng), _data((Co,), dtype, rng)
+    else:
+        x, w, b = _data((H, W), dtype, rng), _data((kh, kw), dtype, rng), dtype(rng.standard_normal())
+    return x, w, b, dict(stride=stride, padding=padding, dilation=dilation)
+
+
+@given(conv_problems())
+def test_property_forward_and_backward_match_reference(problem):
+    x, w, b, kw = problem
+    y = check_forward(x, w, b, **kw)
+    g = _data(y.shape, x.dtype, _rng(11))
+    check_backward(g, x, w, **kw)
+
+
+@given(conv_problems())
+def test_property_linearity_and_bias_shift(problem):
+    """correlate2d is linear in x and adding c to the bias adds c to every output."""
+    x, w, b, kw = problem
+    y = kernels.correlate2d(x, w, **kw).astype(np.float64)
+    y2 = kernels.correlate2d(2 * x, w, **kw).astype(np.float64)
+    scale = forward_scale(x, w, None, **kw)
+    tol = TOL[x.dtype]
+    assert np.all(np.abs(y2 - 2 * y) <= 4 * tol * scale + 1e-30)
+    yb = kernels.correlate2d(x, w, b, **kw).astype(np.float64)
+    shift = np.asarray(b, dtype=np.float64).reshape((-1, 1, 1) if x.ndim == 4 else ())
+    assert np.all(np.abs(yb - y - shift) <= 2 * tol * (scale + np.abs(shift)) + 1e-30)
+
+
+# ------------------------------------------------------------------ the homework
+
+
+I_HW = np.array([[0, 0, 0, 0, 0],
+                 [0, 0, 1, 1, 1],
+                 [1, 1, 1, 1, 0],
+                 [0, 1, 1, 1, 0],
+                 [0, 0, 1, 0, 0]], dtype=float)
+J_HW = np.array([[-1, -1, -1],
+                 [0, 0, 0],
+                 [1, 1, 1]], dtype=float)
+
+
+def _definition_correlate(I, J):
+    """Question 3.1 straight from the definition: zero outside I, 'same' size, 3x3 filter."""
+    out = np.zeros_like(I)
+    for y in range(I.shape[0]):
+        for x in range(I.shape[1]):
+            s = 0.0
+            for i in range(3):
+                for j in range(3):
+                    r, c = y + i - 1, x + j - 1
+                    if 0 <= r < I.shape[0] and 0 <= c < I.shape[1]:
+                        s += I[r, c] * J[i, j]
+            out[y, x] = s
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_homework_3_1_both_conventions(dtype):
+    I, J = I_HW.astype(dtype), J_HW.astype(dtype)
+    # Worked by hand from the definition: row y of the cross-correlation is (sum of I's row
+    # y+1 over the 3-wide window) minus (the same for row y-1).
+    expected_corr = np.array([[0, 1, 2, 3, 2],
+                              [2, 3, 3, 2, 1],
+                              [1, 1, 1, -1, -1],
+                              [-2, -2, -2, -1, -1],
+                              [-1, -2, -3, -2, -1]], dtype=dtype)
+    np.testing.assert_array_equal(_definition_correlate(I_HW, J_HW), expected_corr)
+    corr = kernels.correlate2d(I, J, padding="same")
+    conv = kernels.convolve2d(I, J, padding="same")  # the lecture's convention
+    np.testing.assert_array_equal(corr, expected_corr)
+    np.testing.assert_array_equal(conv, -expected_corr)  # flipping J negates it: sign flips
+    np.testing.assert_array_equal(conv, naive.convolve2d(I, J, padding="same"))
+    signal = pytest.importorskip("scipy.signal")
+    np.testing.assert_array_equal(conv, signal.convolve2d(I_HW, J_HW, mode="same").astype(dtype))
+    np.testing.assert_array_equal(corr, signal.correlate2d(I_HW, J_HW, mode="same").astype(dtype))
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _err(fn, exc, name, *args, **kw):
+    with pytest.raises(exc) as info:
+        fn(*args, **kw)
+    assert name in str(info.value), str(info.value)
+
+
+def test_validation_errors_name_the_argument():
+    x = np.zeros((2, 3, 6, 6))
+    w = np.zeros((4, 3, 3, 3))
+    c2 = kernels.correlate2d
+    _err(c2, TypeError, "x", x.astype(np.int64), w)
+    _err(c2, TypeError, "x", x.astype(np.complex128), w)
+    _err(c2, TypeError, "x", x.astype(np.float16), w)
+    _err(c2, TypeError, "x", x.astype(bool), w)
+    _err(c2, TypeError, "w", x, w.astype(np.float32))
+    _err(c2, ValueError, "x", np.zeros((3, 6, 6)), w)
+    _err(c2, ValueError, "w", x, np.zeros((3, 3)))
+    _err(c2, ValueError, "w", np.zeros((6, 6)), np.zeros((1, 1, 3, 3)))
+    _err(c2, ValueError, "channels", x, np.zeros((4, 2, 3, 3)))
+    _err(c2, ValueError, "x", np.zeros((2, 3, 0, 6)), w)
+    _err(c2, ValueError, "w", x, np.zeros((4, 3, 0, 3)))
+    _err(c2, ValueError, "w", np.zeros((2, 3, 2, 6)), w)  # filter taller than the input
+    _err(c2, ValueError, "w", np.zeros((4, 4)), np.zeros((3, 3)), dilation=2)  # dilated extent 5 > 4
+    _err(c2, ValueError, "stride", x, w, stride=0)
+    _err(c2, ValueError, "stride", x, w, stride=(1, -2))
+    _err(c2, TypeError, "stride", x, w, stride=1.5)
+    _err(c2, TypeError, "stride", x, w, stride=True)
+    _err(c2, ValueError, "dilation", x, w, dilation=0)
+    _err(c2, ValueError, "padding", x, w, padding=-1)
+    _err(c2, ValueError, "padding", x, w, padding=(1, 2, 3))
+    _err(c2, ValueError, "padding", x, w, padding="circular")
+    _err(c2, ValueError, "padding", x, w, padding="same", stride=2)
+    _err(c2, ValueError, "bias", x, w, np.zeros(3))
+    _err(c2, TypeError, "bias", x, w, np.zeros(4, dtype=np.float32))
+    _err(c2, ValueError, "bias", np.zeros((6, 6)), np.zeros((3, 3)), np.zeros(2))
+    _err(c2, ValueError, "out", x, w, padding=1, out=np.zeros((2, 4, 5, 5)))
+    _err(c2, TypeError, "out", x, w, padding=1, out=np.zeros((2, 4, 6, 6), dtype=np.float32))
+    _err(c2, TypeError, "out", x, w, padding=1, out=[0.0])
+    ro = np.zeros((2, 4, 6, 6))
+    ro.flags.writeable = False
+    _err(c2, ValueError, "out", x, w, padding=1, out=ro)
+    _err(kernels.convolve2d, TypeError, "w", x, w.astype(np.float32))
+    bw = kernels.correlate2d_backward
+    _err(bw, ValueError, "grad_out", np.zeros((2, 4, 5, 5)), x, w, padding=1)
+    _err(bw, TypeError, "grad_out", np.zeros((2, 4, 6, 6), dtype=np.float32), x, w, padding=1)
+    _err(bw, TypeError, "grad_out", np.zeros((2, 4, 6, 6), dtype=np.int32), x, w, padding=1)
+    _err(bw, ValueError, "channels", np.zeros((2, 4, 6, 6)), x, np.zeros((4, 2, 3, 3)), padding=1)
+
+
+# ------------------------------------------------------------------ out=, layout, IEEE, determinism
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_out_is_filled_in_place_and_returned(dtype):
+    rng = _rng(12)
+    x, w, b = _data((2, 3, 7, 8), dtype, rng), _data((5, 3, 3, 3), dtype, rng), _data((5,), dtype, rng)
+    ref = kernels.correlate2d(x, w, b, padding=1)
+    out = np.full(ref.shape, np.nan, dtype=dtype)
+    res = kernels.correlate2d(x, w, b, padding=1, out=out)
+    assert res is out
+    np.testing.assert_array_equal(out, ref)
+    # a non-contiguous out (every other column of a wider array) is filled too, and nothing else
+    big = np.full(ref.shape[:3] + (2 * ref.shape[3],), -7.0, dtype=dtype)
+    view = big[..., ::2]
+    assert kernels.correlate2d(x, w, b, padding=1, out=view) is view
+    np.testing.assert_array_equal(view, ref)
+    assert np.all(big[..., 1::2] == -7.0)
+    # 2-D, via convolve2d
+    x2, w2 = _data((6, 5), dtype, rng), _data((2, 3), dtype, rng)
+    out2 = np.empty((5, 3), dtype=dtype)
+    assert kernels.convolve2d(x2, w2, 1.5, out=out2) is out2
+    np.testing.assert_array_equal(out2, kernels.convolve2d(x2, w2, 1.5))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_noncontiguous_inputs(dtype):
+    rng = _rng(13)
+    xb = _data((3, 2, 8, 18), dtype, rng)[::2, :, :, ::2].transpose(0, 1, 3, 2)  # strided and transposed
+    wb = _data((4, 2, 3, 6), dtype, rng)[..., ::2]
+    for kw in (dict(padding=1), dict(padding="same", dilation=2), dict(stride=2)):
+        got = kernels.correlate2d(xb, wb, **kw)
+        np.testing.assert_array_equal(got, kernels.correlate2d(xb.copy(), wb.copy(), **kw))
+        check_forward(xb, wb, **kw)
+        g = _data(got.shape, dtype, rng)[..., ::-1]
+        for a, c in zip(kernels.correlate2d_backward(g, xb, wb, **kw),
+                        kernels.correlate2d_backward(g.copy(), xb.copy(), wb.copy(), **kw)):
+            np.testing.assert_array_equal(a, c)
+    x2 = _data((9, 14), dtype, rng).T
+    np.testing.assert_array_equal(kernels.correlate2d(x2, wb[0, 0], padding="same"),
+                                  kernels.correlate2d(x2.copy(), wb[0, 0].copy(), padding="same"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [((11, 12), (3, 3)), ((2, 3, 9, 10), (5, 3, 3, 3)), ((2, 2, 9, 10), (3, 2, 2, 3))])
+def test_nan_and_inf_propagate_like_the_reference(case, dtype):
+    xs, ws = case
+    rng = _rng(14)
+    x, w = _data(xs, dtype, rng), _data(ws, dtype, rng)
+    x[..., 0, 0] = np.nan
+    x[..., 4, 5] = np.inf
+    x[..., 6, 2] = -np.inf
+    x[..., -1, -1] = np.inf
+    for kw in (dict(padding="same"), dict(padding="valid"), dict(padding=2)):
+        check_forward(x, w, **kw)
+    # a non-finite filter tap times a zero of the padding is NaN under the zero-padded definition
+    xf = _data(xs, dtype, rng)
+    wf = w.copy()
+    wf[..., 0, 0] = np.inf
+    wf[..., -1, -1] = -np.inf
+    for kw in (dict(padding="same"), dict(padding=1), dict(padding="full")):
+        got = check_forward(xf, wf, **kw)
+        assert np.isnan(got).any()
+    torch = pytest.importorskip("torch")
+    if xf.ndim == 4 and dtype == np.float64:
+        # PyTorch's float64 path materialises the zero padding (im2col) and agrees; its float32
+        # path (oneDNN) skips padded taps, so inf * 0 never happens there: not an oracle for this.
+        ref = torch.nn.functional.conv2d(torch.from_numpy(xf), torch.from_numpy(wf), padding=1).numpy()
+        got = kernels.correlate2d(xf, wf, padding=1)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(ref))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_deterministic_across_calls_and_thread_counts(dtype):
+    rng = _rng(15)
+    cases = [((2, 5, 20, 21), (6, 5, 3, 3), dict(padding=1)), ((40, 33), (3, 3), dict(padding="same")),
+             ((2, 3, 12, 13), (4, 3, 2, 3), dict(stride=2, padding=1))]
+    threads = numba.get_num_threads()
+    try:
+        for xs, ws, kw in cases:
+            x, w = _data(xs, dtype, rng), _data(ws, dtype, rng)
+            y = kernels.correlate2d(x, w, **kw)
+            g = _data(y.shape, dtype, rng)
+            grads = kernels.correlate2d_backward(g, x, w, **kw)
+            for n in (1, threads, threads):
+                numba.set_num_threads(n)
+                np.testing.assert_array_equal(kernels.correlate2d(x, w, **kw), y)
+                for a, c in zip(kernels.correlate2d_backward(g, x, w, **kw), grads):
+                    np.testing.assert_array_equal(a, c)
+    finally:
+        numba.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_forms_for_single_channel(dtype):
+    rng = _rng(16)
+    x, w = _data((6, 7), dtype, rng), _data((3, 3), dtype, rng)
+    base = kernels.correlate2d(x, w, padding=1)
+    for b in (0.5, np.float64(0.5), np.array(0.5, dtype=dtype), np.array([0.5], dtype=dtype)):
+        got = kernels.correlate2d(x, w, b, padding=1)
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(got, base + dtype(0.5), rtol=TOL[np.dtype(dtype)] * 10)
