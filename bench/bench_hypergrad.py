@@ -1,0 +1,107 @@
+"""Benchmarks for kernels.hypergrad (issue 4), side by side in one run, compilation excluded.
+
+Group ``hypergrad|200x500 T1000|float64``: T = 1000 steps of gradient descent on X (200, 500),
+lr = 1e-3, l2 = 1e-2, objective L~(w_T), all impls on the same inputs:
+
+- ``forward_pass``: :func:`kernels.unrolled_loss`, the plain forward pass (the loss only) --
+  the time baseline;
+- ``reverse``, ``forward``, ``checkpoint``, ``exact``: :func:`kernels.hypergrad` with that
+  method (validation, forward pass, storage and reverse pass all included);
+- ``numpy``: the naive NumPy reverse pass :func:`kernels.naive.hypergrad`;
+- ``jax``: ``jax.jit(jax.value_and_grad(...))`` of the same unrolled loop (``lax.fori_loop``,
+  float64), compiled by the warm-up call (:func:`kernels.peers.hypergrad_jax`).
+
+Group ``hypergrad|200x500 T100000|float64``: ``exact`` against ``reverse`` at T = 100000 (the
+reverse trajectory is 100001 x 500 float64 = 400 MB). Few rounds (``benchmark.pedantic``); the
+warm-up calls use 10 steps, which compiles the same code (Numba specialises on types, not on
+T) without paying for a second long run.
+
+``extra_info["flops"]`` is the nominal arithmetic of the forward pass, 4 n d T (a dot product
+and an axpy per row per step), for orientation; no roofline bar applies here.
+``KERNELS_BENCH_QUICK=1`` shrinks T to a smoke size (and so the groups, whose bars then read
+NOT RUN).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import kernels
+from kernels import naive, peers
+
+QUICK = os.environ.get("KERNELS_BENCH_QUICK", "") not in ("", "0")
+N, D = 200, 500
+LR, L2 = 1e-3, 1e-2
+T_SHORT = 50 if QUICK else 1000
+T_LONG = 500 if QUICK else 100_000
+G_SHORT = f"hypergrad|{N}x{D} T{T_SHORT}|float64"
+G_LONG = f"hypergrad|{N}x{D} T{T_LONG}|float64"
+
+BARS = [
+    dict(issue=4, text="T=1000 on (200, 500): reverse (forward + store + reverse pass) at most 2.5x the plain forward pass",
+         group="hypergrad|200x500 T1000|float64", impl="reverse", versus=("forward_pass",), min_speedup=1 / 2.5),
+    dict(issue=4, text="T=1000 on (200, 500): forward mode at most 1.5x the plain forward pass",
+         group="hypergrad|200x500 T1000|float64", impl="forward", versus=("forward_pass",), min_speedup=1 / 1.5),
+    dict(issue=4, text="T=1000 on (200, 500): checkpoint at most 1.6x reverse",
+         group="hypergrad|200x500 T1000|float64", impl="checkpoint", versus=("reverse",), min_speedup=1 / 1.6),
+    dict(issue=4, text="T=1000 on (200, 500): reverse at least 1.2x faster than jax.jit(jax.grad) of the unrolled loop",
+         group="hypergrad|200x500 T1000|float64", impl="reverse", versus=("jax",), min_speedup=1.2),
+    dict(issue=4, text="T=100000 on (200, 500): exact at least 100x faster than reverse",
+         group="hypergrad|200x500 T100000|float64", impl="exact", versus=("reverse",), min_speedup=100.0),
+]
+
+SHORT_IMPLS = ["forward_pass", "reverse", "forward", "checkpoint", "exact", "numpy", "jax"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((N, D))
+    t = rng.standard_normal(N)
+    return X, t
+
+
+def _impl(name):
+    if name == "forward_pass":
+        return kernels.unrolled_loss
+    if name == "numpy":
+        return naive.hypergrad
+    if name == "jax":
+        try:
+            peers.require("jax")
+        except peers.PeerUnavailable as exc:
+            pytest.skip(str(exc))
+        return peers.hypergrad_jax
+    return lambda X, t, **kw: kernels.hypergrad(X, t, method=name, **kw)
+
+
+def _info(benchmark, impl, steps):
+    benchmark.extra_info.update(impl=impl, steps=steps, flops=4 * N * D * steps)
+
+
+@pytest.mark.parametrize("impl", SHORT_IMPLS)
+def test_hypergrad_short(benchmark, impl, data):
+    X, t = data
+    f = _impl(impl)
+    kw = dict(lr=LR, l2=L2, steps=T_SHORT)
+    f(X, t, **kw)  # compile (or trace, for jax) outside the timing
+    benchmark.group = G_SHORT
+    _info(benchmark, impl, T_SHORT)
+    res = benchmark(f, X, t, **kw)
+    assert np.isfinite(res.loss) and not res.diverged
+
+
+@pytest.mark.parametrize("impl", ["reverse", "exact"])
+def test_hypergrad_long(benchmark, impl, data):
+    X, t = data
+    f = _impl(impl)
+    kw = dict(lr=LR, l2=L2, steps=T_LONG)
+    f(X, t, lr=LR, l2=L2, steps=10)  # compiles the same specialisation cheaply
+    benchmark.group = G_LONG
+    _info(benchmark, impl, T_LONG)
+    res = benchmark.pedantic(f, args=(X, t), kwargs=kw, rounds=3 if impl == "exact" else 2, iterations=1,
+                             warmup_rounds=1 if impl == "exact" else 0)
+    assert np.isfinite(res.loss) and np.isfinite(res.d_lr) and not res.diverged
