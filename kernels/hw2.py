@@ -554,6 +554,10 @@ def q3_3(spec=DEFAULT_SPEC, kernel=5):
     backpropagated through the conv and pool backward kernels). Then variants that change one
     thing each -- stride, dilation, pooling, depth -- with their receptive fields."""
     A = _arch()
+    note = None
+    if sum(tok.startswith("conv") for tok in spec.split()) < 2:
+        note = f"the spec {spec!r} has fewer than two conv layers, so 3.3 analyses the homework's {DEFAULT_SPEC!r}"
+        spec = DEFAULT_SPEC
     base = _upto_second_conv(_respec(spec, kernel))
     orig = _upto_second_conv(spec)
     toks = base.split()
@@ -580,7 +584,7 @@ def q3_3(spec=DEFAULT_SPEC, kernel=5):
         emp, clipped = _empirical_rf(A, layers)
         rows.append(dict(label=label, spec=s, rf=last["rf"], jump=last["jump"], empirical=emp, clipped=clipped))
     orig_rows = [_row(r) for r in A.analyze(A.parse(orig))]
-    return dict(spec=base, kernel=k, rf=rows[0]["rf"], empirical=rows[0]["empirical"], variants=rows,
+    return dict(spec=base, kernel=k, rf=rows[0]["rf"], empirical=rows[0]["empirical"], variants=rows, note=note,
                 text_check=dict(spec=orig, rfs=[r["rf"] for r in orig_rows if not _is_input(r)],
                                 names=[r["name"] for r in orig_rows if not _is_input(r)]))
 
@@ -845,8 +849,10 @@ def render_markdown(res, meta, figures):
 
     # ---- 3.2
     q = res["q3_2"]
-    L += ["## 3.2 Size of conv nets", "",
-          "The architecture figure is missing from the text. Assumed (`--spec` takes another): a 32×32 grey "
+    L += ["## 3.2 Size of conv nets", ""]
+    if q["spec"] != DEFAULT_SPEC:
+        L += [f"Analysing the architecture given with `--spec` instead of the assumed default below.", ""]
+    L += ["The architecture figure is missing from the text. Assumed (`--spec` takes another): a 32×32 grey "
           "input; 3×3 convolutions with one output channel, a bias and 'same' zero padding, each followed by a "
           "2×2 max-pool with stride 2, three conv+pool stages — consistent with the text's receptive fields of 3, "
           "4 and 8 (checked in 3.3). The FCNN replaces each conv by a fully connected layer with the same input "
@@ -869,7 +875,10 @@ def render_markdown(res, meta, figures):
     # ---- 3.3
     q = res["q3_3"]
     tc = q["text_check"]
-    L += ["## 3.3 Receptive fields", "",
+    L += ["## 3.3 Receptive fields", ""]
+    if q.get("note"):
+        L += [f"Note: {q['note']}.", ""]
+    L += [
           f"Check against the text with 3×3 filters (`{tc['spec']}`): receptive fields "
           + ", ".join(f"{n} {_hw(r)}" for n, r in zip(tc["names"], tc["rfs"])) + " (the text says 3, 4 and 8).", "",
           f"With 5×5 filters (`{q['spec']}`), the receptive field of a neuron after the second conv layer is "
@@ -1069,6 +1078,10 @@ def main(argv=None):
     p.add_argument("--memory-json", default=None,
                    help="the memory-scaling study's JSON for 2.1.2 (default: OUT/memory.json; measured here if absent)")
     args = p.parse_args(argv)
+    try:
+        _arch().parse(args.spec)
+    except ValueError as exc:
+        p.error(f"--spec: {exc}")
     t0 = time.perf_counter()
     write_report(out=args.out, spec=args.spec, quick=args.quick, memory_json=args.memory_json)
     print(f"hw2: wrote {os.path.join(args.out, 'hw2.md')} and {len(FIGURES)} figures in {time.perf_counter() - t0:.1f} s",
