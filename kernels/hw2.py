@@ -289,6 +289,16 @@ def _slope(xs, ys):
     return _f(np.polyfit(np.log(xs[ok]), np.log(ys[ok]), 1)[0])
 
 
+_MEMORY_ORDER = ("forward_pass", "forward", "checkpoint", "reverse", "exact")
+
+
+def _s3(x):
+    """A slope to three decimals, without a ``-0.000``."""
+    if x is None or x != x:
+        return "—"
+    return f"{round(float(x), 3) + 0.0:.3f}"
+
+
 def complexity_class(slope):
     """The O(.) class a log-log slope of memory against T points to (question 2.1.2)."""
     if slope < 0.15:
@@ -316,7 +326,8 @@ def q2_1_2(memory_json=None, quick=False):
             data = json.load(fh)
         runs = data.get("runs", [])
         slopes = data.get("slopes", {})
-        methods = sorted({r.get("method") for r in runs if r.get("method")} | set(slopes))
+        found = {r.get("method") for r in runs if r.get("method")} | set(slopes)
+        methods = [m for m in _MEMORY_ORDER if m in found] + sorted(found - set(_MEMORY_ORDER))
         table = {}
         for m in methods:
             mr = sorted((r for r in runs if r.get("method") == m), key=lambda r: r.get("T", 0))
@@ -324,7 +335,9 @@ def q2_1_2(memory_json=None, quick=False):
                             rss_mib=[r.get("rss_above_baseline_mib") for r in mr],
                             tracemalloc_mib=[r.get("tracemalloc_peak_mib") for r in mr],
                             bytes_stored=[r.get("bytes_stored") for r in mr],
-                            slopes=slopes.get(m, {}))
+                            slopes=dict(slopes.get(m, {}),
+                                        bytes_stored=_slope([r.get("T") for r in mr],
+                                                            [r.get("bytes_stored") or 0 for r in mr])))
         return dict(source="memory.json", path=memory_json, methods=table)
 
     K = _k()
@@ -764,10 +777,12 @@ def render_markdown(res, meta, figures):
         rows = []
         for m, v in q["methods"].items():
             s = v["slopes"]
-            rows.append([m, f"{_g(min(v['T']) if v['T'] else None)}–{_g(max(v['T']) if v['T'] else None)}",
-                         _g(s.get("rss"), 3), _g(s.get("tracemalloc"), 3), _g(s.get("time"), 3),
+            Tr = [x for x in v["T"] if x is not None]
+            rows.append([m, f"{_g(min(Tr))}–{_g(max(Tr))}" if Tr else "—", _s3(s.get("rss")), _s3(s.get("tracemalloc")),
+                         _s3(s.get("bytes_stored")), _s3(s.get("time")),
                          _g(v["bytes_stored"][-1] if v["bytes_stored"] else None)])
-        L += _table(["method", "T range", "slope RSS", "slope tracemalloc", "slope time", "bytes stored at max T"], rows)
+        L += _table(["method", "T range", "slope RSS", "slope tracemalloc", "slope bytes stored", "slope time",
+                     "bytes stored at max T"], rows)
     else:
         L += [f"Source: measured here (no `memory.json` from the memory-scaling study was found): X of shape "
               f"({q['n']}, {q['d']}), tracemalloc peak of one call (after a warm-up) and the `bytes_stored` each "
@@ -775,17 +790,17 @@ def render_markdown(res, meta, figures):
         rows = []
         for m, v in q["methods"].items():
             rows.append([m, f"{v['T'][0]}–{v['T'][-1]}", _g(v["tracemalloc_mib"][0], 3), _g(v["tracemalloc_mib"][-1], 3),
-                         _g(v["slopes"]["tracemalloc"], 3), _g(v["bytes_stored"][-1]), _g(v["slopes"]["bytes_stored"], 3)])
+                         _s3(v["slopes"]["tracemalloc"]), _g(v["bytes_stored"][-1]), _s3(v["slopes"]["bytes_stored"])])
         L += _table(["method", "T range", "peak MiB (min T)", "peak MiB (max T)", "slope of peak",
                      "bytes stored (max T)", "slope of bytes stored"], rows)
     measured = []
+    keys = ("rss", "tracemalloc") if q["source"] == "memory.json" else ("tracemalloc",)
     for m, v in q["methods"].items():
-        sl = v["slopes"].get("rss") if q["source"] == "memory.json" else v["slopes"].get("tracemalloc")
-        if sl is None or sl != sl:
-            sl = v["slopes"].get("tracemalloc")
-        if sl is not None and sl == sl:
-            measured.append(f"`{m}` {_g(sl, 3)} → {complexity_class(sl)}")
-    L += ["", "Measured growth of peak memory with T (slope → class): " + "; ".join(measured) + "."]
+        parts = [f"{key} {_s3(v['slopes'][key])} → {complexity_class(v['slopes'][key])}" for key in keys
+                 if v["slopes"].get(key) is not None and v["slopes"][key] == v["slopes"][key]]
+        if parts:
+            measured.append(f"`{m}` " + ", ".join(parts))
+    L += ["", "Measured growth of peak memory with T (log-log slope → class): " + "; ".join(measured) + "."]
     L += ["", "Reading: the forward pass (and forward-mode differentiation) keeps only the current `w` (and tangents): "
           "memory **O(1)** in t (slope ≈ 0). Standard back-propagation stores `w_0 … w_t` for the reverse pass: "
           "memory **O(t)** (slope ≈ 1); checkpointing trades it for recomputation, O(√t) (slope ≈ 0.5).", ""]

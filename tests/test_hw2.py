@@ -207,7 +207,7 @@ def test_q2_1_2_quotes_memory_json(tmp_path, q111, q12, q22, q23):
     md = hw2.render_markdown(res, hw2.machine_info(), hw2.FIGURES)
     section = md[md.index("## 2.1.2"):md.index("## 2.2")]
     assert "Source: the memory-scaling study, `memory.json`" in section
-    assert "`reverse` 1.01 → O(t)" in section and "`forward_pass` 0.003 → O(1)" in section
+    assert "`reverse` rss 1.010 → O(t), tracemalloc 0.999 → O(t)" in section and "`forward_pass` rss 0.003 → O(1)" in section
 
 
 # ------------------------------------------------------------------------------------ 2.2
