@@ -422,7 +422,8 @@ class ReceptiveField:
     bottom, left, right)`` (inclusive input-pixel indices), ``centre`` its centre. ``clipped``
     is true when the box touches the image border on that axis, where the field may extend into
     the padding and the measured extent is then only a lower bound. ``support`` is the boolean
-    ``(H, W)`` mask itself.
+    ``(H, W)`` mask itself. A unit whose whole field lies in the padding has an empty support:
+    ``rf == (0, 0)``, ``bbox`` and ``centre`` None, ``clipped == (True, True)``.
     """
 
     layer: int
@@ -441,7 +442,7 @@ def _conv_backward(g, layer, row):
 
     h, w = row.in_shape[:2]
     pt, pb, pl, pr = row.padding
-    x = np.zeros((1, 1, h + pt + pb, w + pl + pr))
+    x = np.zeros((g.shape[0], 1, h + pt + pb, w + pl + pr))
     wts = np.ones((1, 1, layer.kernel, layer.kernel))
     # the padding is asymmetric for 'same' with an even extent or a stride: pad explicitly and
     # keep the gradient of the real pixels only
@@ -450,30 +451,28 @@ def _conv_backward(g, layer, row):
 
 
 def _pool_taps(row, k, s):
-    """For each tap (a, b) of the window, the flat input index of that tap in every window."""
-    h, w = row.in_shape[:2]
+    """``(1, k*k, OH, OW)`` int64: channel ``a*k + b`` holds the flat input index of tap ``(a, b)``
+    of every window."""
+    w = row.in_shape[1]
     oh, ow = row.out_shape[:2]
     rows_ = np.arange(oh)[:, None] * s
     cols_ = np.arange(ow)[None, :] * s
-    for a in range(k):
-        for b in range(k):
-            yield ((rows_ + a) * w + cols_ + b)[None, None].astype(np.int64)
+    taps = [(rows_ + a) * w + cols_ + b for a in range(k) for b in range(k)]
+    return np.stack(taps)[None].astype(np.int64)
 
 
 def _forward_indices(layers, rows, x, rng):
-    """One forward pass with random positive filters: the max-pool indices of each pool layer."""
+    """A forward pass of the batch ``x`` with random positive filters: each pool's indices."""
     from .conv import correlate2d
     from .pool import maxpool2d
 
     indices = {}
-    weights = {}
     for index, (layer, row) in enumerate(zip(layers, rows)):
         if index == 0:
             continue
         if isinstance(layer, Conv):
             pt, pb, pl, pr = row.padding
             wts = rng.uniform(0.5, 1.5, (1, 1, layer.kernel, layer.kernel))
-            weights[index] = wts
             xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
             x = correlate2d(xp, wts, stride=layer.stride, padding=0, dilation=layer.dilation)
         elif isinstance(layer, Pool):
@@ -481,7 +480,7 @@ def _forward_indices(layers, rows, x, rng):
             indices[index] = idx
         else:  # dense: all-positive weights, every output the sum of every input
             oh, ow = row.out_shape[:2]
-            x = np.full((1, 1, oh, ow), x.sum())
+            x = np.ascontiguousarray(np.broadcast_to(x.sum(axis=(1, 2, 3))[:, None, None, None], (x.shape[0], 1, oh, ow)))
     return indices
 
 
@@ -498,12 +497,13 @@ def empirical_receptive_field(layers, position=None, *, layer=-1, method="window
     sees a *subset* of the field. Two honest ways round that, by ``method``:
 
     * ``"window"`` (default, deterministic): each pool routes the gradient to every element of
-      its window — ``maxpool2d_backward`` is called once per window tap with indices that pick
-      that tap, and the results summed. This is the field as defined (the input pixels that
+      its window: ``maxpool2d_backward`` is called on ``k*k`` copies of the gradient (as
+      channels), copy ``t`` with indices that pick tap ``t`` of every window, and the copies of
+      the result summed. This is the field as defined (the input pixels that
       *can* affect the unit), and equals Araujo et al.'s closed form.
     * ``"union"``: ``trials`` forward passes on random inputs with random positive filters
-      (seeded), each followed by a true backward pass through the recorded max-pool indices;
-      the field is the union of the supports. A lower bound that reaches the closed form once
+      (seeded; the trials run as one batch), each followed by a true backward pass through the
+      recorded max-pool indices; the field is the union of the supports. A lower bound that reaches the closed form once
       every window position has been the maximum on some path.
 
     Dense layers connect everything: their input gradient is nonzero everywhere.
@@ -537,30 +537,38 @@ def empirical_receptive_field(layers, position=None, *, layer=-1, method="window
         raise ValueError(f"position must be a pair (i, j) inside layer {last}'s {oh}x{ow} output, got {position!r}")
     h0, w0 = rows[0].out_shape[:2]
     rng = np.random.default_rng(seed)
-    support = np.zeros((h0, w0), bool)
-    for _ in range(trials if method == "union" else 1):
-        if method == "union":
-            x = rng.uniform(0.0, 1.0, (1, 1, h0, w0))
-            indices = _forward_indices(layers[: last + 1], rows[: last + 1], x, rng)
-        g = np.zeros((1, 1, oh, ow))
-        g[0, 0, position[0], position[1]] = 1.0
-        for index in range(last, 0, -1):
-            lay, row = layers[index], rows[index]
-            ih, iw = row.in_shape[:2]
-            if isinstance(lay, Conv):
-                g = _conv_backward(g, lay, row)
-            elif isinstance(lay, Pool):
-                shape = (1, 1, ih, iw)
-                if method == "union":
-                    g = maxpool2d_backward(g, indices[index], shape)
-                else:
-                    s = lay.kernel if lay.stride is None else lay.stride
-                    g = sum(maxpool2d_backward(g, idx, shape) for idx in _pool_taps(row, lay.kernel, s))
+    # the union's trials run as one batch (one call per layer, not one per trial and layer)
+    batch = trials if method == "union" else 1
+    if method == "union":
+        x = rng.uniform(0.0, 1.0, (batch, 1, h0, w0))
+        indices = _forward_indices(layers[: last + 1], rows[: last + 1], x, rng)
+    g = np.zeros((batch, 1, oh, ow))
+    g[:, 0, position[0], position[1]] = 1.0
+    for index in range(last, 0, -1):
+        lay, row = layers[index], rows[index]
+        ih, iw = row.in_shape[:2]
+        if isinstance(lay, Conv):
+            g = _conv_backward(g, lay, row)
+        elif isinstance(lay, Pool):
+            if method == "union":
+                g = maxpool2d_backward(g, indices[index], (batch, 1, ih, iw))
             else:
-                g = np.full((1, 1, ih, iw), g.sum())
-        support |= g[0, 0] != 0
+                # one backward call routes a copy of the gradient through each tap, one tap per
+                # channel; the sum over channels is the all-taps routing
+                s = lay.kernel if lay.stride is None else lay.stride
+                taps = _pool_taps(row, lay.kernel, s)
+                g_rep = np.repeat(g, taps.shape[1], axis=1)
+                g = maxpool2d_backward(g_rep, taps, (1, taps.shape[1], ih, iw)).sum(axis=1, keepdims=True)
+        else:
+            g = np.ascontiguousarray(np.broadcast_to(g.sum(axis=(1, 2, 3))[:, None, None, None], (batch, 1, ih, iw)))
+    support = (g[:, 0] != 0).any(axis=0)
     rs = np.flatnonzero(support.any(axis=1))
     cs = np.flatnonzero(support.any(axis=0))
+    if rs.size == 0:
+        # every tap of the unit's field lands in padding (e.g. a dilated 'same' conv on a 1x1
+        # map): no input pixel affects it
+        return ReceptiveField(last, (int(position[0]), int(position[1])), (0, 0), None, None, (True, True),
+                              method, support)
     top, bottom, left, right = int(rs[0]), int(rs[-1]), int(cs[0]), int(cs[-1])
     return ReceptiveField(
         layer=last,
