@@ -189,7 +189,8 @@ def _badly_scaled(K, quick):
     t = np.array([1.0, 1.0])
     budget = 2000 if quick else 5000
     tol = 1e-6
-    crit = 2.0 / (2.0 / 2 * 100.0)  # lambda_max of (2/n) X^T X is 100, n = 2
+    curvatures = np.linalg.eigvalsh(2.0 / X.shape[0] * X.T @ X)[::-1]  # of the Hessian (2/n) X^T X
+    crit = K.critical_lr(X)  # 2 / lambda_max: GD's stability limit
     configs = [
         ("GD (lr = 0.9 x critical)", K.gd, dict(lr=0.9 * crit)),
         ("RMSProp", K.rmsprop, dict(lr=0.01)),
@@ -202,7 +203,7 @@ def _badly_scaled(K, quick):
         below = np.nonzero(r.losses < tol)[0]
         rows.append(dict(name=name, lr=float(kw["lr"]), final_loss=_f(r.losses[-1]),
                          steps_to_tol=int(r.recorded_steps[below[0]]) if below.size else None))
-    return dict(curvatures=[100.0, 0.01], budget=budget, tol=tol, rows=rows)
+    return dict(curvatures=[_f(c) for c in curvatures], critical_lr=_f(crit), budget=budget, tol=tol, rows=rows)
 
 
 # ============================================================================ 2.1.1

@@ -125,6 +125,8 @@ def test_q1_2_badly_scaled_gd_matches_closed_form(q12):
     gd = sc["rows"][0]
     assert gd["name"].startswith("GD")
     # X = diag(10, 0.1), t = 1: residuals r_i = (1 - lr h_i)^k r_i0 with r_i0 = -1, h = (100, 0.01)
+    assert sc["curvatures"] == pytest.approx([100.0, 0.01], rel=1e-12)  # (2/n) X^T X = diag(100, 0.01)
+    assert gd["lr"] == pytest.approx(0.9 * 2 / 100.0, rel=1e-12)
     k = sc["budget"]
     loss = 0.5 * sum((1 - gd["lr"] * h) ** (2 * k) for h in (100.0, 0.01))
     assert gd["final_loss"] == pytest.approx(loss, rel=1e-8)
