@@ -52,7 +52,8 @@ trade memory for time (all four agree to ~1e-12 relative on well-conditioned pro
     form (the last gradient) at no extra cost. ``bytes_stored = 2 d 8`` (the two tangents).
 
 ``"exact"``  (closed form; time independent of T)
-    With the thin SVD ``X = U diag(sigma) V^T``, ``H`` has eigenvalues
+    With ``X = U diag(sigma) V^T`` (from ``eigh`` of the smaller Gram matrix, ``X X^T`` or
+    ``X^T X``: several times cheaper than an SVD), ``H`` has eigenvalues
     ``mu_i = (2/n) sigma_i^2 + 2 l2`` on the columns of ``V`` and ``2 l2`` on their orthogonal
     complement (where ``b`` has no component: with ``n < d`` that whole subspace just shrinks by
     ``(1 - 2 lr l2)^T``). Per eigen-direction, with ``m = 1 - lr mu``::
@@ -64,7 +65,7 @@ trade memory for time (all four agree to ~1e-12 relative on well-conditioned pro
     (``l2`` moves both the eigenvalues and the fixed point ``w* = H^-1 b``; these are the exact
     derivatives of the closed form), evaluated without cancellation (``expm1``/``log1p``, and a
     binomial series for ``S_1`` when ``T lr mu`` is small). ``bytes_stored`` is the size of the
-    SVD factors.
+    eigen-factors held (``U`` when ``n <= d``, ``sigma``, ``V^T``).
 
 Divergence. Gradient descent on this quadratic is stable iff ``lr < 2 / lambda_max(H)``
 (:func:`critical_lr`), and then the training loss never increases. The kernels track the
@@ -477,9 +478,24 @@ def _forward_mode_kernel(X, t, w, g, gprev, v, lr, l2, steps, noise):  # pragma:
 # ---------------------------------------------------------------------------------------------
 
 
+@jit()
+def _count_nonfinite(a):  # pragma: no cover - compiled
+    # A compiled count instead of np.isfinite(a).all(), which allocates an (n, d) bool array:
+    # the memory-scaling measurement sees every temporary of the wrapper.
+    bad = 0
+    for i in range(a.shape[0]):
+        if not np.isfinite(a[i]):
+            bad += 1
+    return bad
+
+
 def _finite(arr, name):
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} must contain only finite values, got {int((~np.isfinite(arr)).sum())} non-finite")
+    """``arr`` float64 and C-contiguous, or raise if it holds a NaN or an infinity."""
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    bad = _count_nonfinite(arr.reshape(-1))
+    if bad:
+        raise ValueError(f"{name} must contain only finite values, got {bad} non-finite")
+    return arr
 
 
 def _problem(X, t, w0, X_val, t_val):
@@ -512,8 +528,7 @@ def _problem(X, t, w0, X_val, t_val):
         if arr is None:
             out.append(None)
             continue
-        _finite(arr, name)
-        out.append(np.ascontiguousarray(arr, dtype=np.float64))
+        out.append(_finite(arr, name))
     return tuple(out)
 
 
@@ -540,13 +555,13 @@ def _objective_grad(X, t, w, g, loss, l2, X_val, t_val):
 
 def critical_lr(X, l2=0.0) -> float:
     """``2 / lambda_max(H)`` with ``H = (2/n) X^T X + 2 l2 I``: gradient descent on ``L~`` is
-    stable iff ``lr`` is below it (``inf`` when ``H = 0``). Exact, from the largest singular
-    value of ``X`` (LAPACK through NumPy)."""
+    stable iff ``lr`` is below it (``inf`` when ``H = 0``). Exact, from the largest
+    eigenvalue of the smaller Gram matrix (LAPACK through NumPy)."""
     X = float_array(X, "X", ndim=2)
     l2 = finite_float(l2, "l2", low=0.0)
-    _finite(X, "X")
-    sigma = float(np.linalg.norm(X.astype(np.float64), 2))
-    lam = 2.0 * sigma * sigma / X.shape[0] + 2.0 * l2
+    X = _finite(X, "X")
+    gram = X @ X.T if X.shape[0] <= X.shape[1] else X.T @ X
+    lam = 2.0 * max(float(np.linalg.eigvalsh(gram)[-1]), 0.0) / X.shape[0] + 2.0 * l2
     return math.inf if lam == 0.0 else 2.0 / lam
 
 
@@ -717,15 +732,30 @@ def _s1(x, T, mT1, one_minus):
     return out
 
 
-def _exact_components(X, t, w0, lr, l2, T):
+def _exact_components(X, t, w0):
+    """Eigen-directions of ``X^T X`` from the smaller Gram matrix (``X X^T`` when ``n <= d``,
+    else ``X^T X``): ``eigh`` of a ``min(n, d)``-square matrix is several times cheaper than an
+    SVD of ``X``. Directions with ``sigma^2 <= min(n, d) eps sigma_max^2`` are numerically null
+    and are left to the complement (their ``mu`` is ``2 l2`` to within rounding). Returns
+    ``U`` (or ``None`` when ``n > d``), ``sigma``, ``V^T``, and ``mu``-free projections."""
     n, d = X.shape
-    U, sig, Vt = np.linalg.svd(X, full_matrices=False)
-    alpha = (2.0 / n) * sig * sig
-    mu = alpha + 2.0 * l2
+    if n <= d:
+        lam, U = np.linalg.eigh(X @ X.T)
+    else:
+        lam, U = np.linalg.eigh(X.T @ X)
+    keep = lam > min(n, d) * np.finfo(np.float64).eps * max(float(lam[-1]), 0.0)
+    sig = np.sqrt(lam[keep])
+    if n <= d:
+        U = np.ascontiguousarray(U[:, keep])
+        Vt = (U.T @ X) / sig[:, None]
+        beta = (2.0 / n) * sig * (U.T @ t)
+    else:
+        Vt = np.ascontiguousarray(U[:, keep].T)
+        U = None
+        beta = (2.0 / n) * (Vt @ (X.T @ t))
     z0 = Vt @ w0
-    beta = (2.0 / n) * sig * (U.T @ t)
     w0_perp = w0 - Vt.T @ z0
-    return U, sig, Vt, mu, z0, beta, w0_perp
+    return U, sig, Vt, beta, z0, w0_perp
 
 
 def _exact_state(mu, z0, beta, w0_perp, lr, l2, T):
@@ -774,8 +804,9 @@ def _exact_diverged_at(mu, z0, beta, w0_perp, lr, l2, T, loss0, noise):
 
 def _exact(X, t, w0, X_val, t_val, lr, l2, T):
     n, d = X.shape
-    U, sig, Vt, mu, z0, beta, w0_perp = _exact_components(X, t, w0, lr, l2, T)
-    nbytes = U.nbytes + sig.nbytes + Vt.nbytes
+    U, sig, Vt, beta, z0, w0_perp = _exact_components(X, t, w0)
+    mu = (2.0 / n) * sig * sig + 2.0 * l2
+    nbytes = (0 if U is None else U.nbytes) + sig.nbytes + Vt.nbytes
     r0 = X @ w0 - t
     loss0 = float(r0 @ r0) / n + l2 * float(w0 @ w0)
     k = _exact_diverged_at(mu, z0, beta, w0_perp, lr, l2, T, loss0, _noise(X, t, w0, l2))
@@ -791,7 +822,7 @@ def _exact(X, t, w0, X_val, t_val, lr, l2, T):
     dwp_dlr = T * mcT1 * (-2.0 * l2) * w0_perp
     dwp_dl2 = T * mcT1 * (-2.0 * lr) * w0_perp
     if X_val is None:
-        resid = U @ (sig * zT) - t  # X w_T - t without touching X again
+        resid = U @ (sig * zT) - t if U is not None else X @ w - t  # X w_T - t
         obj = float(resid @ resid) / n + l2 * float(w @ w)
         a_z = mu * zT - beta  # the gradient of L~ at w_T, in eigen-coordinates
         a_perp = 2.0 * l2 * wpT
