@@ -357,15 +357,19 @@ def maxpool2d_backward(grad_y, indices, input_shape):
             f"input_shape {input_shape} must share grad_y's leading (batch, channel) sizes {grad_y.shape[:-2]}"
         )
     H, W = input_shape[-2:]
-    lo = int(indices.min())
-    hi = int(indices.max())
-    if lo < 0 or hi >= H * W:
-        bad = lo if lo < 0 else hi
+    if indices.dtype.kind == "u" and int(indices.max()) >= H * W:  # before a cast could wrap it
         raise ValueError(
-            f"indices must lie in [0, H*W) = [0, {H * W}) for input_shape {input_shape}, got {bad}"
+            f"indices must lie in [0, H*W) = [0, {H * W}) for input_shape {input_shape}, got {int(indices.max())}"
         )
     if indices.dtype != np.int64:
         indices = indices.astype(np.int64)
+    # one pass: seen as unsigned, a negative index is huge, so max() catches both ends
+    if int(indices.view(np.uint64).max()) >= H * W:
+        lo = int(indices.min())
+        bad = lo if lo < 0 else int(indices.max())
+        raise ValueError(
+            f"indices must lie in [0, H*W) = [0, {H * W}) for input_shape {input_shape}, got {bad}"
+        )
     gy4 = _as_4d(grad_y)
     N, C = gy4.shape[:2]
     grad_x = np.zeros((N, C, H * W), dtype=grad_y.dtype)

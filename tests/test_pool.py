@@ -400,6 +400,8 @@ def _set(indices, value):
         (lambda g, i, s: (g, i, 36), TypeError, "input_shape must be a tuple of ints, got int 36"),
         (lambda g, i, s: (g, _set(i, 36), s), ValueError, r"indices must lie in \[0, H\*W\) = \[0, 36\).*got 36"),
         (lambda g, i, s: (g, _set(i, -1), s), ValueError, r"indices must lie in \[0, H\*W\).*got -1"),
+        (lambda g, i, s: (g, _set(i, 2**40).astype(np.uint64), s), ValueError, r"indices must lie.*got 1099511627776"),
+        (lambda g, i, s: (g, _set(i.astype(np.uint64), 2**64 - 1), s), ValueError, r"indices must lie.*got 18446744073709551615"),
     ],
 )
 def test_maxpool2d_backward_rejects_bad_arguments(pooled, mutate, exc, match):
