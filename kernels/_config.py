@@ -12,6 +12,12 @@ variable                    default    effect
                                        ``NUMBA_BOUNDSCHECK=1``, which Numba reads itself)
 ==========================  =========  ==================================================
 
+The on-disk cache holds the default build only: any override of ``KERNELS_PARALLEL``,
+``KERNELS_FASTMATH`` or bounds checking turns caching off. Numba's cache index keys a kernel on
+its bytecode and argument types, not on ``parallel``/``fastmath``/``boundscheck`` (verified with
+Numba 0.68), so a cached default kernel would silently be loaded in place of the one asked for,
+and a bounds-checked or serial build would be saved over the default one.
+
 Fast-math is the LLVM flag set *without* ``nnan`` and ``ninf``: the compiler may reassociate
 sums and fuse multiply-adds (which vectorises reductions), but may not assume that NaN and inf
 never occur, so divergence checks such as ``not np.isfinite(x)`` stay honest.
@@ -32,9 +38,11 @@ def _flag(name: str, default: bool) -> bool:
 
 
 PARALLEL: bool = _flag("KERNELS_PARALLEL", True)
-CACHE: bool = _flag("KERNELS_CACHE", True)
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"} if _flag("KERNELS_FASTMATH", True) else False
 BOUNDSCHECK: bool | None = True if _flag("KERNELS_BOUNDSCHECK", False) else None
+# Cache only the default build (see the module docstring: the cache does not key on these flags).
+CACHE: bool = (_flag("KERNELS_CACHE", True) and PARALLEL and bool(FASTMATH) and BOUNDSCHECK is None
+               and not _flag("NUMBA_BOUNDSCHECK", False))
 
 #: Parallel reductions are split into blocks of this many items, whatever the thread count,
 #: and the per-block partial results are combined serially in block order, so results are
