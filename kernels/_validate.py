@@ -14,6 +14,10 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+#: Sizes, strides, step counts and the like reach compiled code as int64; a larger Python int
+#: would fail there with a Numba typing error, so it is refused here.
+MAX_INT = int(np.iinfo(np.int64).max)
+
 
 def float_array(x, name: str, *, ndim=None, dtype=None, allow_empty: bool = False) -> np.ndarray:
     """Return ``x`` as a native-endian float32/float64 ndarray, or raise naming ``name``.
@@ -54,6 +58,8 @@ def positive_int(value, name: str, *, minimum: int = 1) -> int:
     value = int(value)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > MAX_INT:
+        raise ValueError(f"{name} must be <= {MAX_INT} (it is passed to compiled code as int64), got {value}")
     return value
 
 
