@@ -28,14 +28,18 @@ the same call with the flipped filter, with ``grad_w`` flipped back; see its doc
 
 Implementation notes
 --------------------
-The forward pass is a direct kernel, parallel over disjoint (image, block of output channels,
-block of output rows) tiles, with three inner paths chosen per tile:
+The forward pass is a direct kernel, parallel over disjoint output tiles (image, block of output
+channels, block of output rows; tile sizes fixed by the shape, never by the thread count, so the
+result is bit-identical for any number of threads). Three inner paths:
 
-* 3x3, stride 1, dilation 1, and output width == input width (the ubiquitous ``padding=1``):
-  the nine taps and four output channels are fused into one loop that runs over the *flattened*
-  interior rows of the plane, so the loop is long and vectorises over contiguous memory (the
-  two border columns it crosses are recomputed exactly afterwards);
-* 3x3, stride 1, dilation 1, any other padding: the same fused loop, one output row at a time;
+* 3x3, stride 1, dilation 1, several channels (the ubiquitous CNN layer): the input is copied
+  once into a zero-padded buffer and each tile accumulates four output channels in a private
+  buffer whose rows are as wide as the padded rows. Output (y, x) and its tap (0, 0) are then
+  a fixed flat distance apart, so the nine taps and four channels fuse into one long loop over
+  contiguous memory that vectorises (36 multiply-adds per nine loads) and has no border cases;
+* 3x3, stride 1, dilation 1, one channel (a single image, memory-bound): no copy. The same
+  fused loop runs over the flattened interior rows and writes the output once; the border
+  pixels it crosses are recomputed exactly from their in-bounds taps;
 * anything else: one vectorised loop per filter tap over the valid span of each output row.
 
 Taps that fall in the zero padding are skipped rather than multiplied by zero. That differs from
@@ -168,11 +172,26 @@ def _fused3x3_x1(o0, r0, r1, r2, w, c, ci, L):
 
 
 @jit()
-def _fused3x3_span(x, w, out, n, c0, c1, q0, L, xq0):
-    """Fused 3x3 taps over a flat span: out_flat[q0 + p] += taps of x_flat[xq0 + i*W + p + j].
+def _fused3x3_x1_set(o0, r0, r1, r2, w, c, ci, L, bv):
+    """o0[p] = bv + the nine taps: the first input channel writes the output without reading it
+    (single-channel images are memory-bound, and a separate bias pass would cost a sweep)."""
+    a00 = w[c, ci, 0, 0]; a01 = w[c, ci, 0, 1]; a02 = w[c, ci, 0, 2]  # noqa: E702
+    a10 = w[c, ci, 1, 0]; a11 = w[c, ci, 1, 1]; a12 = w[c, ci, 1, 2]  # noqa: E702
+    a20 = w[c, ci, 2, 0]; a21 = w[c, ci, 2, 1]; a22 = w[c, ci, 2, 2]  # noqa: E702
+    for p in range(L):
+        o0[p] = bv + (
+            a00 * r0[p] + a01 * r0[p + 1] + a02 * r0[p + 2]
+            + a10 * r1[p] + a11 * r1[p + 1] + a12 * r1[p + 2]
+            + a20 * r2[p] + a21 * r2[p + 1] + a22 * r2[p + 2]
+        )
+
+
+@jit()
+def _fused3x3_span(x, w, b, out, n, c0, c1, q0, L, xq0):
+    """Fused 3x3 taps over a flat span: out_flat[q0 + p] = b + taps of x_flat[xq0 + i*W + p + j].
 
     ``out[n, co]`` and ``x[n, ci]`` are flattened C-contiguous planes; ``xq0`` is the flat input
-    index that tap (0, 0) reads for output ``q0``.
+    index that tap (0, 0) reads for output ``q0``. The span is written, not accumulated into.
     """
     C, W = x.shape[1], x.shape[3]
     HW = x.shape[2] * W
@@ -183,6 +202,10 @@ def _fused3x3_span(x, w, out, n, c0, c1, q0, L, xq0):
         r1 = xf[xq0 + W :]
         r2 = xf[xq0 + 2 * W :]
         co = c0
+        if ci == 0:
+            for co in range(c0, c1):
+                _fused3x3_x1_set(out[n, co].reshape(P)[q0:], r0, r1, r2, w, co, ci, L, b[co])
+            continue
         while co + 4 <= c1:
             _fused3x3_x4(
                 out[n, co].reshape(P)[q0:], out[n, co + 1].reshape(P)[q0:],
@@ -218,23 +241,33 @@ def _correlate_kernel(x, w, b, out, sh, sw, pt, pl, dh, dw, rows_per_task):
         c1 = min(c0 + cob, Co)
         y0 = (r % nrb) * rows_per_task
         y1 = min(y0 + rows_per_task, Ho)
+        ya = max(y0, ylo)
+        yb = min(y1, yhi)
         for co in range(c0, c1):
             bv = b[co]
             for y in range(y0, y1):
                 orow = out[n, co, y]
-                for xo in range(Wo):
-                    orow[xo] = bv
+                if fused and xhi > xlo and y >= ya and y < yb:
+                    # the fused span writes the interior columns itself
+                    for xo in range(0, xlo):
+                        orow[xo] = bv
+                    for xo in range(xhi, Wo):
+                        orow[xo] = bv
+                else:
+                    for xo in range(Wo):
+                        orow[xo] = bv
         if not fused or xhi <= xlo:
             for co in range(c0, c1):
                 for y in range(y0, y1):
                     _row_taps(x, w, out, n, co, y, 0, Wo, sh, sw, pt, pl, dh, dw)
         else:
-            _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, max(y0, ylo), min(y1, yhi))
+            _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb)
 
 
 @jit()
 def _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb):
-    """One output tile of a 3x3, stride-1, dilation-1 correlation (out already holds the bias).
+    """One output tile of a 3x3, stride-1, dilation-1 correlation (out holds the bias outside
+    the interior span).
 
     Rows [ya, yb) and columns [xlo, xhi) are interior (every tap inside x): fused loop. The rest
     of the tile: each in-bounds tap on its own.
@@ -253,7 +286,7 @@ def _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb):
         # The border columns it crosses read wrapped neighbours; they are redone below.
         q0 = ya * Wo + xlo
         L = (yb - 1) * Wo + xhi - q0
-        _fused3x3_span(x, w, out, n, c0, c1, q0, L, (ya - pt) * W + xlo - pl)
+        _fused3x3_span(x, w, b, out, n, c0, c1, q0, L, (ya - pt) * W + xlo - pl)
         for co in range(c0, c1):
             bv = b[co]
             for y in range(ya, yb):
@@ -265,7 +298,7 @@ def _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb):
                     _point(x, w, out, n, co, y, xo, pt, pl)
     else:
         for y in range(ya, yb):
-            _fused3x3_span(x, w, out, n, c0, c1, y * Wo + xlo, xhi - xlo, (y - pt) * W + xlo - pl)
+            _fused3x3_span(x, w, b, out, n, c0, c1, y * Wo + xlo, xhi - xlo, (y - pt) * W + xlo - pl)
             for co in range(c0, c1):
                 for xo in range(0, xlo):
                     _point(x, w, out, n, co, y, xo, pt, pl)
