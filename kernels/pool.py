@@ -19,6 +19,11 @@ Semantics (those of PyTorch's CPU kernel, checked against it in ``tests/test_poo
   in row-major order of the output, exactly as PyTorch's autograd does, so overlapping windows
   (``stride < kernel``) accumulate.
 
+dtype rules: float32 and float64 in, the same dtype out. The forward pass only compares and
+copies, so it is exact. The backward pass sums, per input element, the gradients of the windows
+that picked it: at most ``ceil(kh/sh) * ceil(kw/sw)`` terms, added in the input dtype as PyTorch
+does (a float64 accumulator would make float32 results differ from PyTorch's and gain nothing).
+
 Layout and threads: ``(N, C, H, W)`` batches, ``(C, H, W)`` or single ``(H, W)`` planes. The
 compiled kernels run one ``prange`` iteration per ``(n, c)`` plane, so each writes only its own
 plane: results are deterministic and independent of the thread count.
