@@ -50,6 +50,9 @@ Results, recording and divergence (the :class:`OptimResult` fields):
 * ``record_every = 0`` (the default) records nothing while running, so memory does not grow
   with ``steps``: ``trajectory`` is ``(0, d)``, and ``losses`` and ``recorded_steps`` hold one
   entry, the full-data loss of the returned ``w`` and its step.
+* ``w0`` (default zeros) must be finite: a ``ValueError`` otherwise. NaN or inf in ``X`` or
+  ``t`` is not checked (that would cost a pass): it propagates and is reported as divergence.
+  ``loss`` and ``grad`` propagate NaN and inf in any argument, as IEEE arithmetic does.
 * Divergence: iterate ``w_k`` is bad when one of its weights, or the loss computed at it (the
   batch loss of step ``k``; the full-data loss at a recorded or the last step), is not
   finite. The loop stops at the first bad iterate, ``diverged=True``, ``diverged_at=k``, and
@@ -401,7 +404,7 @@ def _data(X, t):
     return np.ascontiguousarray(X), np.ascontiguousarray(t)
 
 
-def _weights(w, name, X, *, allow_none=False):
+def _weights(w, name, X, *, allow_none=False, finite=False):
     d = X.shape[1]
     if w is None:
         if allow_none:
@@ -411,7 +414,7 @@ def _weights(w, name, X, *, allow_none=False):
     if w.shape[0] != d:
         raise ValueError(f"{name} must have shape (d,) = ({d},) to match X of shape {X.shape}, got {w.shape}")
     w64 = np.array(w, dtype=np.float64)  # a fresh float64 copy: the kernels' working precision
-    if not np.all(np.isfinite(w64)):
+    if finite and not np.all(np.isfinite(w64)):
         raise ValueError(f"{name} must be finite, got {w!r}")
     return w64
 
@@ -483,15 +486,12 @@ def _run_checks(X, t, *, lr, steps, epochs, batch_size, seed, w0, l2, weight_dec
     _l2(l2)
     _validate.finite_float(weight_decay, "weight_decay", low=0.0, high=1.0, high_open=True)
     _validate.positive_int(record_every, "record_every", minimum=0)
+    _validate.positive_int(seed, "seed", minimum=0)  # used only by mini-batches, checked always
     nbatches = 1
     if batch_size is not None:
         batch_size = _validate.positive_int(batch_size, "batch_size")
         if batch_size > n:
             raise ValueError(f"batch_size must be <= n = {n} (the rows of X), got {batch_size}")
-        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an integer, got {type(seed).__name__} {seed!r}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
         nbatches = -(-n // batch_size)
     if epochs is not None:
         if steps is not None:
@@ -501,7 +501,7 @@ def _run_checks(X, t, *, lr, steps, epochs, batch_size, seed, w0, l2, weight_dec
         raise ValueError("give exactly one of steps and epochs, got neither")
     else:
         steps = _validate.positive_int(steps, "steps", minimum=0)
-    return X, t, steps, _weights(w0, "w0", X, allow_none=True)
+    return X, t, steps, _weights(w0, "w0", X, allow_none=True, finite=True)
 
 
 def _run(kind, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight_decay, record_every,
