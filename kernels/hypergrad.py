@@ -94,6 +94,7 @@ load of the vector; four rows update the accumulator in one read-modify-write).
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 
@@ -109,6 +110,46 @@ METHODS = ("reverse", "checkpoint", "forward", "exact")
 DIVERGENCE_FACTOR = 2.0
 #: Relative noise floor of that test, on the scale of the data (guards ``L~(w_0) ~ 0``).
 _NOISE_FLOOR = 1e-20
+#: ``"reverse"`` and ``"checkpoint"`` refuse, before allocating, to store more than this fraction
+#: of the memory available (:func:`available_memory`); the rest is left to the data, the
+#: wrapper's temporaries and the other processes on the machine.
+MEMORY_MARGIN = 0.8
+
+
+class TrajectoryMemoryError(MemoryError, ValueError):
+    """The stored trajectory of ``steps`` x ``d`` weights would not fit in the memory available.
+
+    Both a :class:`MemoryError` (what it is) and a :class:`ValueError` (the ``steps`` argument is
+    too large for this method on this machine), raised before anything is allocated."""
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation: ``MemAvailable`` of ``/proc/meminfo``
+    (Linux), else free physical pages times the page size (``os.sysconf``), else ``None``."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(method, steps, d, rows):
+    """Refuse a stored trajectory of ``rows`` x ``d`` float64 that would not fit (see MEMORY_MARGIN)."""
+    need = rows * d * 8
+    avail = available_memory()
+    if avail is not None and need > MEMORY_MARGIN * avail:
+        raise TrajectoryMemoryError(
+            f"method={method!r} with steps={steps} and d={d} would store {rows} x {d} float64 weights, "
+            f"{need} bytes ({need / 2**30:.3g} GiB), but only {avail} bytes ({avail / 2**30:.3g} GiB) are available "
+            f"(at most {MEMORY_MARGIN:.0%} of that is used): lower steps, or use method='checkpoint' "
+            f"(O(sqrt(steps) d)), 'forward' (O(d)) or 'exact'"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -659,12 +700,14 @@ def hypergrad(X, t, *, lr, l2=0.0, steps, w0=None, X_val=None, t_val=None, metho
         return HypergradResult(loss=obj, d_lr=d_lr, d_l2=d_l2, w=w, bytes_stored=nbytes, method=method, steps=steps)
 
     if method == "reverse":
+        _check_memory(method, steps, d, steps + 1)
         traj = np.empty((steps + 1, d))  # the whole trajectory, visible to profilers
         buf = np.empty((0, d))
         stride = 1
         nbytes = traj.nbytes
     else:
         S, J = _segments(steps, checkpoints)
+        _check_memory(method, steps, d, J + S - 1)
         traj = np.empty((J, d))
         buf = np.empty((S - 1, d))
         stride = S
