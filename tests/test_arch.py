@@ -261,6 +261,13 @@ def test_empirical_field_at_the_border_is_clipped():
     assert f.bbox == (0, 4, 0, 4) and f.clipped == (True, True) and f.rf == (5, 5)
 
 
+@pytest.mark.parametrize("method", ["window", "union"])
+def test_empirical_field_of_dense_layers_is_the_whole_image(method):
+    for layers in ("in12x10x1 conv3 pool2 fc4", arch.to_dense("in12x10x1 conv3 pool2 conv3")):
+        f = arch.empirical_receptive_field(layers, method=method, trials=2)
+        assert f.support.all() and f.rf == (12, 10) and f.clipped == (True, True)
+
+
 def test_empirical_field_entirely_in_padding_is_empty():
     # a 2-tap filter dilated by 2 on a 1x1 map padded 'same' (1 each side) reads only padding
     f = arch.empirical_receptive_field("in6x6x1 pool2s1 pool2s2 pool2s1 conv2d2")
