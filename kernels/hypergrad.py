@@ -53,7 +53,8 @@ trade memory for time (all four agree to ~1e-12 relative on well-conditioned pro
 
 ``"exact"``  (closed form; time independent of T)
     With ``X = U diag(sigma) V^T`` (from ``eigh`` of the smaller Gram matrix, ``X X^T`` or
-    ``X^T X``: several times cheaper than an SVD), ``H`` has eigenvalues
+    ``X^T X``, formed by a compiled kernel: several times cheaper than an SVD), ``H`` has
+    eigenvalues
     ``mu_i = (2/n) sigma_i^2 + 2 l2`` on the columns of ``V`` and ``2 l2`` on their orthogonal
     complement (where ``b`` has no component: with ``n < d`` that whole subspace just shrinks by
     ``(1 - 2 lr l2)^T``). Per eigen-direction, with ``m = 1 - lr mu``::
@@ -65,7 +66,7 @@ trade memory for time (all four agree to ~1e-12 relative on well-conditioned pro
     (``l2`` moves both the eigenvalues and the fixed point ``w* = H^-1 b``; these are the exact
     derivatives of the closed form), evaluated without cancellation (``expm1``/``log1p``, and a
     binomial series for ``S_1`` when ``T lr mu`` is small). ``bytes_stored`` is the size of the
-    eigen-factors held (``U`` when ``n <= d``, ``sigma``, ``V^T``).
+    eigen-factors held: ``U`` (n, r) when ``n <= d``, else ``V`` (d, r), and ``sigma`` (r,).
 
 Divergence. Gradient descent on this quadratic is stable iff ``lr < 2 / lambda_max(H)``
 (:func:`critical_lr`), and then the training loss never increases. The kernels track the
@@ -601,8 +602,9 @@ def critical_lr(X, l2=0.0) -> float:
     X = float_array(X, "X", ndim=2)
     l2 = finite_float(l2, "l2", low=0.0)
     X = _finite(X, "X")
-    gram = X @ X.T if X.shape[0] <= X.shape[1] else X.T @ X
-    lam = 2.0 * max(float(np.linalg.eigvalsh(gram)[-1]), 0.0) / X.shape[0] + 2.0 * l2
+    gram = np.empty((min(X.shape),) * 2)
+    _gram_kernel(X, gram)
+    lam = 2.0 * max(float(_eigh_serial(gram, values_only=True)[-1]), 0.0) / X.shape[0] + 2.0 * l2
     return math.inf if lam == 0.0 else 2.0 / lam
 
 
@@ -775,30 +777,101 @@ def _s1(x, T, mT1, one_minus):
     return out
 
 
-def _exact_components(X, t, w0):
-    """Eigen-directions of ``X^T X`` from the smaller Gram matrix (``X X^T`` when ``n <= d``,
-    else ``X^T X``): ``eigh`` of a ``min(n, d)``-square matrix is several times cheaper than an
-    SVD of ``X``. Directions with ``sigma^2 <= min(n, d) eps sigma_max^2`` are numerically null
-    and are left to the complement (their ``mu`` is ``2 l2`` to within rounding). Returns
-    ``U`` (or ``None`` when ``n > d``), ``sigma``, ``V^T``, and ``mu``-free projections."""
+@jit()
+def _gram_kernel(X, G):  # pragma: no cover - compiled
+    """``G = X X^T`` (``n <= d``) or ``X^T X`` (``n > d``), serial and deterministic.
+
+    Compiled rather than BLAS: on a busy two-core machine a threaded OpenBLAS level-3 call of
+    this size was measured taking 40 ms instead of 0.4 ms (spinning worker threads), and the
+    exact method is meant to be the fast path."""
     n, d = X.shape
     if n <= d:
-        lam, U = np.linalg.eigh(X @ X.T)
+        for i in range(n):
+            for j in range(i, n):
+                acc = 0.0
+                for k in range(d):
+                    acc += X[i, k] * X[j, k]
+                G[i, j] = acc
+                G[j, i] = acc
     else:
-        lam, U = np.linalg.eigh(X.T @ X)
-    keep = lam > min(n, d) * np.finfo(np.float64).eps * max(float(lam[-1]), 0.0)
-    sig = np.sqrt(lam[keep])
-    if n <= d:
-        U = np.ascontiguousarray(U[:, keep])
-        Vt = (U.T @ X) / sig[:, None]
-        beta = (2.0 / n) * sig * (U.T @ t)
-    else:
-        Vt = np.ascontiguousarray(U[:, keep].T)
-        U = None
-        beta = (2.0 / n) * (Vt @ (X.T @ t))
-    z0 = Vt @ w0
-    w0_perp = w0 - Vt.T @ z0
-    return U, sig, Vt, beta, z0, w0_perp
+        for a in range(d):
+            for b in range(d):
+                G[a, b] = 0.0
+        for i in range(n):
+            for a in range(d):
+                xa = X[i, a]
+                for b in range(a, d):
+                    G[a, b] += xa * X[i, b]
+        for a in range(d):
+            for b in range(a):
+                G[a, b] = G[b, a]
+
+
+_BLAS_CONTROLLER = []
+
+
+def _eigh_serial(G, values_only=False):
+    """``numpy.linalg.eigh`` with LAPACK's BLAS limited to one thread when threadpoolctl is
+    installed (an optional dependency; without it, plain ``eigh``). For these few-hundred-square
+    matrices threads gain nothing, and on a busy two-core machine OpenBLAS's spinning workers
+    were measured making ``eigh`` several times slower. The limit is process-wide for the
+    duration of the call."""
+    if not _BLAS_CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS_CONTROLLER.append(ThreadpoolController())
+        except Exception:  # not installed, or it cannot inspect this process
+            _BLAS_CONTROLLER.append(None)
+    ctl = _BLAS_CONTROLLER[0]
+    fn = np.linalg.eigvalsh if values_only else np.linalg.eigh
+    if ctl is None:
+        return fn(G)
+    with ctl.limit(limits=1, user_api="blas"):
+        return fn(G)
+
+
+class _Eigen:
+    """The eigen-directions of ``X^T X`` with nonzero ``sigma``, from ``eigh`` of the smaller
+    Gram matrix: ``X X^T = U diag(sigma^2) U^T`` when ``n <= d`` (then ``V = X^T U diag(1/sigma)``
+    is never formed: ``V^T y = (U^T X y) / sigma`` and ``V z = X^T U (z / sigma)`` are two
+    matrix-vector products), else ``X^T X = V diag(sigma^2) V^T``. Directions with
+    ``sigma^2 <= min(n, d) eps sigma_max^2`` are numerically null and are left to the
+    complement (their ``mu`` is ``2 l2`` to within rounding)."""
+
+    def __init__(self, X):
+        n, d = X.shape
+        m = min(n, d)
+        G = np.empty((m, m))
+        _gram_kernel(X, G)
+        lam, E = _eigh_serial(G)
+        keep = lam > m * np.finfo(np.float64).eps * max(float(lam[-1]), 0.0)
+        self.X = X
+        self.sig = np.sqrt(lam[keep])
+        self.E = np.ascontiguousarray(E[:, keep])  # U (n, r) or V (d, r)
+        self.wide = n <= d
+        self.nbytes = self.E.nbytes + self.sig.nbytes
+
+    def project(self, y):
+        """``V^T y`` for ``y`` in R^d."""
+        if self.wide:
+            return (self.E.T @ (self.X @ y)) / self.sig
+        return self.E.T @ y
+
+    def lift(self, z):
+        """``V z`` in R^d."""
+        if self.wide:
+            return self.X.T @ (self.E @ (z / self.sig))
+        return self.E @ z
+
+
+def _exact_components(X, t, w0):
+    eig = _Eigen(X)
+    n = X.shape[0]
+    beta = (2.0 / n) * eig.project(X.T @ t)  # V^T b
+    z0 = eig.project(w0)
+    w0_perp = w0 - eig.lift(z0)
+    return eig, beta, z0, w0_perp
 
 
 def _exact_state(mu, z0, beta, w0_perp, lr, l2, T):
@@ -847,17 +920,17 @@ def _exact_diverged_at(mu, z0, beta, w0_perp, lr, l2, T, loss0, noise):
 
 def _exact(X, t, w0, X_val, t_val, lr, l2, T):
     n, d = X.shape
-    U, sig, Vt, beta, z0, w0_perp = _exact_components(X, t, w0)
-    mu = (2.0 / n) * sig * sig + 2.0 * l2
-    nbytes = (0 if U is None else U.nbytes) + sig.nbytes + Vt.nbytes
+    eig, beta, z0, w0_perp = _exact_components(X, t, w0)
+    mu = (2.0 / n) * eig.sig * eig.sig + 2.0 * l2
+    nbytes = eig.nbytes
     r0 = X @ w0 - t
     loss0 = float(r0 @ r0) / n + l2 * float(w0 @ w0)
     k = _exact_diverged_at(mu, z0, beta, w0_perp, lr, l2, T, loss0, _noise(X, t, w0, l2))
     if k >= 0:
         _, _, _, _, _, zk, wpk, _ = _exact_state(mu, z0, beta, w0_perp, lr, l2, k)
-        return _diverged(X, l2, lr, T, "exact", k, Vt.T @ zk + wpk, nbytes)
+        return _diverged(X, l2, lr, T, "exact", k, eig.lift(zk) + wpk, nbytes)
     x, mT, one_minus, mT1, G, zT, wpT, mcT1 = _exact_state(mu, z0, beta, w0_perp, lr, l2, T)
-    w = Vt.T @ zT + wpT
+    w = eig.lift(zT) + wpT
     # d z_T / d lr and d z_T / d l2 per eigen-direction; the complement shrinks by m_c^T.
     dz_dlr = T * mT1 * (beta - mu * z0)
     S1 = _s1(x, T, mT1, one_minus)
@@ -865,7 +938,7 @@ def _exact(X, t, w0, X_val, t_val, lr, l2, T):
     dwp_dlr = T * mcT1 * (-2.0 * l2) * w0_perp
     dwp_dl2 = T * mcT1 * (-2.0 * lr) * w0_perp
     if X_val is None:
-        resid = U @ (sig * zT) - t if U is not None else X @ w - t  # X w_T - t
+        resid = X @ w - t
         obj = float(resid @ resid) / n + l2 * float(w @ w)
         a_z = mu * zT - beta  # the gradient of L~ at w_T, in eigen-coordinates
         a_perp = 2.0 * l2 * wpT
@@ -875,8 +948,8 @@ def _exact(X, t, w0, X_val, t_val, lr, l2, T):
         nv = X_val.shape[0]
         obj = float(r @ r) / nv
         a = (2.0 / nv) * (X_val.T @ r)
-        a_z = Vt @ a
-        a_perp = a - Vt.T @ a_z
+        a_z = eig.project(a)
+        a_perp = a - eig.lift(a_z)
         direct = 0.0
     d_lr = float(a_z @ dz_dlr) + float(a_perp @ dwp_dlr)
     d_l2 = float(a_z @ dz_dl2) + float(a_perp @ dwp_dl2) + direct
