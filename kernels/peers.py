@@ -218,8 +218,8 @@ def _optimize_torch(kind, X, t, *, lr, steps, epochs=None, batch_size, seed, w0,
     X, t, steps, w0 = _run_checks(X, t, lr=lr, steps=steps, epochs=epochs, batch_size=batch_size, seed=seed,
                                   w0=w0, l2=l2, weight_decay=weight_decay, record_every=record_every)
     dtype = X.dtype
-    Xt = torch.from_numpy(X.astype(np.float64))
-    tt = torch.from_numpy(t.astype(np.float64))
+    Xt = torch.from_numpy(X.astype(np.float64, copy=False))
+    tt = torch.from_numpy(t.astype(np.float64, copy=False))
     n, d = X.shape
     full = batch_size is None
     b = n if full else batch_size

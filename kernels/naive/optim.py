@@ -46,7 +46,7 @@ def _optimize(kind, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, w
     X, t, steps, w = _run_checks(X, t, lr=lr, steps=steps, epochs=epochs, batch_size=batch_size, seed=seed,
                                  w0=w0, l2=l2, weight_decay=weight_decay, record_every=record_every)
     dtype = X.dtype
-    X, t = X.astype(np.float64), t.astype(np.float64)
+    X, t = X.astype(np.float64, copy=False), t.astype(np.float64, copy=False)  # no copy for float64
     n, d = X.shape
     full = batch_size is None
     b = n if full else batch_size
