@@ -49,7 +49,8 @@ Results, recording and divergence (the :class:`OptimResult` fields):
   fused gradient pass; mini-batch, each recorded step costs one extra pass over ``X``.
 * ``record_every = 0`` (the default) records nothing while running, so memory does not grow
   with ``steps``: ``trajectory`` is ``(0, d)``, and ``losses`` and ``recorded_steps`` hold one
-  entry, the full-data loss of the returned ``w`` and its step.
+  entry, the full-data loss of the returned ``w`` and its step. (Every run ends with that one
+  full-data pass, which also checks the returned ``w``.)
 * ``w0`` (default zeros) must be finite: a ``ValueError`` otherwise. NaN or inf in ``X`` or
   ``t`` is not checked (that would cost a pass): it propagates and is reported as divergence.
   ``loss`` and ``grad`` propagate NaN and inf in any argument, as IEEE arithmetic does.
@@ -63,8 +64,15 @@ Results, recording and divergence (the :class:`OptimResult` fields):
 dtype policy: ``X``, ``t`` and ``w0`` must share a dtype, float32 or float64, and ``w``,
 ``trajectory`` and ``grad``'s result have it too. Internally every dot product, gradient sum,
 loss, weight and optimizer state is float64 (float32 inputs are read as float32 and widened
-in registers), so float32 data cost half the memory traffic but lose nothing in the arithmetic;
-losses are always float64.
+in registers), so float32 data cost half the memory traffic and the arithmetic adds no float32
+rounding: a float32 run equals the float64 run on the same (exactly widened) data, rounded once
+at the end. Losses are always float64.
+
+Numerical note: with a constant ``lr``, an adaptive method that has reached its noise floor
+(``|w - w*| ~ lr``) takes steps of about ``lr * sign(g)``, a chaotic map that multiplies a
+last-bit difference by about 10 per step; two correct implementations (this one, the NumPy
+reference, PyTorch) then agree only up to that point. The tests compare trajectories in the
+transient phase, before it.
 
 Parallelism and determinism: a gradient or loss over more than ``REDUCTION_BLOCK`` rows is
 split into blocks of ``REDUCTION_BLOCK`` consecutive (batch) rows, computed in parallel into
