@@ -31,17 +31,23 @@ trade memory for time (all four agree to ~1e-12 relative on well-conditioned pro
     ``h . w_k - s . t`` cancels when the residual ``X w_k - t`` is much smaller than ``t``;
     a residual 1e-4 of ``t`` costs about 4 of the 16 digits of that one term.)
 
-``"checkpoint"``  (reverse mode with recomputation; memory O(sqrt(T) d))
-    Uniform segments of ``S`` steps: ``S = ceil(sqrt(T))`` by default, or
-    ``S = ceil(T / checkpoints)`` with ``checkpoints=k`` (a uniform k-segment schedule, *not*
-    the binomial revolve schedule of Griewank and Walther). The forward pass keeps the state
+``"checkpoint"``  (reverse mode with recomputation; memory O(sqrt(T) d) by default)
+    By default, uniform segments of ``S = ceil(sqrt(T))`` steps. The forward pass keeps the state
     at the start of each segment (``J = ceil(T / S)`` rows) and the states inside the last
     segment (a buffer of ``S - 1`` rows). The reverse pass walks the segments backwards; while
     it runs the adjoint through segment ``j`` it recomputes segment ``j - 1`` from its
     checkpoint *in the same pass over X* (one row sweep forms ``X w``, ``X a``, ``X^T r`` and
     ``X^T s`` together), writing the recomputed states into the buffer in the opposite order
     to the one being read, so a single buffer suffices. ``bytes_stored = (J + S - 1) d 8``,
-    which is below ``(2 sqrt(T) + 1) d 8`` for the default schedule.
+    which is below ``(2 sqrt(T) + 1) d 8``; each step is computed twice in all.
+
+    With ``checkpoints=k``: the binomial ("revolve") schedule of Griewank and Walther (ACM TOMS
+    26(1), 2000, doi:10.1145/347837.347846) with ``k`` snapshot slots, one of them holding
+    ``w_0``; ``bytes_stored = k d 8`` exactly. Revolve's splitting rule minimises the number of
+    recomputed steps, each step being recomputed at most ``r`` times, ``r`` the least integer
+    with ``C(k + r, k) >= T`` (``k = 1`` recomputes every state from ``w_0``: O(T^2) steps in
+    O(d) memory). Its recomputations are separate sweeps (no
+    overlap with the adjoint), so for the same memory it is slower than the default.
 
 ``"forward"``  (forward mode; memory O(d), independent of T)
     Carries the tangent ``v_k = dw_k/dl2`` with ``v_{k+1} = v_k - lr (H v_k + 2 w_k)``, its
@@ -381,7 +387,7 @@ def _descend_kernel(X, t, w, g, lr, l2, steps, noise, ckpt, stride, buf):  # pra
             return -1, loss
         if k % stride == 0 and k // stride < J:
             ckpt[k // stride, :] = w
-        elif k > last:
+        elif k > last and k - last - 1 < buf.shape[0]:
             buf[k - last - 1, :] = w
         for j in range(d):
             w[j] -= lr * g[j]
@@ -481,6 +487,108 @@ def _checkpoint_reverse_kernel(X, t, ckpt, buf, S, a, lr, l2, steps):  # pragma:
                     w[jj] -= lr * g[jj]
                 buf[_slot(1 - orient, i + 1, S), :] = w
         orient = 1 - orient
+    return d_lr, d_l2
+
+
+def _binomial_reps(snaps, steps):
+    """The least ``r`` with ``C(snaps + r, snaps) >= steps``: the repetition number of the
+    binomial schedule with ``snaps`` snapshots in all (Griewank and Walther, 'revolve')."""
+    r = 0
+    while math.comb(snaps + r, snaps) < steps:
+        r += 1
+    return r
+
+
+def _revolve_advance(length, ds):
+    """How far to advance before the next snapshot, for ``length >= 2`` steps to reverse from a
+    state held in a slot with ``ds - 1 >= 1`` spare slots: the rule of revolve (Griewank and
+    Walther, ACM TOMS 26(1) 19-45, 2000, Algorithm 799), which minimises the total number of
+    recomputed steps."""
+    reps, rng = 0, 1
+    while rng < length:
+        reps += 1
+        rng = rng * (reps + ds) // reps
+    bino1 = rng * reps // (ds + reps)
+    bino2 = bino1 * ds // (ds + reps - 1) if ds > 1 else 1
+    bino3 = 0 if ds == 1 else (bino2 * (ds - 1) // (ds + reps - 2) if ds > 2 else 1)
+    bino4 = bino2 * (reps - 1) // ds
+    bino5 = 0 if ds < 3 else (bino3 * (ds - 2) // reps if ds > 3 else 1)
+    if length <= bino1 + bino3:
+        adv = bino4
+    elif length >= rng - bino5:
+        adv = bino1
+    else:
+        adv = length - bino2 - bino3
+    return max(1, min(adv, length - 1))
+
+
+def _revolve_plan(steps, snapshots):
+    """The binomial checkpointing schedule for ``steps`` steps with ``snapshots`` slots (slot 0
+    holds ``w_0``), as an int64 array of operations ``(kind, src, n, dst)`` for
+    :func:`_revolve_kernel`: kind 0 advances the state in slot ``src`` by ``n`` steps into slot
+    ``dst`` (``-1``: into the working vector), kind 1 runs one reverse step at the state in slot
+    ``src`` (``-1``: the working vector).
+
+    To reverse steps ``i .. j-1`` from ``w_i`` held in a slot while spare slots remain: advance
+    by :func:`_revolve_advance` into a spare slot, reverse the right part (one spare fewer),
+    free the slot, then reverse the left part. With no spare slot each state is recomputed from
+    ``w_i``. An explicit stack replaces recursion (its depth can reach ``snapshots``).
+    """
+    ops = []
+    free = list(range(snapshots - 1, 0, -1))
+    stack = [(0, 0, steps, 0)]  # (0, i, j, slot): reverse steps i..j-1; (1, slot): free it
+    while stack:
+        item = stack.pop()
+        if item[0] == 1:
+            free.append(item[1])
+            continue
+        _, i, j, slot = item
+        if j - i > 1 and free:
+            left = _revolve_advance(j - i, len(free) + 1)
+            dst = free.pop()
+            ops.append((0, slot, left, dst))
+            stack.append((0, i, i + left, slot))  # last: the left part, with dst free again
+            stack.append((1, dst))
+            stack.append((0, i + left, j, dst))  # first: the right part
+            continue
+        for k in range(j - 1, i, -1):  # no spare slot: recompute each state from w_i
+            ops.append((0, slot, k - i, -1))
+            ops.append((1, -1, 0, 0))
+        ops.append((1, slot, 0, 0))
+    return np.array(ops, dtype=np.int64).reshape(-1, 4)
+
+
+@jit()
+def _revolve_kernel(X, t, snaps, ops, a, lr, l2):  # pragma: no cover - compiled
+    """Execute a :func:`_revolve_plan`; ``a`` enters as ``dObj/dw_T``. Returns ``(d_lr, d_l2)``
+    without the direct partial of the objective."""
+    n, d = X.shape
+    coef = 2.0 / n
+    s = np.empty(n)
+    h = np.empty(d)
+    g = np.empty(d)
+    w = np.empty(d)
+    d_lr = 0.0
+    d_l2 = 0.0
+    for o in range(ops.shape[0]):
+        src = ops[o, 1]
+        if ops[o, 0] == 0:
+            w[:] = snaps[src]
+            for _ in range(ops[o, 2]):
+                _grad_sweep(X, t, w, g, coef)
+                _finish_grad(w, g, l2)
+                for j in range(d):
+                    w[j] -= lr * g[j]
+            if ops[o, 3] >= 0:
+                snaps[ops[o, 3], :] = w
+        else:
+            _hess_sweep(X, a, s, h)
+            if src >= 0:
+                dl, dq = _adjoint_step(t, snaps[src], a, s, h, lr, l2, coef)
+            else:
+                dl, dq = _adjoint_step(t, w, a, s, h, lr, l2, coef)
+            d_lr += dl
+            d_l2 += dq
     return d_lr, d_l2
 
 
@@ -662,8 +770,9 @@ def hypergrad(X, t, *, lr, l2=0.0, steps, w0=None, X_val=None, t_val=None, metho
     X_val, t_val : (n_v, d) and (n_v,), optional, given together: the objective becomes the
         validation error ``(1/n_v) ||X_val w_T - t_val||^2`` (no ``l2`` term).
     method : "reverse" | "checkpoint" | "forward" | "exact".
-    checkpoints : int in [1, steps], only with ``method="checkpoint"``: the number of uniform
-        segments (default ``ceil(T / ceil(sqrt(T)))``, i.e. segments of ``ceil(sqrt(T))`` steps).
+    checkpoints : int in [1, steps], only with ``method="checkpoint"``: the number of snapshot
+        slots of the binomial (revolve) schedule; default ``None``, uniform segments of
+        ``ceil(sqrt(T))`` steps with the recomputation overlapped with the adjoint.
 
     Returns
     -------
@@ -707,21 +816,29 @@ def hypergrad(X, t, *, lr, l2=0.0, steps, w0=None, X_val=None, t_val=None, metho
         buf = np.empty((0, d))
         stride = 1
         nbytes = traj.nbytes
-    else:
-        S, J = _segments(steps, checkpoints)
+    elif checkpoints is None:
+        S, J = _segments(steps, None)
         _check_memory(method, steps, d, J + S - 1)
         traj = np.empty((J, d))
         buf = np.empty((S - 1, d))
         stride = S
         nbytes = traj.nbytes + buf.nbytes
-    k, loss = _descend_kernel(X, t, w, g, lr, l2, steps, noise, traj, stride, buf)
+    else:  # binomial (revolve) schedule: `checkpoints` snapshot slots, slot 0 holds w_0
+        _check_memory(method, steps, d, checkpoints)
+        traj = np.empty((checkpoints, d))
+        buf = np.empty((0, d))
+        stride = steps + 1  # the forward pass stores w_0 only
+        nbytes = traj.nbytes
+    k, loss = _descend_kernel(X, t, w, g, lr, l2, steps, noise, traj[:1] if checkpoints else traj, stride, buf)
     if k >= 0:
         return _diverged(X, l2, lr, steps, method, k, w, nbytes)
     obj, a, direct = _objective_grad(X, t, w, g, loss, l2, X_val, t_val)
     if method == "reverse":
         d_lr, d_l2 = _reverse_kernel(X, t, traj, a, lr, l2, steps)
-    else:
+    elif checkpoints is None:
         d_lr, d_l2 = _checkpoint_reverse_kernel(X, t, traj, buf, stride, a, lr, l2, steps)
+    else:
+        d_lr, d_l2 = _revolve_kernel(X, t, traj, _revolve_plan(steps, checkpoints), a, lr, l2)
     return HypergradResult(loss=obj, d_lr=float(d_lr), d_l2=float(d_l2) + direct, w=w, bytes_stored=nbytes,
                            method=method, steps=steps)
 

@@ -177,8 +177,41 @@ def test_checkpoint_schedules_match_reverse(case, checkpoints):
     X, t, kw, ref = case
     res = hypergrad(X, t, steps=STEPS, method="checkpoint", checkpoints=checkpoints, **kw)
     assert close(res.d_lr, ref.d_lr, 1e-11) and close(res.d_l2, ref.d_l2, 1e-11)
-    S = -(-STEPS // checkpoints)
-    assert res.bytes_stored == (-(-STEPS // S) + S - 1) * X.shape[1] * 8
+    assert res.bytes_stored == checkpoints * X.shape[1] * 8  # the revolve snapshots, exactly
+
+
+def _simulate_plan(T, k):
+    """Run a revolve plan on integer 'states' (the step index): every reverse step must see
+    w_k for k = T-1 ... 0 in order, within k slots; returns (total advances, max per step)."""
+    from kernels.hypergrad import _revolve_plan
+
+    snaps, w, revs, count = {0: 0}, None, [], [0] * T
+    for kind, src, n, dst in _revolve_plan(T, k):
+        if kind == 0:
+            assert src in snaps
+            for q in range(snaps[src], snaps[src] + n):
+                count[q] += 1
+            if dst >= 0:
+                assert 0 < dst < k
+                snaps[dst] = snaps[src] + n
+            else:
+                w = snaps[src] + n
+        else:
+            revs.append(snaps[src] if src >= 0 else w)
+    assert revs == list(range(T - 1, -1, -1))
+    return sum(count), max(count)
+
+
+@pytest.mark.parametrize("T,k", [(1, 1), (7, 1), (17, 2), (17, 5), (100, 3), (1000, 2), (1000, 32), (1000, 63), (5000, 5)])
+def test_revolve_plan_is_the_binomial_optimum(T, k):
+    from kernels.hypergrad import _binomial_reps
+
+    total, most = _simulate_plan(T, k)
+    r = _binomial_reps(k, T)
+    assert math.comb(k + r, k) >= T and (r == 0 or math.comb(k + r - 1, k) < T)
+    assert most == r  # no step recomputed more than r times
+    # Griewank & Walther's minimal number of recomputed steps: r T - C(k + r, k + 1)
+    assert total == r * T - math.comb(k + r, k + 1)
 
 
 # --- layout and dtype ------------------------------------------------------------------------
