@@ -41,13 +41,13 @@ trade memory for time (all four agree to ~1e-12 relative on well-conditioned pro
     to the one being read, so a single buffer suffices. ``bytes_stored = (J + S - 1) d 8``,
     which is below ``(2 sqrt(T) + 1) d 8``; each step is computed twice in all.
 
-    With ``checkpoints=k``: the binomial ("revolve") schedule of Griewank and Walther (ACM TOMS
-    26(1), 2000, doi:10.1145/347837.347846) with ``k`` snapshot slots, one of them holding
+    With ``checkpoints=k``: the binomial schedule of Griewank and Walther ("Algorithm 799:
+    revolve", ACM TOMS 26(1):19-45, 2000) with ``k`` snapshot slots, one of them holding
     ``w_0``; ``bytes_stored = k d 8`` exactly. Revolve's splitting rule minimises the number of
-    recomputed steps, each step being recomputed at most ``r`` times, ``r`` the least integer
-    with ``C(k + r, k) >= T`` (``k = 1`` recomputes every state from ``w_0``: O(T^2) steps in
-    O(d) memory). Its recomputations are separate sweeps (no
-    overlap with the adjoint), so for the same memory it is slower than the default.
+    recomputed steps (``r T - C(k + r, k + 1)``), each step being recomputed at most ``r``
+    times, ``r`` the least integer with ``C(k + r, k) >= T`` (``k = 1`` recomputes every state
+    from ``w_0``: O(T^2) steps in O(d) memory). Its recomputations are separate sweeps (not
+    overlapped with the adjoint), so for the same memory it is slower than the default.
 
 ``"forward"``  (forward mode; memory O(d), independent of T)
     Carries the tangent ``v_k = dw_k/dl2`` with ``v_{k+1} = v_k - lr (H v_k + 2 w_k)``, its
@@ -60,8 +60,7 @@ trade memory for time (all four agree to ~1e-12 relative on well-conditioned pro
 ``"exact"``  (closed form; time independent of T)
     With ``X = U diag(sigma) V^T`` (from ``eigh`` of the smaller Gram matrix, ``X X^T`` or
     ``X^T X``, formed by a compiled kernel: several times cheaper than an SVD), ``H`` has
-    eigenvalues
-    ``mu_i = (2/n) sigma_i^2 + 2 l2`` on the columns of ``V`` and ``2 l2`` on their orthogonal
+    eigenvalues ``mu_i = (2/n) sigma_i^2 + 2 l2`` on the columns of ``V`` and ``2 l2`` on their orthogonal
     complement (where ``b`` has no component: with ``n < d`` that whole subspace just shrinks by
     ``(1 - 2 lr l2)^T``). Per eigen-direction, with ``m = 1 - lr mu``::
 
@@ -502,7 +501,7 @@ def _binomial_reps(snaps, steps):
 def _revolve_advance(length, ds):
     """How far to advance before the next snapshot, for ``length >= 2`` steps to reverse from a
     state held in a slot with ``ds - 1 >= 1`` spare slots: the rule of revolve (Griewank and
-    Walther, ACM TOMS 26(1) 19-45, 2000, Algorithm 799), which minimises the total number of
+    Walther, "Algorithm 799: revolve", ACM TOMS 26(1) 19-45, 2000), which minimises the total number of
     recomputed steps."""
     reps, rng = 0, 1
     while rng < length:
