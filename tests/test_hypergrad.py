@@ -512,3 +512,17 @@ def test_memory_scaling_script_quick(tmp_path):
         assert set(data["slopes"][m]) == {"rss", "tracemalloc", "time"}
     for bar in data["bars"]:
         assert set(bar) == {"text", "method", "metric", "value", "target", "pass"}
+
+
+def test_catalog_implementations_agree():
+    from kernels import peers
+    from kernels.catalog import implementations
+
+    X, t, kw = problem(51, 7, 10, l2=0.05, val=True, w0=True)
+    ref = naive.hypergrad(X, t, steps=9, **kw)
+    for name, f in implementations("hypergrad").items():
+        try:
+            res = f(X, t, steps=9, **kw)
+        except peers.PeerUnavailable:
+            continue  # a missing peer library; its own test reports the skip
+        assert close(res.loss, ref.loss, 1e-12) and close(res.d_lr, ref.d_lr, 1e-10) and close(res.d_l2, ref.d_l2, 1e-10), name
