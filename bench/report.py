@@ -217,7 +217,7 @@ def evaluate_bar(bar: dict, index: Index) -> Verdict:
         ratios = {v: median(b) / median(main) for v, b in present.items()}
         limiting = min(ratios, key=ratios.get)
         value = ratios[limiting]
-        measured = f"{value:.3g}x vs {limiting}"
+        measured = f"{fmt_against(value, target)}x vs {limiting}"
         if value < target:
             extra = f"; not run: {', '.join(missing)}" if missing else ""
             return Verdict(bar, FAIL, measured, target_txt, f"limited by {limiting}{extra}")
@@ -241,7 +241,7 @@ def evaluate_bar(bar: dict, index: Index) -> Verdict:
         bw = nbytes / median(main)
         frac = bw / index.triad_bw
         status = PASS if frac >= target else FAIL
-        return Verdict(bar, status, f"{frac:.0%} ({bw / 1e9:.1f} GB/s)", target_txt,
+        return Verdict(bar, status, f"{fmt_against(frac, target, pct=True)} ({bw / 1e9:.1f} GB/s)", target_txt,
                        f"triad {index.triad_bw / 1e9:.1f} GB/s")
 
     # min_flops_fraction
@@ -260,7 +260,7 @@ def evaluate_bar(bar: dict, index: Index) -> Verdict:
     rate = flops / median(main)
     frac = rate / peak[0]
     status = PASS if frac >= target else FAIL
-    return Verdict(bar, status, f"{frac:.0%} ({rate / 1e9:.1f} GFLOP/s)", target_txt,
+    return Verdict(bar, status, f"{fmt_against(frac, target, pct=True)} ({rate / 1e9:.1f} GFLOP/s)", target_txt,
                    f"{dtype} GEMM peak {peak[0] / 1e9:.1f} GFLOP/s")
 
 
@@ -272,7 +272,7 @@ def memory_verdicts(memory) -> list:
     for b in memory.get("bars", []):
         passed = b.get("pass")
         status = PASS if passed is True else FAIL if passed is False else NOT_RUN
-        measured = f"{b.get('method', '?')} {b.get('metric', '')} = {_num(b.get('value'))}"
+        measured = f"{b.get('method', '?')} {b.get('metric', '')} = {_slope(b.get('value'))}"
         reason = "" if status != NOT_RUN else (b.get("reason") or "memory.json gives no pass/fail")
         bar = dict(issue=b.get("issue", 4), text=b.get("text", "?"), group="memory scaling",
                    impl=b.get("method"), module="memory.json")
@@ -291,6 +291,18 @@ def fmt_time(s) -> str:
         if s >= scale:
             return f"{s / scale:.3g} {unit}"
     return f"{s / 1e-9:.3g} ns"
+
+
+def fmt_against(value, target, pct=False) -> str:
+    """``value`` with enough digits that it reads on the same side of ``target`` as it is
+    (3.9973 against a bar of 4 prints as 3.997, not as a failing "4")."""
+    scale, suffix = (100.0, "%") if pct else (1.0, "")
+    for digits in range(3, 10):
+        text = f"{value * scale:.{digits}g}"
+        shown = float(text) / scale
+        if (shown >= target) == (value >= target):
+            return text + suffix
+    return f"{value * scale!r}{suffix}"
 
 
 def fmt_x(v) -> str:
@@ -488,7 +500,7 @@ def render_memory_md(memory, verdicts) -> str:
             "![peak memory vs T](memory_scaling.png)", "", "![wall time vs T](time_scaling.png)", "",
             "## Fitted log-log slopes against T", ""]
     slopes = memory.get("slopes", {})
-    rows = [(m, _num(s.get("rss")), _num(s.get("tracemalloc")), _num(s.get("time")))
+    rows = [(m, _slope(s.get("rss")), _slope(s.get("tracemalloc")), _slope(s.get("time")))
             for m, s in sorted(slopes.items())]
     out += [md_table(("method", "RSS slope", "tracemalloc slope", "time slope"), rows), "",
             "## Bars", ""]
@@ -510,6 +522,14 @@ def render_memory_md(memory, verdicts) -> str:
     return "\n".join(out)
 
 
+def _slope(v) -> str:
+    """A fitted slope to three decimals (a fit of a flat line gives +-1e-17: that is 0.000)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return "—"
+    text = f"{v:.3f}"
+    return "0.000" if text == "-0.000" else text
+
+
 def _num(v) -> str:
     return f"{v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "—"
 
@@ -525,9 +545,9 @@ MIB_FLOOR = 1e-2
 def memory_legend(memory, method):
     """Legend labels (RSS, tracemalloc, time) of one method, with its fitted log-log slopes."""
     s = (memory.get("slopes") or {}).get(method) or {}
-    return (f"{method} RSS (slope {_num(s.get('rss'))})",
-            f"{method} tracemalloc (slope {_num(s.get('tracemalloc'))})",
-            f"{method} (slope {_num(s.get('time'))})")
+    return (f"{method} RSS (slope {_slope(s.get('rss'))})",
+            f"{method} tracemalloc (slope {_slope(s.get('tracemalloc'))})",
+            f"{method} (slope {_slope(s.get('time'))})")
 
 
 def plot_memory(memory, results_dir) -> list:

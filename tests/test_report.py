@@ -178,6 +178,12 @@ def test_speedup_bar_pass_uses_median_ratio(verdicts):
     assert v.measured == "3x vs torch"  # 3 ms / 1 ms
 
 
+def test_measured_value_never_rounds_across_the_bar():
+    assert report.fmt_against(3.99729, 4.0) == "3.997"  # not "4", which would read as a pass
+    assert report.fmt_against(0.59996, 0.60, pct=True) == "59.996%"
+    assert report.fmt_against(34.43, 10.0) == "34.4"
+
+
 def test_speedup_bar_is_against_the_fastest_of_versus(verdicts):
     v = verdicts["beats scipy and torch 2x"]
     assert v.status == report.FAIL  # scipy 1.5 ms / 1 ms = 1.5x < 2x
@@ -261,7 +267,8 @@ def test_memory_verdicts_and_legend():
     rss, tm, time_label = report.memory_legend(mem, "reverse")
     assert rss == "reverse RSS (slope 1.002)"
     assert tm == "reverse tracemalloc (slope 0.998)"
-    assert time_label == "reverse (slope 1.01)"
+    assert time_label == "reverse (slope 1.010)"
+    assert report.memory_legend({"slopes": {"f": {"rss": -7e-17}}}, "f")[0] == "f RSS (slope 0.000)"
 
 
 def test_render_writes_every_report(workspace):
@@ -299,7 +306,7 @@ def test_render_writes_every_report(workspace):
         assert f"]({link})" in readme
 
     memory_md = (results / "memory.md").read_text()
-    assert "| reverse | 1.002 | 0.998 | 1.01 |" in memory_md
+    assert "| reverse | 1.002 | 0.998 | 1.010 |" in memory_md
     assert "**NOT RUN** — issue 4: checkpoint slope 0.5" in memory_md
     assert "drawn at 0.01 MiB" in memory_md  # forward's RSS above baseline is 0
 
