@@ -545,23 +545,30 @@ def _pad(xc, pads):
     return xpad
 
 
-def _run_forward(xc, wc, b, res4, stride, dilation, pads):
-    """Dispatch a checked, C-contiguous 4-D correlation into the C-contiguous ``res4``."""
+def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=True):
+    """Dispatch a checked, C-contiguous 4-D correlation into the C-contiguous ``res4``.
+
+    ``padding_is_data``: the zeros of the padding take part in products (the forward
+    definition). The backward pass's ``grad_x`` sets it False: there the "padding" stands for
+    output positions that do not exist, whose products the definition never forms.
+    """
     (sh, sw), (dh, dw) = stride, dilation
     pt, pb, pl, pr = pads
     N, C = xc.shape[0], xc.shape[1]
     Co, kh, kw = wc.shape[0], wc.shape[2], wc.shape[3]
     Ho, Wo = res4.shape[2], res4.shape[3]
     padded = False
-    if not np.isfinite(wc).all() and (pt or pb or pl or pr):
+    finite = bool(np.isfinite(wc).all())
+    if padding_is_data and (pt or pb or pl or pr) and not finite:
         # 0 * inf = NaN: with a non-finite filter, skipping padded taps would differ from the
         # zero-padded definition, so pad explicitly and let IEEE arithmetic decide.
         xc, padded = _pad(xc, pads), True
         pt = pb = pl = pr = 0
-    if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and C * Co > 1:
+    if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and C * Co > 1 and (finite or padding_is_data):
         # Many channels: one zero-padded copy of x (cheap next to C_in*C_out*9 multiply-adds
         # per pixel) buys a border-free inner loop. A single-channel image is memory-bound, so
-        # it keeps the copy-free kernel below.
+        # it keeps the copy-free kernel below, as does a non-finite filter whose padding
+        # products must not be formed.
         xpad = xc if (padded or not (pt or pb or pl or pr)) else _pad(xc, (pt, pb, pl, pr))
         rows = max(1, min(Ho, _PADDED_TILE_ELEMENTS // xpad.shape[3]))
         _correlate3x3_padded_kernel(xpad, wc, b, res4, rows)
@@ -718,7 +725,7 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
     grad_x = np.empty((N, C, H, W), dtype=dtype)
     if (sh, sw) == (1, 1) and min(bpads) >= 0:
         wt = np.ascontiguousarray(wc[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        _run_forward(g4, wt, np.zeros(C, dtype=dtype), grad_x, (1, 1), (dh, dw), bpads)
+        _run_forward(g4, wt, np.zeros(C, dtype=dtype), grad_x, (1, 1), (dh, dw), bpads, padding_is_data=False)
     else:
         # strided (or over-padded): columns of grad_x by BLAS, scattered back by col2im
         K, P = C * kh * kw, Ho * Wo

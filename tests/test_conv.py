@@ -492,6 +492,32 @@ def test_nan_and_inf_propagate_like_the_reference(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [((9, 10), (3, 3), dict(padding="same")),
+                                  ((2, 3, 8, 9), (4, 3, 3, 3), dict(padding=1)),
+                                  ((2, 2, 8, 9), (3, 2, 2, 3), dict(stride=2, padding="full"))])
+def test_backward_nan_and_inf_propagate_like_the_reference(case, dtype):
+    xs, ws, kw = case
+    rng = _rng(17)
+    x, w = _data(xs, dtype, rng), _data(ws, dtype, rng)
+    g = _data(kernels.correlate2d(x, w, **kw).shape, dtype, rng)
+    w[..., 0, 0] = np.inf  # its products with padding positions are never formed for grad_x
+    x[..., 2, 3] = np.nan
+    g[..., 1, 1] = -np.inf
+    check_backward(g, x, w, **kw)
+    torch = pytest.importorskip("torch")
+    if x.ndim == 4 and dtype == np.float64:
+        xt = torch.from_numpy(x.copy()).requires_grad_()
+        wt = torch.from_numpy(w.copy()).requires_grad_()
+        pad = kw.get("padding")
+        if pad == "full":
+            pad = (ws[2] - 1, ws[3] - 1)
+        yt = torch.nn.functional.conv2d(xt, wt, stride=kw.get("stride", 1), padding=pad)
+        for a, t in zip(kernels.correlate2d_backward(g, x, w, **kw), torch.autograd.grad(yt, (xt, wt), torch.from_numpy(g))):
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(t.numpy()))
+            np.testing.assert_array_equal(np.isinf(a), np.isinf(t.numpy()))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_deterministic_across_calls_and_thread_counts(dtype):
     rng = _rng(15)
     cases = [((2, 5, 20, 21), (6, 5, 3, 3), dict(padding=1)), ((40, 33), (3, 3), dict(padding="same")),

@@ -82,6 +82,17 @@ def convolve2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
     return correlate2d(x, w[..., ::-1, ::-1], bias, stride=stride, padding=padding, dilation=dilation, out=out)
 
 
+def _scatter(g4, xp, w4, gxp, gw, sh, sw, dh, dw, Ho, Wo):
+    for i in range(w4.shape[2]):
+        for j in range(w4.shape[3]):
+            win = _window(xp, i, j, sh, sw, dh, dw, Ho, Wo)
+            gwin = _window(gxp, i, j, sh, sw, dh, dw, Ho, Wo)  # a view: += scatters into gxp
+            for o in range(w4.shape[0]):
+                for c in range(w4.shape[1]):
+                    gw[o, c, i, j] = np.sum(g4[:, o] * win[:, c])
+                    gwin[:, c] += float(w4[o, c, i, j]) * g4[:, o]
+
+
 def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
     """(grad_x, grad_w, grad_bias) of :func:`correlate2d` by scattering each tap's window back."""
     two_d, x4, w4, xp, (sh, sw), (dh, dw), (pt, pl), (Ho, Wo) = _geometry(x, w, stride, padding, dilation)
@@ -90,14 +101,8 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
     H, W = x4.shape[2:]
     gxp = np.zeros_like(xp)
     gw = np.zeros(w4.shape)
-    for i in range(w4.shape[2]):
-        for j in range(w4.shape[3]):
-            win = _window(xp, i, j, sh, sw, dh, dw, Ho, Wo)
-            gwin = _window(gxp, i, j, sh, sw, dh, dw, Ho, Wo)  # a view: += scatters into gxp
-            for o in range(w4.shape[0]):
-                for c in range(x4.shape[1]):
-                    gw[o, c, i, j] = np.sum(g4[:, o] * win[:, c])
-                    gwin[:, c] += float(w4[o, c, i, j]) * g4[:, o]
+    with np.errstate(invalid="ignore", over="ignore"):  # IEEE results (NaN, inf) are the point
+        _scatter(g4, xp, w4, gxp, gw, sh, sw, dh, dw, Ho, Wo)
     gx = gxp[:, :, pt : pt + H, pl : pl + W]
     gb = g4.sum(axis=(0, 2, 3))
     dt = x4.dtype
