@@ -739,11 +739,13 @@ def unrolled_loss(X, t, *, lr, l2=0.0, steps, w0=None, X_val=None, t_val=None) -
     steps = positive_int(steps, "steps")
     w = w0.copy()
     g = np.empty_like(w)
-    k, loss = _descend_kernel(X, t, w, g, lr, l2, steps, _noise(X, t, w0, l2), np.empty((0, w.shape[0])), 1, np.empty((0, w.shape[0])))
+    none = np.empty((0, w.shape[0]))  # stores nothing
+    k, loss = _descend_kernel(X, t, w, g, lr, l2, steps, _noise(X, t, w0, l2), none, 1, none)
     if k >= 0:
         return _diverged(X, l2, lr, steps, "forward_pass", k, w, 0)
     obj, _, _ = _objective_grad(X, t, w, g, loss, l2, X_val, t_val)
-    return HypergradResult(loss=obj, d_lr=math.nan, d_l2=math.nan, w=w, bytes_stored=0, method="forward_pass", steps=steps)
+    return HypergradResult(loss=obj, d_lr=math.nan, d_l2=math.nan, w=w, bytes_stored=0, method="forward_pass",
+                           steps=steps)
 
 
 def _segments(steps, checkpoints):
@@ -786,7 +788,8 @@ def hypergrad(X, t, *, lr, l2=0.0, steps, w0=None, X_val=None, t_val=None, metho
     steps = positive_int(steps, "steps")
     if checkpoints is not None:
         if method != "checkpoint":
-            raise ValueError(f"checkpoints is only used by method='checkpoint', got method={method!r} with checkpoints={checkpoints!r}")
+            raise ValueError(f"checkpoints is only used by method='checkpoint', got method={method!r} "
+                             f"with checkpoints={checkpoints!r}")
         checkpoints = positive_int(checkpoints, "checkpoints")
         if checkpoints > steps:
             raise ValueError(f"checkpoints must be <= steps = {steps}, got {checkpoints}")
