@@ -77,7 +77,9 @@ transient phase, before it.
 Parallelism and determinism: a gradient or loss over more than ``REDUCTION_BLOCK`` rows is
 split into blocks of ``REDUCTION_BLOCK`` consecutive (batch) rows, computed in parallel into
 per-block buffers and summed serially in block order, so results are bit-identical for any
-``NUMBA_NUM_THREADS``; the steps themselves run serially.
+``NUMBA_NUM_THREADS``; the steps themselves run serially. A mini-batch of at most
+``REDUCTION_BLOCK`` rows is one block, computed without starting threads; mini-batch runs do
+their full-data passes (recorded and final losses) on one thread too, with the same blocks.
 
 Layout: the kernels stream rows of ``X``, so a non-C-contiguous ``X`` (a transpose, a strided
 slice) is copied once to C order by the wrapper (``numpy.ascontiguousarray``) before any
@@ -279,6 +281,23 @@ def _loss_kernel(X, t, w, l2, part, spart, g):  # pragma: no cover - compiled
     return ss / n + l2 * _sumsq(w)
 
 
+@jit()
+def _loss_serial(X, t, w, l2, g):  # pragma: no cover - compiled
+    """:func:`_loss_kernel` on one thread: the same blocks summed in the same order.
+
+    Mini-batch runs use it for their full-data passes (recorded steps, the final loss): their
+    steps never start a thread pool, and waking one for a single pass gains a fraction of a
+    millisecond on an idle machine but can cost a scheduler time slice (4 ms here) on a busy one.
+    """
+    n = X.shape[0]
+    B = REDUCTION_BLOCK
+    empty = np.empty(0, dtype=np.int64)
+    ss = 0.0
+    for b in range((n + B - 1) // B):
+        ss += _block_pass(X, t, w, empty, b * B, min(b * B + B, n), g, False)
+    return ss / n + l2 * _sumsq(w)
+
+
 @jit(parallel=True)
 def _optimize_kernel(
     X, t, perm, full, batch, nbatches, epoch0, s0, s1,
@@ -322,11 +341,9 @@ def _optimize_kernel(
             if full:
                 lf = lb
             else:
-                # the full-data loss of a recorded step: one more pass (g is left alone)
-                nfb = (n + B - 1) // B
-                for b in prange(nfb):
-                    spart[b] = _block_pass(X, t, w, empty, b * B, min(b * B + B, n), g, False)
-                lf = _reduce_blocks(part, spart, nfb, g, False) / n + l2 * wsq
+                # the full-data loss of a recorded step: one more pass, serial like the
+                # mini-batch steps around it (see _loss_serial)
+                lf = _loss_serial(X, t, w, l2, g)
             if np.isfinite(lf):
                 k = info[2]
                 losses[k] = lf
@@ -555,13 +572,16 @@ def _run(kind, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
 
     # the full-data loss of the returned iterate; a non-finite one makes it the bad iterate
     done = int(info[_I_STEPS])
-    lf = _loss_kernel(X, t, w, l2, part, spart, g)
+    def final_loss():
+        return _loss_kernel(X, t, w, l2, part, spart, g) if full else _loss_serial(X, t, w, l2, g)
+
+    lf = final_loss()
     if info[_I_DIVERGED_AT] < 0 and not math.isfinite(lf):
         info[_I_DIVERGED_AT] = done
         if done > 0:
             w[:] = w_prev
             done -= 1
-            lf = _loss_kernel(X, t, w, l2, part, spart, g)
+            lf = final_loss()
     diverged_at = int(info[_I_DIVERGED_AT])
     k = int(info[_I_RECORDED])
     if record_every:
