@@ -732,7 +732,8 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
         w2t = np.ascontiguousarray(wc.reshape(Co, K).T)
         gcols = np.empty((K, P), dtype=dtype)
         for n in range(N):
-            np.matmul(w2t, g4[n].reshape(Co, P), out=gcols)
+            with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf propagate, like the kernels
+                np.matmul(w2t, g4[n].reshape(Co, P), out=gcols)
             _col2im_kernel(gcols, grad_x, n, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo)
     grad_b = g4.sum(axis=(0, 2, 3), dtype=acc).astype(dtype)
     grad_w = grad_w.astype(dtype).reshape(Co, C, kh, kw)
