@@ -352,14 +352,19 @@ def speedups(index: Index, group: str):
 def roofline_text(index: Index, group: str, b) -> str:
     extra = b.get("extra_info") or {}
     parts = []
+    over = " (above the ceiling: this row's count is nominal, not work done)"
     if extra.get("bytes"):
         bw = extra["bytes"] / median(b)
         frac = f", {bw / index.triad_bw:.0%} of triad" if index.triad_bw else ", no triad in run"
+        if index.triad_bw and bw > index.triad_bw and extra.get("roofline") != "bandwidth":
+            frac += over
         parts.append(f"{bw / 1e9:.1f} GB/s{frac}")
     if extra.get("flops"):
         rate = extra["flops"] / median(b)
         peak = index.gemm_peak.get(group_parts(group)[2])
         frac = f", {rate / peak[0]:.0%} of GEMM peak" if peak else ", no GEMM peak in run"
+        if peak and rate > peak[0] and extra.get("roofline") != "flops":
+            frac += over
         parts.append(f"{rate / 1e9:.1f} GFLOP/s{frac}")
     return "; ".join(parts) or "—"
 
