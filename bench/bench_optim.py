@@ -11,16 +11,27 @@
 
 Every implementation is called once before ``benchmark(...)`` (the compiled ones compile on a
 small problem of the same dtype, so the warm-up is cheap); large inputs are built once per
-module.
+module. The RMSProp runs take seconds per call in NumPy, so they use ``benchmark.pedantic``
+with a fixed number of rounds. ``KERNELS_BENCH_QUICK=1`` shrinks every shape to a smoke size
+(other group names, so the bars then read NOT RUN).
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
 
 import kernels
 from kernels import naive, peers
+
+QUICK = os.environ.get("KERNELS_BENCH_QUICK", "") not in ("", "0")
+GRAD_SHAPE = (400, 200) if QUICK else (4000, 2000)
+SGD_SHAPE = (2000, 20) if QUICK else (20000, 100)
+RMS_SHAPE = (400, 50) if QUICK else (4000, 500)
+RMS_STEPS = 100 if QUICK else 2000
+RMS_ROUNDS = 1 if QUICK else 3
 
 BARS = [
     dict(issue=3, text="grad (4000, 2000) float64: >= 1.4x faster than NumPy's 2/n * X.T @ (X @ w - t)",
@@ -52,19 +63,19 @@ def _problem(n, d, seed):
 
 @pytest.fixture(scope="module")
 def grad_data():
-    X, t = _problem(4000, 2000, 0)
-    w = np.random.default_rng(1).standard_normal(2000) / np.sqrt(2000)
+    X, t = _problem(*GRAD_SHAPE, 0)
+    w = np.random.default_rng(1).standard_normal(GRAD_SHAPE[1]) / np.sqrt(GRAD_SHAPE[1])
     return X, t, w
 
 
 @pytest.fixture(scope="module")
 def sgd_data():
-    return _problem(20000, 100, 2)
+    return _problem(*SGD_SHAPE, 2)
 
 
 @pytest.fixture(scope="module")
 def rmsprop_data():
-    return _problem(4000, 500, 3)
+    return _problem(*RMS_SHAPE, 3)
 
 
 def _warm_compiled(fn, **kw):
@@ -92,7 +103,7 @@ def test_grad(benchmark, impl, grad_data):
         np.testing.assert_allclose(out, naive.grad(X, t, w), rtol=1e-10, atol=1e-12)
     else:
         fn(X, t, w)
-    benchmark.group = "grad|4000x2000|float64"
+    benchmark.group = f"grad|{GRAD_SHAPE[0]}x{GRAD_SHAPE[1]}|float64"
     benchmark.extra_info.update(impl=impl, bytes=X.nbytes + t.nbytes + w.nbytes + out.nbytes,
                                 flops=4 * X.size)
     if impl == "numba":
@@ -115,13 +126,13 @@ def test_sgd_epoch(benchmark, impl, sgd_data):
     else:
         fn(X, t, **dict(SGD_KW, epochs=None, steps=5))  # first-call overheads (imports), untimed
     steps = -(-X.shape[0] // SGD_KW["batch_size"])
-    benchmark.group = "sgd epoch|20000x100 b32|float64"
+    benchmark.group = f"sgd epoch|{SGD_SHAPE[0]}x{SGD_SHAPE[1]} b32|float64"
     benchmark.extra_info.update(impl=impl, steps=steps)  # no roofline: per-step overheads dominate
     result = benchmark(fn, X, t, **SGD_KW)
     assert result.steps == steps and not result.diverged
 
 
-RMS_KW = dict(lr=1e-3, beta=0.9, eps=1e-8, steps=2000)
+RMS_KW = dict(lr=1e-3, beta=0.9, eps=1e-8, steps=RMS_STEPS)
 
 
 @pytest.mark.parametrize("impl", ["numba", "numpy", "torch"])
@@ -134,8 +145,8 @@ def test_rmsprop_full_batch(benchmark, impl, rmsprop_data):
         _warm_compiled(fn, lr=1e-3, steps=3)
     else:
         fn(X, t, **dict(RMS_KW, steps=2))
-    benchmark.group = "rmsprop 2000 steps|4000x500|float64"
+    benchmark.group = f"rmsprop {RMS_STEPS} steps|{RMS_SHAPE[0]}x{RMS_SHAPE[1]}|float64"
     # no DRAM roofline: X is 16 MB and stays in the 32 MB L3 across steps
     benchmark.extra_info.update(impl=impl, steps=RMS_KW["steps"])
-    result = benchmark(fn, X, t, **RMS_KW)
+    result = benchmark.pedantic(fn, args=(X, t), kwargs=RMS_KW, rounds=RMS_ROUNDS, iterations=1)
     assert result.steps == RMS_KW["steps"] and not result.diverged
