@@ -154,6 +154,7 @@ def machine_description() -> dict:
     """CPU model, cores, memory, OS and library versions; used by the report's README."""
     desc: dict = {
         "cpu_model": _cpu_model(),
+        "cpu_simd": _cpu_simd(),
         "cpu_count": os.cpu_count(),
         "mem_total_gib": _mem_total_gib(),
         "os": platform.platform(),
@@ -196,6 +197,20 @@ def _cpu_model() -> str:
     except (OSError, subprocess.SubprocessError):
         pass
     return platform.processor() or "unknown"
+
+
+def _cpu_simd() -> list:
+    """The vector extensions the CPU reports (what the BLAS kernel could have used)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return [f for f in flags if f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw",
+                                                      "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile")]
+    except OSError:
+        pass
+    return []
 
 
 def _mem_total_gib():
