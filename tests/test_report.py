@@ -56,7 +56,7 @@ def synthetic_benchmarks():
         _bench(G, "numpy", 50e-3),
         _bench(G, "torch", 3e-3),
         _bench(G, "scipy_ndimage", 1.5e-3),
-        _bench(G32, "numba", 2e-3, iqr=1e-3),
+        _bench(G32, "numba", 2e-3, iqr=1e-3, flops=2_000_000_000),  # 1000 GFLOP/s: above the peak
         _bench("compile|corr tiny|float64", "cold", 1.5, rounds=2, function="corr", import_s=0.3,
                first_call_s=1.0, second_call_s=1e-4, cache_hits=[0, 0], cache_misses=[2, 2]),
         _bench("compile|corr tiny|float64", "cached", 0.6, rounds=3, function="corr", import_s=0.3,
@@ -65,7 +65,8 @@ def synthetic_benchmarks():
     return {
         "machine_info": {"kernels": {
             "cpu_model": "Test CPU 9000", "cpu_count": 2, "mem_total_gib": 24.0, "os": "TestOS",
-            "python": "3.11.7", "openblas_coretype": None, "env": {},
+            "python": "3.11.7", "openblas_coretype": "Haswell", "cpu_simd": ["avx2", "avx512f"],
+            "env": {"OPENBLAS_CORETYPE": "Haswell"},
             "versions": {"numpy": "2.4.6", "numba": "0.68.1", "jax": "not installed (ImportError)"},
             "git": {"commit": "abc123", "dirty": False, "dirty_files": []},
             "threads": {"requested": 2, "numba": 2, "numba_max": 2, "numba_threading_layer": "omp",
@@ -286,6 +287,7 @@ def test_render_writes_every_report(workspace):
     assert "| numba | 1 ms | 100 µs | 10.0% | 10 | 50x | 1.5x | 12.0 GB/s, 50% of triad; " \
            "30.0 GFLOP/s, 30% of GEMM peak |" in bench_md
     assert "vs best peer (scipy_ndimage)" in bench_md
+    assert "1000.0 GFLOP/s, 500% of GEMM peak (above the measured ceiling" in bench_md
     assert "**FAIL** — issue 2: 60% of bandwidth — measured 50% (12.0 GB/s)" in bench_md
     assert "24.0 GB/s" in bench_md and "100.0 GFLOP/s" in bench_md
     assert "## Bars whose group has no results" in bench_md and "group that never ran" in bench_md
@@ -297,6 +299,7 @@ def test_render_writes_every_report(workspace):
     assert "5 PASS, 4 FAIL, 6 NOT RUN, of 15 bars" in readme
     assert "Test CPU 9000" in readme and "Haswell" in readme and "`abc123`" in readme
     assert "clean working tree" in readme
+    assert "`OPENBLAS_CORETYPE=Haswell` is set" in readme and "avx2 avx512f" in readme
     assert report.REGENERATE in readme
     assert "hw2.md" in readme and "not produced in this run** (not available" in readme
     assert "median IQR/median over" in readme
