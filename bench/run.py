@@ -199,8 +199,11 @@ def stage_kernels_command(job: Job, name: str, product: str):
         why = f"`python -m kernels --help` exited {rc}" if rc != 0 else f"it lists no {name!r} command"
         return job.record(name, NOT_AVAILABLE, time.monotonic() - t, f"{why}, so no {product}")
     cmd = [sys.executable, "-m", "kernels", name]
+    rc, sub = _help_text(cmd + ["--help"], env)
+    if "--out" in (sub or ""):  # write beside the other reports (which --results may move)
+        cmd += ["--out", job.results]
+        product = os.path.relpath(os.path.join(job.results, os.path.basename(product)), ROOT)
     if job.quick:
-        rc, sub = _help_text(cmd + ["--help"], env)
         if "--quick" not in (sub or ""):
             return job.record(name, SKIPPED, time.monotonic() - t,
                               f"quick run, and `python -m kernels {name}` has no --quick option")

@@ -399,11 +399,14 @@ def test_kernels_command_stage_checks_the_command_exists(fake_root, tmp_path):
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "__main__.py").write_text(textwrap.dedent("""
-        import sys
-        if sys.argv[1:] == ["--help"]:
+        import os, sys
+        args = sys.argv[1:]
+        if args == ["--help"]:
             print("usage: python -m kernels {hw2}")
-        elif sys.argv[1:] == ["hw2"]:
-            print("wrote results/hw2.md")
+        elif args == ["hw2", "--help"]:
+            print("usage: python -m kernels hw2 [--out OUT]")
+        elif args[:2] == ["hw2", "--out"] and len(args) == 3:
+            open(os.path.join(args[2], "hw2.md"), "w").write("answers")
         else:
             sys.exit(2)
     """))
@@ -412,5 +415,6 @@ def test_kernels_command_stage_checks_the_command_exists(fake_root, tmp_path):
     assert rc == 0
     stages = _stages(results)
     assert stages["hw2"]["status"] == "ok"
+    assert (results / "hw2.md").read_text() == "answers"  # --out follows --results
     assert stages["reliability"]["status"] == "not available"
     assert "no 'reliability' command" in stages["reliability"]["detail"]
