@@ -96,6 +96,11 @@ def impl_of(bench: dict) -> str:
     return str(extra.get("impl") or params.get("impl") or bench.get("param") or bench["name"])
 
 
+def module_of(bench: dict) -> str:
+    """The bench module file a benchmark came from (``bench_conv.py``)."""
+    return os.path.basename(str(bench.get("fullname", "?")).split("::")[0])
+
+
 def group_parts(group: str):
     parts = (group or "").split("|")
     return parts + [""] * (3 - len(parts))
@@ -186,8 +191,13 @@ def why_missing(index: Index, bar: dict, impls) -> str:
         more = f" (and {len(reasons) - 3} more)" if len(reasons) > 3 else ""
         return "; ".join(reasons[:3]) + more
     if group not in index.groups:
-        return (f"no benchmark of group {group!r} in benchmarks.json ({module} not run, or it "
-                f"does not produce this group)")
+        kernel = group_parts(group)[0]  # show a group of the same kernel first: the likely mismatch
+        ran = sorted({g for (g, _impl), b in index.by_key.items() if module_of(b) == module},
+                     key=lambda g: (group_parts(g)[0] != kernel, g))
+        if ran:
+            return (f"no benchmark of group {group!r} in benchmarks.json; {module} ran {len(ran)} other "
+                    f"group(s), e.g. {ran[0]!r} (a --quick run uses smaller shapes)")
+        return f"no benchmark of group {group!r} in benchmarks.json ({module} did not run)"
     have = sorted(impl_of(b) for b in index.groups[group])
     return f"no result for {', '.join(impls)} in group {group!r} (ran: {', '.join(have)})"
 
@@ -374,8 +384,7 @@ def module_counts(index: Index):
     """(module, timed, skipped, failed) rows: what each bench module contributed to the run."""
     counts: dict = {}
     for b in index.data.get("benchmarks", []):
-        module = os.path.basename(str(b.get("fullname", "?")).split("::")[0])
-        counts.setdefault(module, [0, 0, 0])[0] += 1
+        counts.setdefault(module_of(b), [0, 0, 0])[0] += 1
     for o in index.outcomes:
         c = counts.setdefault(o.get("module", "?"), [0, 0, 0])
         c[1 if o.get("outcome") == "skipped" else 2] += 1

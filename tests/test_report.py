@@ -228,6 +228,7 @@ def test_missing_group_and_skipped_impl_are_not_run_with_reasons(verdicts):
     v = verdicts["group that never ran"]
     assert v.status == report.NOT_RUN
     assert "corr|4096x4096 k3|float64" in v.reason
+    assert f"bench_fake.py ran 6 other group(s), e.g. '{G32}'" in v.reason  # same kernel first
     v = verdicts["impl that was skipped"]
     assert v.status == report.NOT_RUN
     assert "skipped: peer library 'jax' is not installed" in v.reason
