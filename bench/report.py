@@ -168,8 +168,7 @@ class Verdict:
 
 
 def _criterion(bar):
-    kinds = [k for k in CRITERIA if k in bar]
-    return kinds
+    return [k for k in CRITERIA if k in bar]
 
 
 def why_missing(index: Index, bar: dict, impls) -> str:
@@ -177,11 +176,15 @@ def why_missing(index: Index, bar: dict, impls) -> str:
     if not index.data:
         return "no benchmarks.json: the benchmark stage did not run or wrote nothing"
     module = bar.get("module")
+    dtype = group_parts(bar.get("group"))[2]
     reasons = []
     for o in index.outcomes:
         if o.get("module") != module:
             continue
-        impl = (o.get("params") or {}).get("impl")
+        params = o.get("params") or {}
+        impl = params.get("impl")
+        if dtype and params.get("dtype") not in (None, dtype):
+            continue  # the same impl skipped or failed for the other dtype says nothing here
         if o.get("when") == "collect" or impl in impls or impl is None:
             text = f"{o['outcome']}: {o['reason']}"
             if text not in reasons:

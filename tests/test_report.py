@@ -82,6 +82,9 @@ def synthetic_benchmarks():
             {"nodeid": "bench/bench_fake.py::test_x[jax]", "when": "setup", "outcome": "skipped",
              "reason": "peer library 'jax' is not installed", "module": "bench_fake.py",
              "params": {"impl": "jax"}},
+            {"nodeid": "bench/bench_fake.py::test_x[torch-float32]", "when": "call", "outcome": "failed",
+             "reason": "AssertionError: float32 torch disagrees", "module": "bench_fake.py",
+             "params": {"impl": "torch", "dtype": "float32"}},
         ],
         "kernels_options": {"args": ["bench", "--benchmark-only"], "max_time": "0.5", "min_rounds": 5},
     }
@@ -234,6 +237,15 @@ def test_missing_group_and_skipped_impl_are_not_run_with_reasons(verdicts):
     assert "skipped: peer library 'jax' is not installed" in v.reason
 
 
+def test_missing_reason_comes_from_the_same_dtype_only(workspace):
+    index = report.Index(synthetic_benchmarks())
+    bar = dict(text="t", group=G32, impl="numba", versus=("torch",), min_speedup=1.0, module="bench_fake.py")
+    v = report.evaluate_bar(bar, index)
+    assert v.status == report.NOT_RUN and "float32 torch disagrees" in v.reason
+    bar64 = dict(bar, group="corr|64x64 k5|float64")
+    assert "float32 torch disagrees" not in report.evaluate_bar(bar64, index).reason
+
+
 def test_unknown_criterion_is_not_run_not_dropped(verdicts):
     v = verdicts["unknown criterion"]
     assert v.status == report.NOT_RUN and "max_seconds" in v.reason
@@ -305,7 +317,7 @@ def test_render_writes_every_report(workspace):
     assert "hw2.md" in readme and "not produced in this run** (not available" in readme
     assert "median IQR/median over" in readme
     assert "forward slope < 0.05" in readme  # the memory bars join the summary
-    assert "| bench_fake.py | 11 | 1 | 0 |" in readme  # timed / skipped / failed per module
+    assert "| bench_fake.py | 11 | 1 | 1 |" in readme  # timed / skipped / failed per module
     for link in ("benchmarks.md", "memory.md", "speedups.png", "memory_scaling.png", "time_scaling.png"):
         assert f"]({link})" in readme
 
