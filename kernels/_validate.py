@@ -19,11 +19,13 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 MAX_INT = int(np.iinfo(np.int64).max)
 
 
-def float_array(x, name: str, *, ndim=None, dtype=None, allow_empty: bool = False) -> np.ndarray:
+def float_array(x, name: str, *, ndim=None, dtype=None, like: str = "the other operands",
+                allow_empty: bool = False) -> np.ndarray:
     """Return ``x`` as a native-endian float32/float64 ndarray, or raise naming ``name``.
 
     ``ndim`` is an int or a tuple of allowed ints. ``dtype`` forces a dtype (used to make a
-    second operand agree with the first); otherwise float32 and float64 keep theirs and every
+    second operand agree with the first, named by ``like`` in the message; byte order aside:
+    a big-endian float32 is float32); otherwise float32 and float64 keep theirs and every
     other dtype (int, bool, complex, float16, object) is a ``TypeError``: silently upcasting
     integers would hide a caller's mistake about precision. Non-contiguous and read-only
     arrays are accepted; kernels index them through their strides.
@@ -37,8 +39,8 @@ def float_array(x, name: str, *, ndim=None, dtype=None, allow_empty: bool = Fals
             raise TypeError(f"{name} must be an array of floats, got {type(x).__name__}: {exc}") from None
     if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
         raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
-    if dtype is not None and arr.dtype != np.dtype(dtype):
-        raise TypeError(f"{name} must have dtype {np.dtype(dtype)} like the other operands, got {arr.dtype}")
+    if dtype is not None and arr.dtype.newbyteorder("=") != np.dtype(dtype).newbyteorder("="):
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)} like {like}, got {arr.dtype}")
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if arr.ndim not in allowed:
