@@ -74,12 +74,13 @@ last-bit difference by about 10 per step; two correct implementations (this one,
 reference, PyTorch) then agree only up to that point. The tests compare trajectories in the
 transient phase, before it.
 
-Parallelism and determinism: a gradient or loss over more than ``REDUCTION_BLOCK`` rows is
-split into blocks of ``REDUCTION_BLOCK`` consecutive (batch) rows, computed in parallel into
-per-block buffers and summed serially in block order, so results are bit-identical for any
-``NUMBA_NUM_THREADS``; the steps themselves run serially. A mini-batch of at most
-``REDUCTION_BLOCK`` rows is one block, computed without starting threads; mini-batch runs do
-their full-data passes (recorded and final losses) on one thread too, with the same blocks.
+Parallelism and determinism: every pass (a gradient, a loss) is split into blocks of
+``REDUCTION_BLOCK`` consecutive (batch) rows, each summed into its own buffer, and the blocks
+are added in block order, so results are bit-identical for any ``NUMBA_NUM_THREADS``. The
+blocks run in parallel when the pass covers at least ``_PARALLEL_MIN_BYTES`` (32 MiB) of ``X``,
+and one after the other otherwise (the same arithmetic, the same bits): below that size the
+data stay in cache between passes and a thread-pool wake-up per pass costs more than it saves
+on a shared machine. The steps themselves always run serially.
 
 Layout: the kernels stream rows of ``X``, so a non-C-contiguous ``X`` (a transpose, a strided
 slice) is copied once to C order by the wrapper (``numpy.ascontiguousarray``) before any
@@ -103,6 +104,15 @@ _GD, _RMSPROP, _ADAGRAD, _ADAM = 0, 1, 2, 3
 
 #: At most this many permutation entries (int64) are held at once: whole epochs, at least one.
 _PERM_CHUNK = 1 << 20
+
+#: A pass over fewer bytes of ``X`` than this runs its blocks on one thread. Such data stay in
+#: the last-level cache (32 MiB on the reference machine) from one step to the next, one core
+#: streams them at 40-60 GB/s, and a fork-join per pass (per step, in an optimizer) gains at
+#: most 2x on an idle machine but loses 10x on a shared one, where a worker thread that is not
+#: running costs the whole step a scheduler time slice (4 ms) to wake. Measured: 2000 RMSProp
+#: steps on (4000, 500) took 10.1 s with a parallel pass per step and 0.8 s serially, on the
+#: 2 busy cores of the reference machine. Larger passes (DRAM-bound) run in parallel.
+_PARALLEL_MIN_BYTES = 32 * 2**20
 
 # info[] slots shared between the wrapper and the optimizer kernel
 _I_STEPS, _I_DIVERGED_AT, _I_RECORDED = 0, 1, 2
@@ -235,10 +245,24 @@ def _reduce_blocks(part, spart, nblk, g, with_grad):  # pragma: no cover - compi
     return ss
 
 
-# Each compiled entry point below holds its own ``prange`` over row blocks of
-# ``REDUCTION_BLOCK`` rows; passes of one block run serially (no thread launch for a small
-# mini-batch). Parallel functions are never called from other compiled functions: a cached
-# caller of a parallel callee segfaults when loaded from the cache (numba issue #8578).
+@jit()
+def _serial_blocks(X, t, w, rows, start, end, g, part, spart, with_grad):  # pragma: no cover
+    """The blocks of a pass over batch rows ``start:end``, one after the other on this thread,
+    into ``part``/``spart`` and reduced by :func:`_reduce_blocks`: the very arithmetic of the
+    parallel path, so both give the same bits."""
+    B = REDUCTION_BLOCK
+    nblk = (end - start + B - 1) // B
+    for b in range(nblk):
+        lo = start + b * B
+        spart[b] = _block_pass(X, t, w, rows, lo, min(lo + B, end), part[b], with_grad)
+    return _reduce_blocks(part, spart, nblk, g, with_grad)
+
+
+# Serial or parallel: a pass over ``m`` rows runs its blocks in parallel (``prange`` in the
+# compiled entry points below) only when ``m >= par_rows``, a size set by the wrapper from
+# ``_PARALLEL_MIN_BYTES``; smaller passes run the same blocks serially (same bits). Parallel
+# functions are never called from other compiled functions: a cached caller of a parallel
+# callee segfaults when loaded from the cache (numba issue #8578).
 
 
 @jit()
@@ -250,15 +274,15 @@ def _sumsq(w):  # pragma: no cover - compiled
 
 
 @jit(parallel=True)
-def _grad_kernel(X, t, w, l2, part, spart, g, out):  # pragma: no cover - compiled
+def _grad_kernel(X, t, w, l2, par_rows, part, spart, g, out):  # pragma: no cover - compiled
     """``out = (2/n) X^T (X w - t) + 2 l2 w`` in one fused pass; returns the loss (float64)."""
     n = X.shape[0]
     B = REDUCTION_BLOCK
-    nblk = (n + B - 1) // B
     empty = np.empty(0, dtype=np.int64)
-    if nblk <= 1:
-        ss = _block_pass(X, t, w, empty, 0, n, g, True)
+    if n < par_rows:
+        ss = _serial_blocks(X, t, w, empty, 0, n, g, part, spart, True)
     else:
+        nblk = (n + B - 1) // B
         for b in prange(nblk):
             spart[b] = _block_pass(X, t, w, empty, b * B, min(b * B + B, n), part[b], True)
         ss = _reduce_blocks(part, spart, nblk, g, True)
@@ -268,47 +292,37 @@ def _grad_kernel(X, t, w, l2, part, spart, g, out):  # pragma: no cover - compil
     return ss / n + l2 * _sumsq(w)
 
 
+@jit()
+def _loss_serial(X, t, w, l2, part, spart, g):  # pragma: no cover - compiled
+    """``(1/n) ||X w - t||^2 + l2 ||w||^2`` in float64, fixed row blocks on this thread."""
+    n = X.shape[0]
+    empty = np.empty(0, dtype=np.int64)
+    return _serial_blocks(X, t, w, empty, 0, n, g, part, spart, False) / n + l2 * _sumsq(w)
+
+
 @jit(parallel=True)
-def _loss_kernel(X, t, w, l2, part, spart, g):  # pragma: no cover - compiled
-    """``(1/n) ||X w - t||^2 + l2 ||w||^2`` in float64, one pass in fixed row blocks."""
+def _loss_parallel(X, t, w, l2, part, spart, g):  # pragma: no cover - compiled
+    """:func:`_loss_serial` with its blocks in parallel (the same bits)."""
     n = X.shape[0]
     B = REDUCTION_BLOCK
     nblk = (n + B - 1) // B
     empty = np.empty(0, dtype=np.int64)
     for b in prange(nblk):
         spart[b] = _block_pass(X, t, w, empty, b * B, min(b * B + B, n), g, False)
-    ss = _reduce_blocks(part, spart, nblk, g, False)
-    return ss / n + l2 * _sumsq(w)
-
-
-@jit()
-def _loss_serial(X, t, w, l2, g):  # pragma: no cover - compiled
-    """:func:`_loss_kernel` on one thread: the same blocks summed in the same order.
-
-    Mini-batch runs use it for their full-data passes (recorded steps, the final loss): their
-    steps never start a thread pool, and waking one for a single pass gains a fraction of a
-    millisecond on an idle machine but can cost a scheduler time slice (4 ms here) on a busy one.
-    """
-    n = X.shape[0]
-    B = REDUCTION_BLOCK
-    empty = np.empty(0, dtype=np.int64)
-    ss = 0.0
-    for b in range((n + B - 1) // B):
-        ss += _block_pass(X, t, w, empty, b * B, min(b * B + B, n), g, False)
-    return ss / n + l2 * _sumsq(w)
+    return _reduce_blocks(part, spart, nblk, g, False) / n + l2 * _sumsq(w)
 
 
 @jit(parallel=True)
 def _optimize_kernel(
     X, t, perm, full, batch, nbatches, epoch0, s0, s1,
-    kind, lr, b1, b2, eps, l2, wd, record_every,
+    kind, lr, b1, b2, eps, l2, wd, record_every, par_rows,
     w, w_prev, m, v, g, part, spart, losses, traj, rec_steps, info,
 ):  # pragma: no cover - compiled
     """Run steps ``s0 <= s < s1`` of one optimizer, updating ``w``, ``m``, ``v`` in place.
 
     ``perm[e]`` is the row permutation of epoch ``epoch0 + e`` (unused when ``full``). The
-    time loop is serial; each step's gradient pass is parallel over row blocks when the batch
-    has more than ``REDUCTION_BLOCK`` rows. ``info`` carries the returned step,
+    time loop is serial; a step's gradient pass is parallel over row blocks when the batch has
+    at least ``par_rows`` rows. ``info`` carries the returned step,
     ``diverged_at`` and the number of records across calls; ``w_prev`` holds the iterate
     before the last update, so that the last good iterate can be returned.
     """
@@ -329,8 +343,8 @@ def _optimize_kernel(
         mb = end - start
         wsq = _sumsq(w)
         nblk = (mb + B - 1) // B
-        if nblk <= 1:
-            ss = _block_pass(X, t, w, rows, start, end, g, True)
+        if mb < par_rows:
+            ss = _serial_blocks(X, t, w, rows, start, end, g, part, spart, True)
         else:
             for b in prange(nblk):
                 lo = start + b * B
@@ -341,9 +355,14 @@ def _optimize_kernel(
             if full:
                 lf = lb
             else:
-                # the full-data loss of a recorded step: one more pass, serial like the
-                # mini-batch steps around it (see _loss_serial)
-                lf = _loss_serial(X, t, w, l2, g)
+                # the full-data loss of a recorded step: one more pass (g is left alone)
+                if n < par_rows:
+                    lf = _loss_serial(X, t, w, l2, part, spart, g)
+                else:
+                    nfb = (n + B - 1) // B
+                    for b in prange(nfb):
+                        spart[b] = _block_pass(X, t, w, empty, b * B, min(b * B + B, n), g, False)
+                    lf = _reduce_blocks(part, spart, nfb, g, False) / n + l2 * wsq
             if np.isfinite(lf):
                 k = info[2]
                 losses[k] = lf
@@ -423,7 +442,7 @@ def _optimize_kernel(
 
 def _data(X, t):
     X = _validate.float_array(X, "X", ndim=2)
-    t = _validate.float_array(t, "t", ndim=1, dtype=X.dtype)
+    t = _validate.float_array(t, "t", ndim=1, dtype=X.dtype, like="X")
     if t.shape[0] != X.shape[0]:
         raise ValueError(f"t must have shape (n,) = ({X.shape[0]},) to match X of shape {X.shape}, got {t.shape}")
     return np.ascontiguousarray(X), np.ascontiguousarray(t)
@@ -435,7 +454,7 @@ def _weights(w, name, X, *, allow_none=False, finite=False):
         if allow_none:
             return np.zeros(d, dtype=np.float64)
         raise TypeError(f"{name} must be an array of floats, got None")
-    w = _validate.float_array(w, name, ndim=1, dtype=X.dtype)
+    w = _validate.float_array(w, name, ndim=1, dtype=X.dtype, like="X")
     if w.shape[0] != d:
         raise ValueError(f"{name} must have shape (d,) = ({d},) to match X of shape {X.shape}, got {w.shape}")
     w64 = np.array(w, dtype=np.float64)  # a fresh float64 copy: the kernels' working precision
@@ -446,6 +465,17 @@ def _weights(w, name, X, *, allow_none=False, finite=False):
 
 def _l2(l2):
     return _validate.finite_float(l2, "l2", low=0.0)
+
+
+def _par_rows(X) -> int:
+    """The fewest rows of ``X`` a pass must cover to run in parallel (see _PARALLEL_MIN_BYTES)."""
+    return max(1, -(-_PARALLEL_MIN_BYTES // (X.shape[1] * X.itemsize)))
+
+
+def _full_loss(X, t, w, l2, part, spart, g) -> float:
+    if X.shape[0] >= _par_rows(X):
+        return float(_loss_parallel(X, t, w, l2, part, spart, g))
+    return float(_loss_serial(X, t, w, l2, part, spart, g))
 
 
 def _buffers(n, d):
@@ -464,7 +494,7 @@ def loss(X, t, w, *, l2=0.0) -> float:
     w64 = _weights(w, "w", X)
     l2 = _l2(l2)
     part, spart, g = _buffers(*X.shape)
-    return float(_loss_kernel(X, t, w64, l2, part, spart, g))
+    return _full_loss(X, t, w64, l2, part, spart, g)
 
 
 def grad(X, t, w, *, l2=0.0, out=None) -> np.ndarray:
@@ -485,7 +515,7 @@ def grad(X, t, w, *, l2=0.0, out=None) -> np.ndarray:
     else:
         _validate.out_array(out, "out", (d,), X.dtype)
     part, spart, g = _buffers(n, d)
-    _grad_kernel(X, t, w64, l2, part, spart, g, out)
+    _grad_kernel(X, t, w64, l2, _par_rows(X), part, spart, g, out)
     return out
 
 
@@ -498,8 +528,21 @@ def min_norm_solution(X, t) -> np.ndarray:
     row rank, it is the unique solution of ``X w = t`` lying in the row space of ``X``.
     """
     X, t = _data(X, t)
-    w, *_ = np.linalg.lstsq(X.astype(np.float64), t.astype(np.float64), rcond=None)
-    return w.astype(X.dtype)
+    X64, t64 = X.astype(np.float64), t.astype(np.float64)
+    for arr, name in ((X64, "X"), (t64, "t")):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} must be finite for min_norm_solution's SVD, got a NaN or an infinity")
+    # pinv(X / a) (t / b) = (a / b) pinv(X) t, and dividing by powers of two is exact: scaled,
+    # data near the overflow threshold (1e308) cannot overflow inside the SVD (LinAlgError).
+    sx, st = _pow2_scale(X64), _pow2_scale(t64)
+    w, *_ = np.linalg.lstsq(X64 / sx, t64 / st, rcond=None)
+    return (w * st / sx).astype(X.dtype)
+
+
+def _pow2_scale(a) -> float:
+    """A power of two near ``max |a|`` (1 for an all-zero array)."""
+    peak = float(np.max(np.abs(a)))
+    return 1.0 if peak == 0.0 else math.ldexp(1.0, math.frexp(peak)[1] - 1)
 
 
 def _run_checks(X, t, *, lr, steps, epochs, batch_size, seed, w0, l2, weight_decay, record_every):
@@ -550,7 +593,7 @@ def _run(kind, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
     rec_steps = np.empty(nrec if record_every else 1, dtype=np.int64)
     info = np.zeros(3, dtype=np.int64)
     info[_I_DIVERGED_AT] = -1
-    args = (kind, lr, float(b1), float(b2), float(eps), l2, wd, record_every,
+    args = (kind, lr, float(b1), float(b2), float(eps), l2, wd, record_every, _par_rows(X),
             w, w_prev, m, v, g, part, spart, losses, traj, rec_steps, info)
 
     if full:
@@ -573,7 +616,7 @@ def _run(kind, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
     # the full-data loss of the returned iterate; a non-finite one makes it the bad iterate
     done = int(info[_I_STEPS])
     def final_loss():
-        return _loss_kernel(X, t, w, l2, part, spart, g) if full else _loss_serial(X, t, w, l2, g)
+        return _full_loss(X, t, w, l2, part, spart, g)
 
     lf = final_loss()
     if info[_I_DIVERGED_AT] < 0 and not math.isfinite(lf):
