@@ -650,14 +650,14 @@ def _finite(arr, name):
 def _problem(X, t, w0, X_val, t_val):
     """Validate and coerce the data: C-contiguous float64 copies where needed."""
     X = float_array(X, "X", ndim=2)
-    t = float_array(t, "t", ndim=1, dtype=X.dtype)
+    t = float_array(t, "t", ndim=1, dtype=X.dtype, like="X")
     n, d = X.shape
     if t.shape[0] != n:
         raise ValueError(f"t must have length n = X.shape[0] = {n}, got shape {t.shape}")
     if w0 is None:
         w0 = np.zeros(d)
     else:
-        w0 = float_array(w0, "w0", ndim=1, dtype=X.dtype)
+        w0 = float_array(w0, "w0", ndim=1, dtype=X.dtype, like="X")
         if w0.shape[0] != d:
             raise ValueError(f"w0 must have length d = X.shape[1] = {d}, got shape {w0.shape}")
     if (X_val is None) != (t_val is None):
@@ -666,8 +666,8 @@ def _problem(X, t, w0, X_val, t_val):
             f"and t_val={'None' if t_val is None else 'array'}"
         )
     if X_val is not None:
-        X_val = float_array(X_val, "X_val", ndim=2, dtype=X.dtype)
-        t_val = float_array(t_val, "t_val", ndim=1, dtype=X.dtype)
+        X_val = float_array(X_val, "X_val", ndim=2, dtype=X.dtype, like="X")
+        t_val = float_array(t_val, "t_val", ndim=1, dtype=X.dtype, like="X")
         if X_val.shape[1] != d:
             raise ValueError(f"X_val must have d = {d} columns like X, got shape {X_val.shape}")
         if t_val.shape[0] != X_val.shape[0]:
@@ -709,9 +709,14 @@ def critical_lr(X, l2=0.0) -> float:
     X = float_array(X, "X", ndim=2)
     l2 = finite_float(l2, "l2", low=0.0)
     X = _finite(X, "X")
+    # lambda_max(X^T X) = s^2 lambda_max((X/s)^T (X/s)): with s a power of two near max |X|
+    # (an exact division) the Gram matrix of data near 1e308 cannot overflow inside LAPACK.
+    peak = float(np.max(np.abs(X))) if X.size else 0.0
+    s = 1.0 if peak == 0.0 or 1e-100 < peak < 1e100 else math.ldexp(1.0, math.frexp(peak)[1] - 1)
     gram = np.empty((min(X.shape),) * 2)
-    _gram_kernel(X, gram)
-    lam = 2.0 * max(float(_eigh_serial(gram, values_only=True)[-1]), 0.0) / X.shape[0] + 2.0 * l2
+    _gram_kernel(X if s == 1.0 else X / s, gram)
+    top = max(float(_eigh_serial(gram, values_only=True)[-1]), 0.0)
+    lam = 2.0 * s * (s * top) / X.shape[0] + 2.0 * l2
     return math.inf if lam == 0.0 else 2.0 / lam
 
 
