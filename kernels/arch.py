@@ -300,6 +300,14 @@ def _pool_geometry(layer, index, h, w):
     return k, s, ((h - k) // s + 1, (w - k) // s + 1)
 
 
+def _layer_list(layers) -> list:
+    """``layers`` (a spec string already parsed by the caller) as a list, or a TypeError naming it."""
+    try:
+        return list(layers)
+    except TypeError:
+        raise TypeError(f"layers must be a spec string or a list of layers, got {type(layers).__name__} {layers!r}") from None
+
+
 def analyze(layers) -> list:
     """One :class:`LayerInfo` per layer, the input first: shapes, neurons, parameters, receptive field.
 
@@ -314,7 +322,7 @@ def analyze(layers) -> list:
     """
     if isinstance(layers, str):
         layers = parse(layers)
-    layers = list(layers)
+    layers = _layer_list(layers)
     if not layers or not isinstance(layers[0], Input):
         raise ValueError(f"layers must start with an Input layer, got {layers[:1]!r}")
     inp = layers[0]
@@ -399,7 +407,7 @@ def to_dense(layers) -> list:
     """
     if isinstance(layers, str):
         layers = parse(layers)
-    layers = list(layers)
+    layers = _layer_list(layers)
     rows = analyze(layers)
     out = [layers[0]]
     for layer, row in zip(layers[1:], rows[1:]):
@@ -515,7 +523,7 @@ def empirical_receptive_field(layers, position=None, *, layer=-1, method="window
 
     if isinstance(layers, str):
         layers = parse(layers)
-    layers = list(layers)
+    layers = _layer_list(layers)
     rows = analyze(layers)
     n = len(rows)
     if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, numbers.Integral) or not -n <= layer < n:
