@@ -51,9 +51,10 @@ Results, recording and divergence (the :class:`OptimResult` fields):
   with ``steps``: ``trajectory`` is ``(0, d)``, and ``losses`` and ``recorded_steps`` hold one
   entry, the full-data loss of the returned ``w`` and its step. (Every run ends with that one
   full-data pass, which also checks the returned ``w``.)
-* ``w0`` (default zeros) must be finite: a ``ValueError`` otherwise. NaN or inf in ``X`` or
-  ``t`` is not checked (that would cost a pass): it propagates and is reported as divergence.
-  ``loss`` and ``grad`` propagate NaN and inf in any argument, as IEEE arithmetic does.
+* ``w0`` (default zeros), like ``loss``'s and ``grad``'s ``w``, must be finite: a ``ValueError``
+  otherwise (a weight vector is a parameter, checked in O(d)). NaN or inf in the data ``X``,
+  ``t`` is not checked (that would cost a pass): it propagates as IEEE arithmetic says, and an
+  optimizer reports it as divergence.
 * Divergence: iterate ``w_k`` is bad when one of its weights, or the loss computed at it (the
   batch loss of step ``k``; the full-data loss at a recorded or the last step), is not
   finite. The loop stops at the first bad iterate, ``diverged=True``, ``diverged_at=k``, and
@@ -491,7 +492,7 @@ def loss(X, t, w, *, l2=0.0) -> float:
     float accumulated in float64 whatever the dtype. Shapes ``X (n, d)``, ``t (n,)``, ``w (d,)``,
     one dtype. One parallel pass over ``X`` in fixed row blocks (deterministic)."""
     X, t = _data(X, t)
-    w64 = _weights(w, "w", X)
+    w64 = _weights(w, "w", X, finite=True)
     l2 = _l2(l2)
     part, spart, g = _buffers(*X.shape)
     return _full_loss(X, t, w64, l2, part, spart, g)
@@ -507,7 +508,7 @@ def grad(X, t, w, *, l2=0.0, out=None) -> np.ndarray:
     result if given, and is returned.
     """
     X, t = _data(X, t)
-    w64 = _weights(w, "w", X)
+    w64 = _weights(w, "w", X, finite=True)
     l2 = _l2(l2)
     n, d = X.shape
     if out is None:
