@@ -494,11 +494,11 @@ def _bias_array(bias, co, dtype, two_d):
         # a Python (or NumPy) real scalar takes the dtype of x; arrays must already match it
         return np.full(1, float(bias), dtype=dtype)
     if two_d:
-        b = V.float_array(bias, "bias", ndim=(0, 1), dtype=dtype)
+        b = V.float_array(bias, "bias", ndim=(0, 1), dtype=dtype, like="x")
         if b.size != 1:
             raise ValueError(f"bias for a 2-D x must be a scalar, shape () or (1,), got shape {b.shape}")
         return np.ascontiguousarray(b.reshape(1))
-    b = V.float_array(bias, "bias", ndim=1, dtype=dtype)
+    b = V.float_array(bias, "bias", ndim=1, dtype=dtype, like="x")
     if b.shape != (co,):
         raise ValueError(f"bias must have shape ({co},) (one per output channel of w), got {b.shape}")
     return np.ascontiguousarray(b)
