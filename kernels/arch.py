@@ -66,6 +66,7 @@ __all__ = [
     "analyze",
     "to_dense",
     "totals",
+    "markdown",
     "empirical_receptive_field",
 ]
 
@@ -395,6 +396,30 @@ def totals(rows, *, include_input: bool = False) -> dict:
     rows = list(rows)
     body = rows if include_input else [r for r in rows if r.kind != "input"]
     return {"neurons": sum(r.neurons for r in body), "params": sum(r.params for r in rows)}
+
+
+def _pair_text(pair):
+    a, b = pair
+    fmt = (lambda v: f"{v:g}") if isinstance(a, float) else str
+    return fmt(a) if a == b else f"{fmt(a)}x{fmt(b)}"
+
+
+def markdown(rows) -> str:
+    """The rows of :func:`analyze` as a Markdown table, with a totals line (input excluded)."""
+    rows = list(rows)
+    lines = [
+        "| layer | spec | output (HxWxC) | neurons | params | rf | jump | start |",
+        "|---|---|---|---:|---:|---|---|---|",
+    ]
+    for r in rows:
+        shape = "x".join(str(v) for v in r.out_shape)
+        lines.append(
+            f"| {r.name} | `{r.spec}` | {shape} | {r.neurons:,} | {r.params:,} | {_pair_text(r.rf)} | "
+            f"{_pair_text(r.jump)} | {_pair_text(r.start)} |"
+        )
+    t = totals(rows)
+    lines.append(f"| **total** (input excluded) | | | {t['neurons']:,} | {t['params']:,} | | | |")
+    return "\n".join(lines)
 
 
 def to_dense(layers) -> list:

@@ -199,6 +199,15 @@ def test_dilation_stride_and_same_padding_closed_forms():
     assert rows[4].start == (6.5, 6.5)
 
 
+def test_markdown_table_lists_every_layer_and_the_totals():
+    text = arch.markdown(arch.analyze("in32x30x1 conv3 pool2"))
+    lines = text.splitlines()
+    assert lines[2] == "| input | `in32x30x1` | 32x30x1 | 960 | 0 | 1 | 1 | 0 |"
+    assert lines[3] == "| conv1 | `conv3` | 32x30x1 | 960 | 10 | 3 | 1 | 0 |"
+    assert lines[4] == "| pool1 | `pool2` | 16x15x1 | 240 | 0 | 4 | 2 | 0.5 |"
+    assert lines[5] == "| **total** (input excluded) | | | 1,200 | 10 | | | |"
+
+
 def test_fc_layer_sees_everything_with_jump_zero():
     rows = arch.analyze("in8x6x2 conv3 fc5 fc3")
     assert rows[2].params == 8 * 6 * 1 * 5 + 5 and rows[3].params == 5 * 3 + 3
