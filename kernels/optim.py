@@ -78,10 +78,14 @@ transient phase, before it.
 Parallelism and determinism: every pass (a gradient, a loss) is split into blocks of
 ``REDUCTION_BLOCK`` consecutive (batch) rows, each summed into its own buffer, and the blocks
 are added in block order, so results are bit-identical for any ``NUMBA_NUM_THREADS``. The
-blocks run in parallel when the pass covers at least ``_PARALLEL_MIN_BYTES`` (32 MiB) of ``X``,
-and one after the other otherwise (the same arithmetic, the same bits): below that size the
-data stay in cache between passes and a thread-pool wake-up per pass costs more than it saves
-on a shared machine. The steps themselves always run serially.
+blocks of a pass run in parallel when it covers at least ``_PARALLEL_MIN_BYTES`` (32 MiB) of
+``X``, and one after the other otherwise (the same arithmetic, the same bits): below that size
+the data stay in cache between passes and a thread-pool wake-up per pass costs more than it
+saves on a shared machine. The steps themselves always run serially.
+
+Gram form: a full-batch run with ``4 d <= n`` and ``steps >= d`` forms ``G = X^T X`` and
+``X^T t`` once (NumPy's BLAS, float64) and then steps in O(d^2) without reading ``X``; its
+recorded and final losses still come from passes over ``X`` (see :func:`_gram`).
 
 Layout: the kernels stream rows of ``X``, so a non-C-contiguous ``X`` (a transpose, a strided
 slice) is copied once to C order by the wrapper (``numpy.ascontiguousarray``) before any
@@ -109,11 +113,16 @@ _PERM_CHUNK = 1 << 20
 #: A pass over fewer bytes of ``X`` than this runs its blocks on one thread. Such data stay in
 #: the last-level cache (32 MiB on the reference machine) from one step to the next, one core
 #: streams them at 40-60 GB/s, and a fork-join per pass (per step, in an optimizer) gains at
-#: most 2x on an idle machine but loses 10x on a shared one, where a worker thread that is not
-#: running costs the whole step a scheduler time slice (4 ms) to wake. Measured: 2000 RMSProp
-#: steps on (4000, 500) took 10.1 s with a parallel pass per step and 0.8 s serially, on the
-#: 2 busy cores of the reference machine. Larger passes (DRAM-bound) run in parallel.
+#: most 2x on an idle machine but loses several times that on a shared one, where a worker
+#: thread that is not running costs the step a scheduler time slice (4 ms) to wake. Measured
+#: on the 2-core reference machine, 2000 full-batch RMSProp steps on (4000, 500) in the
+#: residual form: idle, 0.26 s parallel and 0.57 s serial; busy (load 5-8), 3.5-10 s parallel
+#: and 1.1-1.5 s serial. Larger passes (DRAM-bound) run in parallel.
 _PARALLEL_MIN_BYTES = 32 * 2**20
+
+#: Full-batch runs may step in the Gram form (see :func:`_gram`); tests switch it off to
+#: compare the two forms.
+_GRAM = True
 
 # info[] slots shared between the wrapper and the optimizer kernel
 _I_STEPS, _I_DIVERGED_AT, _I_RECORDED = 0, 1, 2
@@ -316,14 +325,17 @@ def _loss_parallel(X, t, w, l2, part, spart, g):  # pragma: no cover - compiled
 @jit(parallel=True)
 def _optimize_kernel(
     X, t, perm, full, batch, nbatches, epoch0, s0, s1,
-    kind, lr, b1, b2, eps, l2, wd, record_every, par_rows,
+    kind, lr, b1, b2, eps, l2, wd, record_every, par_rows, gram, G, Xt_t, t_t,
     w, w_prev, m, v, g, part, spart, losses, traj, rec_steps, info,
 ):  # pragma: no cover - compiled
     """Run steps ``s0 <= s < s1`` of one optimizer, updating ``w``, ``m``, ``v`` in place.
 
     ``perm[e]`` is the row permutation of epoch ``epoch0 + e`` (unused when ``full``). The
     time loop is serial; a step's gradient pass is parallel over row blocks when the batch has
-    at least ``par_rows`` rows. ``info`` carries the returned step,
+    at least ``par_rows`` rows. With ``gram`` (full batch only) a step reads no ``X``: its
+    gradient sum is ``G w - X^T t`` with ``G = X^T X`` and its squared residual
+    ``w.G w - 2 (X^T t).w + t.t``, both O(d^2); recorded losses still come from a pass over
+    ``X`` (the Gram form of the loss cancels). ``info`` carries the returned step,
     ``diverged_at`` and the number of records across calls; ``w_prev`` holds the iterate
     before the last update, so that the last good iterate can be returned.
     """
@@ -344,7 +356,21 @@ def _optimize_kernel(
         mb = end - start
         wsq = _sumsq(w)
         nblk = (mb + B - 1) // B
-        if mb < par_rows:
+        if gram:
+            wgw = 0.0
+            bw = 0.0
+            for i in range(d):
+                gi = G[i]
+                acc = 0.0
+                for j in range(d):
+                    acc += gi[j] * w[j]
+                g[i] = acc - Xt_t[i]
+                wgw += w[i] * acc
+                bw += Xt_t[i] * w[i]
+            # ||X w - t||^2 by the Gram form: good enough to tell finite from not (the
+            # divergence check); never recorded, as it cancels when the residual is small
+            ss = wgw - 2.0 * bw + t_t
+        elif mb < par_rows:
             ss = _serial_blocks(X, t, w, rows, start, end, g, part, spart, True)
         else:
             for b in prange(nblk):
@@ -353,7 +379,7 @@ def _optimize_kernel(
             ss = _reduce_blocks(part, spart, nblk, g, True)
         lb = ss / mb + l2 * wsq
         if record_every > 0 and s % record_every == 0 and np.isfinite(lb):
-            if full:
+            if full and not gram:
                 lf = lb
             else:
                 # the full-data loss of a recorded step: one more pass (g is left alone)
@@ -479,6 +505,34 @@ def _full_loss(X, t, w, l2, part, spart, g) -> float:
     return float(_loss_serial(X, t, w, l2, part, spart, g))
 
 
+_NO_GRAM = (np.zeros((1, 1)), np.zeros(1), 0.0)
+
+
+def _gram(X, t, steps):
+    """``(use, G, X^T t, t.t)`` for a full-batch run: the Gram form is used when it is cheaper.
+
+    A step in the Gram form costs O(d^2) instead of a pass over ``X`` (O(n d)); forming
+    ``G = X^T X`` costs one BLAS product, about as much as ``d / 4`` passes. So it is used when
+    ``4 d <= n`` and ``steps >= d``, with ``G`` in float64 through NumPy (``numba`` code cannot
+    call BLAS without SciPy). Both forms compute ``X^T (X w - t)`` to the same worst-case
+    error, ``eps |X|^T (|X| |w| + |t|)``; the step-by-step tests hold them to 1e-12 of each
+    other and of the reference. Data whose ``G``, ``X^T t`` or ``t.t`` overflow (near 1e154)
+    keep the residual form, which does not square them.
+    """
+    n, d = X.shape
+    if not _GRAM or 4 * d > n or steps < d:
+        return (False, *_NO_GRAM)
+    X64 = X.astype(np.float64, copy=False)
+    t64 = t.astype(np.float64, copy=False)
+    with np.errstate(all="ignore"):
+        G = np.ascontiguousarray(X64.T @ X64)
+        Xt_t = X64.T @ t64
+        t_t = float(t64 @ t64)
+    if not (math.isfinite(t_t) and np.all(np.isfinite(G)) and np.all(np.isfinite(Xt_t))):
+        return (False, *_NO_GRAM)
+    return True, G, Xt_t, t_t
+
+
 def _buffers(n, d):
     nblk = max(1, -(-n // REDUCTION_BLOCK))
     return np.empty((nblk, d)), np.empty(nblk), np.empty(d)
@@ -594,7 +648,8 @@ def _run(kind, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
     rec_steps = np.empty(nrec if record_every else 1, dtype=np.int64)
     info = np.zeros(3, dtype=np.int64)
     info[_I_DIVERGED_AT] = -1
-    args = (kind, lr, float(b1), float(b2), float(eps), l2, wd, record_every, _par_rows(X),
+    gram, G, Xt_t, t_t = _gram(X, t, steps) if full else (False, *_NO_GRAM)
+    args = (kind, lr, float(b1), float(b2), float(eps), l2, wd, record_every, _par_rows(X), gram, G, Xt_t, t_t,
             w, w_prev, m, v, g, part, spart, losses, traj, rec_steps, info)
 
     if full:

@@ -150,6 +150,28 @@ def test_passes_bit_identical_across_thread_counts_and_serial_parallel(monkeypat
             assert np.array_equal(a.trajectory, b.trajectory) and np.array_equal(a.losses, b.losses)
 
 
+@pytest.mark.parametrize("name,kw", [
+    ("gd", dict(lr=0.05, l2=0.1, weight_decay=0.01)),
+    ("rmsprop", dict(lr=0.003)),
+    ("adagrad", dict(lr=0.2)),
+    ("adam", dict(lr=0.02, weight_decay=0.01)),
+])
+def test_gram_form_matches_residual_form(problem, monkeypatch, name, kw):
+    """Full batch with 4 d <= n and steps >= d steps in the Gram form (G = X^T X); it must give
+    the residual form's trajectory, and its recorded losses come from a residual pass."""
+    X, t = problem
+    assert optim._gram(X, t, 100)[0]  # 40 x 6: the Gram form is the default here
+    assert not optim._gram(X[:20], t[:20], 100)[0] and not optim._gram(X, t, 5)[0]
+    assert not optim._gram(X * 1e160, t, 100)[0]  # G would overflow: the residual form
+    w0 = np.linspace(-0.5, 0.5, X.shape[1])
+    a = call(kernels, name, X, t, w0=w0, steps=100, record_every=1, **kw)
+    monkeypatch.setattr(optim, "_GRAM", False)
+    b = call(kernels, name, X, t, w0=w0, steps=100, record_every=1, **kw)
+    assert rel_err(a.trajectory, b.trajectory) <= 1e-12
+    for k in (0, 50, 100):
+        assert a.losses[k] == kernels.loss(X, t, a.trajectory[k], l2=kw.get("l2", 0.0))
+
+
 def test_min_norm_solution_against_pinv_and_row_space():
     X, t = make_problem(5, 12, seed=1)
     w = kernels.min_norm_solution(X, t)
