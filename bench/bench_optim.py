@@ -7,7 +7,9 @@
   in each call): the compiled loop against the NumPy reference loop and a PyTorch loop with
   manual updates (``kernels.peers.sgd_torch``), same batches from the same seed.
 - 2000 full-batch RMSProp steps on X (4000, 500): against the NumPy reference loop (and the
-  PyTorch manual loop).
+  PyTorch manual loop). ``kernels.rmsprop`` steps in the Gram form here (``G = X^T X`` once,
+  then O(d^2) per step: see ``kernels.optim._gram``); ``numba_residual`` times the same kernel
+  with one pass over X per step instead (context, no bar).
 
 Every implementation is called once before ``benchmark(...)`` (the compiled ones compile on a
 small problem of the same dtype, so the warm-up is cheap); large inputs are built once per
@@ -135,13 +137,25 @@ def test_sgd_epoch(benchmark, impl, sgd_data):
 RMS_KW = dict(lr=1e-3, beta=0.9, eps=1e-8, steps=RMS_STEPS)
 
 
-@pytest.mark.parametrize("impl", ["numba", "numpy", "torch"])
+def _rmsprop_residual(X, t, **kw):
+    """kernels.rmsprop with the Gram form switched off: one fused pass over X per step."""
+    from kernels import optim
+
+    before, optim._GRAM = optim._GRAM, False
+    try:
+        return kernels.rmsprop(X, t, **kw)
+    finally:
+        optim._GRAM = before
+
+
+@pytest.mark.parametrize("impl", ["numba", "numba_residual", "numpy", "torch"])
 def test_rmsprop_full_batch(benchmark, impl, rmsprop_data):
     X, t = rmsprop_data
     if impl == "torch":
         _torch_or_skip()
-    fn = {"numba": kernels.rmsprop, "numpy": naive.rmsprop, "torch": peers.rmsprop_torch}[impl]
-    if impl == "numba":
+    fn = {"numba": kernels.rmsprop, "numba_residual": _rmsprop_residual, "numpy": naive.rmsprop,
+          "torch": peers.rmsprop_torch}[impl]
+    if impl in ("numba", "numba_residual"):
         _warm_compiled(fn, lr=1e-3, steps=3)
     else:
         fn(X, t, **dict(RMS_KW, steps=2))
