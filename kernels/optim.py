@@ -544,7 +544,8 @@ def _buffers(n, d):
 def loss(X, t, w, *, l2=0.0) -> float:
     """``L(w) = (1/n) ||X w - t||^2 + l2 ||w||^2`` (homework eq. (1) and section 2.3), a Python
     float accumulated in float64 whatever the dtype. Shapes ``X (n, d)``, ``t (n,)``, ``w (d,)``,
-    one dtype. One parallel pass over ``X`` in fixed row blocks (deterministic)."""
+    one dtype; ``w`` finite. One pass over ``X`` in fixed row blocks summed in block order
+    (deterministic), in parallel for ``X`` of 32 MiB or more."""
     X, t = _data(X, t)
     w64 = _weights(w, "w", X, finite=True)
     l2 = _l2(l2)
@@ -556,10 +557,11 @@ def grad(X, t, w, *, l2=0.0, out=None) -> np.ndarray:
     """``(2/n) X^T (X w - t) + 2 l2 w``, shape ``(d,)``, the dtype of ``X``.
 
     One fused pass over ``X``: per block of ``REDUCTION_BLOCK`` rows, ``r_i = x_i . w - t_i``
-    and ``g_b += r_i x_i`` while the row is in cache; blocks run in parallel and are summed in
-    block order (bit-identical for any thread count). Sums are float64 and rounded once to the
-    dtype at the end. ``out`` (shape ``(d,)``, the dtype of ``X``, writeable) receives the
-    result if given, and is returned.
+    and ``g_b += r_i x_i`` while the row is in cache (four rows at a time, so that ``w`` and
+    ``g_b`` are read once per four rows); the blocks are summed in block order (bit-identical
+    for any thread count), and run in parallel for ``X`` of 32 MiB or more. Sums are float64
+    and rounded once to the dtype at the end. ``w`` must be finite. ``out`` (shape ``(d,)``,
+    the dtype of ``X``, writeable) receives the result if given, and is returned.
     """
     X, t = _data(X, t)
     w64 = _weights(w, "w", X, finite=True)
