@@ -678,7 +678,27 @@ def _problem(X, t, w0, X_val, t_val):
             out.append(None)
             continue
         out.append(_finite(arr, name))
+    _representable(*out[:3])
     return tuple(out)
+
+
+#: Data whose Hessian ``(2/n) X^T X`` or loss at ``w0`` would come within this of float64's
+#: overflow threshold are refused: every method would return inf/NaN (and the eigendecomposition
+#: of an overflowed Gram matrix meaningless finite numbers).
+_MAX_REPRESENTABLE = 1e300
+
+
+def _representable(X, t, w0):
+    n, d = X.shape
+    peak = lambda a: max(float(a.max()), -float(a.min())) if a.size else 0.0  # noqa: E731  (no temporaries)
+    px, pt, pw = peak(X), peak(t), peak(w0)
+    if 2.0 * px * px * max(n, d) > _MAX_REPRESENTABLE:
+        raise ValueError(f"X is too large for float64: the Hessian (2/n) X^T X would overflow (max |X| = {px:.3g})")
+    r = pt + px * pw * d  # bounds |X w0 - t|
+    if r * r * n > _MAX_REPRESENTABLE:
+        name = "t" if pt >= px * pw * d else "w0"
+        raise ValueError(f"{name} is too large for float64: the loss at w0 would overflow (max |{name}| = "
+                         f"{pt if name == 't' else pw:.3g})")
 
 
 def _hyper(lr, l2):
@@ -1132,11 +1152,24 @@ def tune_lr(X, t, *, lr0, l2=0.0, steps, meta_steps, meta_lr, X_val=None, t_val=
         if res.diverged:
             lr *= 0.5
             continue
-        lr = lr * math.exp(-meta_lr * lr * res.d_lr)
+        lr = _log_step(lr, meta_lr * lr * res.d_lr, "lr", meta_lr)
         if tune_l2:
-            l2 = l2 * math.exp(-meta_lr * l2 * res.d_l2)
+            l2 = _log_step(l2, meta_lr * l2 * res.d_l2, "l2", meta_lr)
     return TuneResult(lr=lr, l2=l2, lr_history=np.array(lrs), l2_history=np.array(l2s),
                       objective_history=np.array(objs), method=method)
+
+
+def _log_step(value, step, name, meta_lr):
+    """``value * exp(-step)``, or a ValueError naming ``meta_lr`` when the step leaves the
+    floating-point range (``value`` would become 0 or inf, and the next run would refuse it)."""
+    try:
+        new = value * math.exp(-step)
+    except OverflowError:
+        new = math.inf
+    if not 0.0 < new < math.inf:
+        raise ValueError(f"meta_lr={meta_lr!r} is too large: a hypergradient step of {-step:.3g} on log({name}) "
+                         f"took {name} from {value!r} to {new!r}")
+    return new
 
 
 def unroll_graph(steps=2) -> str:
