@@ -591,15 +591,15 @@ def min_norm_solution(X, t) -> np.ndarray:
             raise ValueError(f"{name} must be finite for min_norm_solution's SVD, got a NaN or an infinity")
     # pinv(X / a) (t / b) = (a / b) pinv(X) t, and dividing by powers of two is exact: scaled,
     # data near the overflow threshold (1e308) cannot overflow inside the SVD (LinAlgError).
-    sx, st = _pow2_scale(X64), _pow2_scale(t64)
-    w, *_ = np.linalg.lstsq(X64 / sx, t64 / st, rcond=None)
-    return (w * st / sx).astype(X.dtype)
+    ex, et = _pow2_exponent(X64), _pow2_exponent(t64)
+    w, *_ = np.linalg.lstsq(np.ldexp(X64, -ex), np.ldexp(t64, -et), rcond=None)
+    return np.ldexp(w, et - ex).astype(X.dtype)  # one exact rescaling: overflows only if the answer does
 
 
-def _pow2_scale(a) -> float:
-    """A power of two near ``max |a|`` (1 for an all-zero array)."""
+def _pow2_exponent(a) -> int:
+    """``e`` with ``2**e`` near ``max |a|`` (0 for an all-zero array)."""
     peak = float(np.max(np.abs(a)))
-    return 1.0 if peak == 0.0 else math.ldexp(1.0, math.frexp(peak)[1] - 1)
+    return 0 if peak == 0.0 else math.frexp(peak)[1] - 1
 
 
 def _run_checks(X, t, *, lr, steps, epochs, batch_size, seed, w0, l2, weight_decay, record_every):
