@@ -522,11 +522,20 @@ def _gram(X, t, steps):
     n, d = X.shape
     if not _GRAM or 4 * d > n or steps < d:
         return (False, *_NO_GRAM)
-    X64 = X.astype(np.float64, copy=False)
     t64 = t.astype(np.float64, copy=False)
     with np.errstate(all="ignore"):
-        G = np.ascontiguousarray(X64.T @ X64)
-        Xt_t = X64.T @ t64
+        if X.dtype == np.float64:
+            G = np.ascontiguousarray(X.T @ X)
+            Xt_t = X.T @ t64
+        else:
+            # widen float32 rows a slab at a time: no float64 copy of the whole of X
+            G = np.zeros((d, d))
+            Xt_t = np.zeros(d)
+            rows = max(1, (1 << 22) // d)
+            for lo in range(0, n, rows):
+                slab = X[lo:lo + rows].astype(np.float64)
+                G += slab.T @ slab
+                Xt_t += slab.T @ t64[lo:lo + rows]
         t_t = float(t64 @ t64)
     if not (math.isfinite(t_t) and np.all(np.isfinite(G)) and np.all(np.isfinite(Xt_t))):
         return (False, *_NO_GRAM)
