@@ -679,6 +679,8 @@ def _problem(X, t, w0, X_val, t_val):
             continue
         out.append(_finite(arr, name))
     _representable(*out[:3])
+    if X_val is not None:
+        _representable(out[3], out[4], np.zeros(d), names=("X_val", "t_val", "w0"))
     return tuple(out)
 
 
@@ -688,22 +690,24 @@ def _problem(X, t, w0, X_val, t_val):
 _MAX_REPRESENTABLE = 1e300
 
 
-def _representable(X, t, w0):
+def _representable(X, t, w0, names=("X", "t", "w0")):
     n, d = X.shape
+    nx, nt, nw = names
     peak = lambda a: max(float(a.max()), -float(a.min())) if a.size else 0.0  # noqa: E731  (no temporaries)
     px, pt, pw = peak(X), peak(t), peak(w0)
     if 2.0 * px * px * max(n, d) > _MAX_REPRESENTABLE:
-        raise ValueError(f"X is too large for float64: the Hessian (2/n) X^T X would overflow (max |X| = {px:.3g})")
+        raise ValueError(f"{nx} is too large for float64: (2/n) {nx}^T {nx} would overflow (max |{nx}| = {px:.3g})")
     r = pt + px * pw * d  # bounds |X w0 - t|
     if r * r * n > _MAX_REPRESENTABLE:
-        name = "t" if pt >= px * pw * d else "w0"
+        name = nt if pt >= px * pw * d else nw
         raise ValueError(f"{name} is too large for float64: the loss at w0 would overflow (max |{name}| = "
-                         f"{pt if name == 't' else pw:.3g})")
+                         f"{pt if name == nt else pw:.3g})")
 
 
 def _hyper(lr, l2):
     lr = finite_float(lr, "lr", low=0.0, low_open=True)
-    l2 = finite_float(l2, "l2", low=0.0)
+    # the Hessian's 2 l2 I must not overflow either (l2 = 1e308 gave a silent NaN from "exact")
+    l2 = finite_float(l2, "l2", low=0.0, high=_MAX_REPRESENTABLE / 2)
     return lr, l2
 
 
