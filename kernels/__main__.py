@@ -14,6 +14,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "hw2": ("kernels.hw2:main", "answer the homework's computational questions into results/hw2.md and figures"),
+    "reliability": ("kernels.reliability:main", "fuzzing, determinism, concurrency, float32 limits and leaks into results/reliability.md"),
 }
 
 
