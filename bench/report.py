@@ -312,6 +312,8 @@ def fmt_against(value, target, pct=False) -> str:
     scale, suffix = (100.0, "%") if pct else (1.0, "")
     for digits in range(3, 10):
         text = f"{value * scale:.{digits}g}"
+        if "e" in text:  # 1.01e+03 reads badly in a table: whole numbers from 1000 up
+            text = f"{value * scale:.{max(digits - len(str(int(value * scale))), 0)}f}"
         shown = float(text) / scale
         if (shown >= target) == (value >= target):
             return text + suffix

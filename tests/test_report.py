@@ -186,6 +186,7 @@ def test_measured_value_never_rounds_across_the_bar():
     assert report.fmt_against(3.99729, 4.0) == "3.997"  # not "4", which would read as a pass
     assert report.fmt_against(0.59996, 0.60, pct=True) == "59.996%"
     assert report.fmt_against(34.43, 10.0) == "34.4"
+    assert report.fmt_against(1012.7, 100.0) == "1013"  # no exponent in a table
 
 
 def test_speedup_bar_is_against_the_fastest_of_versus(verdicts):
