@@ -530,7 +530,9 @@ def render(res: dict) -> str:
     L = ["# Reliability (issue 7)", "",
          f"Generated {res['generated']} by `python -m kernels reliability`{' --quick' if res['quick'] else ''} "
          f"in {res['seconds']:.0f} s; Numba {res['config']['numba_version']}, "
-         f"{res['config']['numba_threads']} threads, compile options {res['config']}.", ""]
+         f"{res['config']['numba_threads']} threads (threading layer `{res.get('threading_layer')}`), "
+         f"compile options {res['config']}. The fuzz suite also runs under `NUMBA_BOUNDSCHECK=1` with an "
+         "empty compile cache in CI (`tests/test_limits.py`), so an out-of-range index would fail it.", ""]
     fz = res["fuzz"]
     L += ["## Fuzzing: hostile input across the public API", ""]
     if not fz.get("available"):
@@ -622,7 +624,7 @@ def run(quick=False, fuzz_examples=None, leak_calls=None) -> dict:
         res[key] = fn()
         res["timings"][key] = round(time.perf_counter() - t, 1)
 
-    timed("fuzz", lambda: fuzz(fuzz_examples or (10 if quick else 60)))
+    timed("fuzz", lambda: fuzz(fuzz_examples or (10 if quick else 200)))
     timed("determinism", determinism)
     timed("concurrency", concurrency)
     timed("cold_cache", cold_cache)
@@ -630,6 +632,9 @@ def run(quick=False, fuzz_examples=None, leak_calls=None) -> dict:
     timed("memory_refusal", memory_refusal)
     timed("divergence", divergence)
     timed("leak", lambda: leak(leak_calls or (1000 if quick else LEAK_CALLS), 200 if quick else 1000))
+    import numba
+
+    res["threading_layer"] = numba.threading_layer()
     res["seconds"] = time.perf_counter() - t0
     return res
 
