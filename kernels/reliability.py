@@ -87,7 +87,10 @@ def _problems(seed=0):
     t = X @ rng.standard_normal(12) + 0.1 * rng.standard_normal(1100)
     Xh = rng.standard_normal((30, 8))
     th = Xh @ rng.standard_normal(8)
-    return dict(img=img, xb=xb, wb=wb, w5=w5, X=X, t=t, Xh=Xh, th=th, k3=rng.standard_normal((3, 3)))
+    # above kernels.optim's _PARALLEL_MIN_BYTES (32 MiB): the passes really run in parallel blocks
+    XL = rng.standard_normal((66_000, 64))
+    tL = rng.standard_normal(66_000)
+    return dict(img=img, xb=xb, wb=wb, w5=w5, X=X, t=t, Xh=Xh, th=th, k3=rng.standard_normal((3, 3)), XL=XL, tL=tL)
 
 
 def _calls(p, dtype=np.float64):
@@ -118,6 +121,9 @@ def _calls(p, dtype=np.float64):
         "maxpool2d_backward": pool_bwd,
         "loss": lambda: kernels.loss(X, t, np.ones(12, dtype), l2=0.1),
         "grad": lambda: kernels.grad(X, t, np.ones(12, dtype), l2=0.1),
+        "loss[33 MiB]": lambda: kernels.loss(c["XL"], c["tL"], np.ones(64, dtype)),
+        "grad[33 MiB]": lambda: kernels.grad(c["XL"], c["tL"], np.ones(64, dtype), l2=0.1),
+        "gd[33 MiB]": lambda: kernels.gd(c["XL"], c["tL"], lr=0.05, steps=3, record_every=1),
         "min_norm_solution": lambda: kernels.min_norm_solution(X, t),
         "gd": lambda: kernels.gd(X, t, lr=0.05, steps=20, record_every=5),
         "sgd": lambda: kernels.sgd(X, t, lr=0.01, batch_size=300, epochs=3, seed=7, record_every=4),

@@ -140,6 +140,8 @@ def relayout(a, kind):
 def mutate_array(draw, a, spec: Arr):
     """(new value, expectation, label) for one hostile change of array ``a``."""
     kind = draw(st.sampled_from(ARRAY_MUTATIONS))
+    if not isinstance(a, np.ndarray) and kind in LAYOUTS + ("list",):
+        return a, "valid", kind  # a Python scalar has no layout
     if not isinstance(a, np.ndarray) and kind in ("nan", "inf", "subnormal", "huge"):
         # a Python scalar (a 2-D image's bias) stays a Python scalar: only its value turns hostile
         value = {"nan": math.nan, "inf": draw(st.sampled_from([math.inf, -math.inf])), "subnormal": 1e-310,
@@ -424,6 +426,17 @@ def _mutate_call(draw, a, arrays, params):
     return target, expect, label
 
 
+def _too_big_for_the_reference(a, limit=2**22):
+    """Whether the zero-padded input (what the naive reference materialises) is over ``limit``."""
+    if conv_geometry(a) is None:
+        return False
+    x, w = np.asarray(a["x"]), np.asarray(a["w"])
+    two = lambda v: (int(v), int(v)) if _int(v) else (int(v[0]), int(v[1]))  # noqa: E731
+    pad = a["padding"].lower() if isinstance(a["padding"], str) else a["padding"]
+    pt, pb, pl, pr = conv_pads(pad, w.shape[-2:], two(a["dilation"]), two(a["stride"]))
+    return (x.shape[-2] + pt + pb) * (x.shape[-1] + pl + pr) > limit
+
+
 def _ref_geometry(a):
     """stride/padding/dilation as the naive references take them (padding modes lower-case)."""
     kw = plain_kw({k: a[k] for k in ("stride", "padding", "dilation")})
@@ -456,15 +469,32 @@ def test_fuzz_conv_forward(fn, data):
     target, expect, label = _mutate_call(draw, a, CONV_ARRAYS, CONV_PARAMS)
     expect = conv_expect(a, target, expect)
     if expect != "invalid" and target != "out" and isinstance(a.get("out"), np.ndarray):
+        if _too_big_for_the_reference(a):
+            a["out"] = None  # not terabytes of out= here
         geo = conv_geometry(a)  # keep out= consistent with a changed geometry
         x = np.asarray(a["x"])
-        if geo is not None and x.ndim == 4 and np.ndim(a["w"]) == 4:
+        if geo is not None and x.ndim == 4 and np.ndim(a["w"]) == 4 and a["out"] is not None:
             a["out"] = np.full((x.shape[0], np.shape(a["w"])[0]) + geo, 7.0, x.dtype.newbyteorder("="))
-        elif geo is not None and x.ndim == 2:
+        elif geo is not None and x.ndim == 2 and a["out"] is not None:
             a["out"] = np.full(geo, 7.0, x.dtype.newbyteorder("="))
     kfn, rfn = getattr(kernels, fn), getattr(naive, fn)
     kw = {k: a[k] for k in ("stride", "padding", "dilation")}
     out = a["out"]
+    if expect != "invalid" and _too_big_for_the_reference(a):
+        # e.g. dilation 10**6 with padding 'same'/'full': the naive reference would pad to
+        # terabytes. The kernel must still answer (right shape) or refuse with MemoryError.
+        COUNTS[fn]["tried"] += 1
+        MUTATIONS["huge geometry"] += 1
+        try:
+            res = kfn(a["x"], a["w"], a["bias"], out=out, **kw)
+        except MemoryError:
+            COUNTS[fn]["raised"] += 1
+            return
+        x = np.asarray(a["x"])
+        geo = conv_geometry(a)
+        assert res.shape == (geo if x.ndim == 2 else (x.shape[0], np.shape(a["w"])[0]) + geo)
+        COUNTS[fn]["returned"] += 1
+        return
 
     def call():
         res = kfn(a["x"], a["w"], a["bias"], out=out, **kw)
@@ -492,12 +522,14 @@ def test_fuzz_correlate2d_backward(data):
     target, expect, label = _mutate_call(draw, a, arrays, CONV_PARAMS)
     expect = conv_expect(a, target, expect)
     geo = conv_geometry(a)
-    x = a["x"]
+    x = np.asarray(a["x"]) if isinstance(a["x"], list) else a["x"]
     dtype = x.dtype.newbyteorder("=") if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.itemsize in (4, 8) else F64
     if geo is not None and isinstance(x, np.ndarray) and x.ndim in (2, 4) and np.ndim(a["w"]) == x.ndim:
         gshape = geo if x.ndim == 2 else (x.shape[0], np.shape(a["w"])[0]) + geo
     else:
         gshape = (2, 2)
+    if math.prod(gshape) > 2**22:
+        return  # an output of terabytes: no grad_out can be built for it (the forward test covers it)
     a["grad_out"] = rng.standard_normal(gshape).astype(dtype)
     if target is None and draw(st.booleans()):  # hostile grad_out instead
         target = "grad_out"
@@ -505,6 +537,19 @@ def test_fuzz_correlate2d_backward(data):
         if label.startswith(("ndim", "zero_d", "mismatch")):
             expect = "invalid"
     kw = {k: a[k] for k in ("stride", "padding", "dilation")}
+    if expect != "invalid" and target != "grad_out" and _too_big_for_the_reference(a):
+        # padding that would materialise terabytes (dilation 10**6 with 'same'): the kernel pads
+        # explicitly for grad_w too, so a MemoryError is its answer; never a crash
+        COUNTS["correlate2d_backward"]["tried"] += 1
+        MUTATIONS["huge geometry"] += 1
+        try:
+            got = kernels.correlate2d_backward(a["grad_out"], a["x"], a["w"], **kw)
+        except MemoryError:
+            COUNTS["correlate2d_backward"]["raised"] += 1
+            return
+        assert got[0].shape == np.shape(a["x"]) and got[1].shape == np.shape(a["w"])
+        COUNTS["correlate2d_backward"]["returned"] += 1
+        return
 
     def compare(got, ref):
         scales = naive.correlate2d_backward(_f64(a["grad_out"]), _f64(a["x"]), _f64(a["w"]), **_ref_geometry(a))
@@ -523,6 +568,8 @@ def test_fuzz_correlate2d_backward(data):
 
 def pool_geometry(a):
     x = a["x"]
+    if isinstance(x, list):
+        x = np.asarray(x)
     if not isinstance(x, np.ndarray) or x.ndim not in (2, 3, 4):
         return None
     if not pair_in(1)(a["kernel_size"]) or not (a["stride"] is None or pair_in(1)(a["stride"])) or not pair_in(0)(a["padding"]):
@@ -715,12 +762,12 @@ def test_fuzz_regression(fn, data):
                 assert got is a["out"]
         else:
             Xf, tf = np.asarray(a["X"], dtype=np.float64), np.asarray(a["t"], dtype=np.float64)
-            sx, st_ = (2.0 ** np.round(np.log2(max(np.max(np.abs(v)), 1e-320))) for v in (Xf, tf))
-            cond = np.linalg.cond(Xf / sx)
+            ex, et = (int(np.round(np.log2(max(np.max(np.abs(v)), 1e-320)))) for v in (Xf, tf))
+            cond = np.linalg.cond(np.ldexp(Xf, -ex))
             if not np.all(np.isfinite(ref)):
                 # pinv of data near the under/overflow thresholds overflows inside; scaled by
                 # powers of two (exact) it does not: pinv(X/a) (t/b) * (b/a) = pinv(X) t
-                ref = ((np.linalg.pinv(Xf / sx) @ (tf / st_)) * st_ / sx).astype(got.dtype)
+                ref = np.ldexp(np.linalg.pinv(np.ldexp(Xf, -ex)) @ np.ldexp(tf, -et), et - ex).astype(got.dtype)
             if math.isfinite(cond) and cond < 1e6:
                 rtol = (1e-10 * cond) + (1e-6 if got.dtype == F32 else 0.0)
                 norm_close(got, ref, rtol)
