@@ -538,7 +538,8 @@ def render(res: dict) -> str:
          f"in {res['seconds']:.0f} s; Numba {res['config']['numba_version']}, "
          f"{res['config']['numba_threads']} threads (threading layer `{res.get('threading_layer')}`), "
          f"compile options {res['config']}. The fuzz suite also runs under `NUMBA_BOUNDSCHECK=1` with an "
-         "empty compile cache in CI (`tests/test_limits.py`), so an out-of-range index would fail it.", ""]
+         "empty compile cache and `NUMBA_NUM_THREADS=1` in CI (`tests/test_limits.py`; an exception in a worker "
+         "thread of a parallel loop is lost by Numba, so one thread), so an out-of-range index would fail it.", ""]
     fz = res["fuzz"]
     L += ["## Fuzzing: hostile input across the public API", ""]
     if not fz.get("available"):
