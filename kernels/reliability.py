@@ -226,13 +226,39 @@ def determinism(threads=(1, 2)) -> dict:
     }
 
 
+#: Results that come from LAPACK (through NumPy), not from our kernels: OpenBLAS may split its
+#: work differently while other threads are inside it, so under concurrency they are compared to
+#: 1e-12 relative instead of bit for bit.
+LAPACK_BACKED = ("min_norm_solution", "hypergrad[exact]")
+
+
+def _flat(value):
+    if isinstance(value, np.ndarray):
+        return [np.asarray(value, dtype=np.float64).ravel()] if value.dtype.kind in "fiub" else []
+    if isinstance(value, (tuple, list)):
+        return [a for v in value for a in _flat(v)]
+    if hasattr(value, "__dataclass_fields__"):
+        return [a for k in value.__dataclass_fields__ for a in _flat(getattr(value, k))]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [np.array([float(value)])]
+    return []
+
+
+def _close(a, b, rtol=1e-12) -> bool:
+    fa, fb = _flat(a), _flat(b)
+    return len(fa) == len(fb) and all(x.shape == y.shape and np.allclose(x, y, rtol=rtol, atol=0.0, equal_nan=True)
+                                      for x, y in zip(fa, fb))
+
+
 def concurrency(n_threads=4, rounds=3, seed=0) -> dict:
     """``n_threads`` Python threads call every kernel ``rounds`` times each, in different orders,
-    all at once; each result must equal the serial one bit for bit."""
+    all at once; each result must equal the serial one bit for bit (:data:`LAPACK_BACKED` ones
+    to 1e-12)."""
     calls = _calls(_problems(seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        expected = {k: digest(f()) for k, f in calls.items()}
+        serial = {k: f() for k, f in calls.items()}
+    expected = {k: digest(v) for k, v in serial.items()}
     names = list(calls)
     mismatches, errors = [], []
     barrier = threading.Barrier(n_threads)
@@ -245,7 +271,9 @@ def concurrency(n_threads=4, rounds=3, seed=0) -> dict:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 for _ in range(rounds):
                     for k in order:
-                        if digest(calls[k]()) != expected[k]:
+                        got = calls[k]()
+                        same = _close(got, serial[k]) if k in LAPACK_BACKED else digest(got) == expected[k]
+                        if not same:
                             mismatches.append((i, k))
         except Exception as exc:  # reported, not swallowed
             errors.append(f"thread {i}: {type(exc).__name__}: {exc}")
