@@ -512,7 +512,10 @@ def leak(calls=LEAK_CALLS, warmup=1000, timeout=600) -> dict:
     """:func:`leak_measure` in a fresh process with Numba's NRT statistics on."""
     code = (f"import json; from kernels.reliability import leak_measure; "
             f"print(json.dumps(leak_measure({int(calls)}, {int(warmup)})))")
-    env = _subprocess_env(NUMBA_NRT_STATS="1")
+    # One Numba thread: the parallel code paths still run, but a busy machine cannot turn every
+    # launch into a wait for spinning OpenMP workers (measured 1.7 ms instead of 15 us per call
+    # with two such processes on two cores), which is what the call count would then measure.
+    env = _subprocess_env(NUMBA_NRT_STATS="1", NUMBA_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
     if proc.returncode != 0:
