@@ -662,7 +662,7 @@ def run(quick=False, fuzz_examples=None, leak_calls=None) -> dict:
         res[key] = fn()
         res["timings"][key] = round(time.perf_counter() - t, 1)
 
-    timed("fuzz", lambda: fuzz(fuzz_examples or (10 if quick else 200)))
+    timed("fuzz", lambda: fuzz(fuzz_examples or (10 if quick else 500)))
     timed("determinism", determinism)
     timed("concurrency", concurrency)
     timed("cold_cache", cold_cache)
