@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -102,3 +103,43 @@ def out_array(out, name: str, shape: tuple, dtype) -> np.ndarray:
     if not out.dtype.isnative:
         raise TypeError(f"{name} must be native-endian, got {out.dtype}")
     return out
+
+
+#: Functions that allocate large buffers refuse, before allocating, to use more than this
+#: fraction of the memory available (:func:`available_memory`); the rest is left to the data,
+#: temporaries and the other processes on the machine.
+MEMORY_MARGIN = 0.8
+
+
+class AllocationError(MemoryError, ValueError):
+    """The arguments imply a buffer larger than the memory available.
+
+    Both a :class:`MemoryError` (what it is) and a :class:`ValueError` (the arguments named in
+    the message are too large on this machine), raised before anything is allocated."""
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation: ``MemAvailable`` of ``/proc/meminfo``
+    (Linux), else free physical pages times the page size (``os.sysconf``), else ``None``."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_allocation(nbytes: int, what: str, *, available=None) -> None:
+    """Raise :class:`AllocationError` if ``nbytes`` exceeds ``MEMORY_MARGIN`` of the memory
+    available; ``what`` says which arguments imply the buffer."""
+    avail = available_memory() if available is None else available
+    if avail is not None and nbytes > MEMORY_MARGIN * avail:
+        raise AllocationError(
+            f"{what} needs {nbytes} bytes ({nbytes / 2**30:.3g} GiB), but only {avail} bytes "
+            f"({avail / 2**30:.3g} GiB) are available (at most {MEMORY_MARGIN:.0%} of that is used)"
+        )

@@ -532,6 +532,14 @@ def _prepare(x, w, stride, padding, dilation):
         )
     Ho = (H + pt + pb - eh) // sh + 1
     Wo = (W + pl + pr - ew) // sw + 1
+    # A huge padding or dilation implies a huge output: refuse it by name rather than let the
+    # allocator fail, or the machine swap. (A forward pass pads a copy of x only where that copy
+    # is no larger than the output; the backward pass checks its own padded copy.)
+    V.check_allocation(
+        x4.shape[0] * w4.shape[0] * Ho * Wo * x.dtype.itemsize,
+        f"the output {(x4.shape[0], w4.shape[0], Ho, Wo)} implied by x shape {x.shape}, w shape {w.shape}, "
+        f"padding={padding!r}, stride={(sh, sw)} and dilation={(dh, dw)}",
+    )
     return dict(x=x, w=w, x4=x4, w4=w4, two_d=two_d, stride=(sh, sw), dilation=(dh, dw),
                 pad=(pt, pb, pl, pr), out_hw=(Ho, Wo))
 
@@ -540,6 +548,9 @@ def _pad(xc, pads):
     """A zero-padded copy of the C-contiguous batch ``xc`` (pads = top, bottom, left, right)."""
     pt, pb, pl, pr = pads
     N, C, H, W = xc.shape
+    shape = (N, C, H + pt + pb, W + pl + pr)
+    V.check_allocation(int(np.prod(shape, dtype=object)) * xc.itemsize,
+                       f"the zero-padded copy {shape} of x that padding={pads} (after dilation) implies")
     xpad = np.empty((N, C, H + pt + pb, W + pl + pr), dtype=xc.dtype)
     _pad_kernel(xc, xpad, pt, pl)
     return xpad

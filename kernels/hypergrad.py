@@ -100,13 +100,13 @@ load of the vector; four rows update the accumulator in one read-modify-write).
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ._config import jit
+from . import _validate
 from ._validate import finite_float, float_array, positive_int
 
 METHODS = ("reverse", "checkpoint", "forward", "exact")
@@ -119,30 +119,15 @@ _NOISE_FLOOR = 1e-20
 #: ``"reverse"`` and ``"checkpoint"`` refuse, before allocating, to store more than this fraction
 #: of the memory available (:func:`available_memory`); the rest is left to the data, the
 #: wrapper's temporaries and the other processes on the machine.
-MEMORY_MARGIN = 0.8
+MEMORY_MARGIN = _validate.MEMORY_MARGIN
+available_memory = _validate.available_memory
 
 
-class TrajectoryMemoryError(MemoryError, ValueError):
+class TrajectoryMemoryError(_validate.AllocationError):
     """The stored trajectory of ``steps`` x ``d`` weights would not fit in the memory available.
 
     Both a :class:`MemoryError` (what it is) and a :class:`ValueError` (the ``steps`` argument is
     too large for this method on this machine), raised before anything is allocated."""
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation: ``MemAvailable`` of ``/proc/meminfo``
-    (Linux), else free physical pages times the page size (``os.sysconf``), else ``None``."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def _check_memory(method, steps, d, rows):

@@ -631,6 +631,9 @@ def _run_checks(X, t, *, lr, steps, epochs, batch_size, seed, w0, l2, weight_dec
         if steps is not None:
             raise ValueError(f"give exactly one of steps and epochs, got steps={steps!r} and epochs={epochs!r}")
         steps = _validate.positive_int(epochs, "epochs", minimum=0) * nbatches
+        if steps > _validate.MAX_INT:
+            raise ValueError(f"epochs={epochs} times {nbatches} batches per epoch is {steps} steps, "
+                             f"more than compiled code counts (int64, {_validate.MAX_INT})")
     elif steps is None:
         raise ValueError("give exactly one of steps and epochs, got neither")
     else:

@@ -547,3 +547,18 @@ def test_bias_forms_for_single_channel(dtype):
         got = kernels.correlate2d(x, w, b, padding=1)
         assert got.dtype == np.dtype(dtype)
         np.testing.assert_allclose(got, base + dtype(0.5), rtol=TOL[np.dtype(dtype)] * 10)
+
+
+def test_huge_padding_or_dilation_is_refused_up_front_naming_them():
+    """An output or padded copy of terabytes is refused before allocating (AllocationError is
+    both a ValueError naming the geometry and a MemoryError), while a huge dilation whose
+    output stays small still computes."""
+    x = np.arange(64.0).reshape(1, 1, 8, 8)
+    w = np.ones((1, 1, 3, 3))
+    with pytest.raises(ValueError, match=r"padding=1000000000") as info:
+        kernels.correlate2d(x, w, padding=10**9)
+    assert isinstance(info.value, MemoryError)
+    with pytest.raises(MemoryError, match=r"zero-padded copy"):
+        kernels.correlate2d_backward(np.ones((1, 1, 8, 8)), x, w, padding="same", dilation=10**6)
+    # every tap but the centre falls in the padding: the output is the centre tap times x
+    np.testing.assert_array_equal(kernels.correlate2d(x, w, padding="same", dilation=10**6), x)

@@ -482,12 +482,14 @@ def test_fuzz_conv_forward(fn, data):
     out = a["out"]
     if expect != "invalid" and _too_big_for_the_reference(a):
         # e.g. dilation 10**6 with padding 'same'/'full': the naive reference would pad to
-        # terabytes. The kernel must still answer (right shape) or refuse with MemoryError.
+        # terabytes. The kernel must still answer (right shape) or refuse up front with an
+        # AllocationError (a ValueError and a MemoryError) naming padding and dilation.
         COUNTS[fn]["tried"] += 1
         MUTATIONS["huge geometry"] += 1
         try:
             res = kfn(a["x"], a["w"], a["bias"], out=out, **kw)
-        except MemoryError:
+        except MemoryError as exc:
+            assert isinstance(exc, ValueError) and "padding" in str(exc), exc
             COUNTS[fn]["raised"] += 1
             return
         x = np.asarray(a["x"])
@@ -539,12 +541,14 @@ def test_fuzz_correlate2d_backward(data):
     kw = {k: a[k] for k in ("stride", "padding", "dilation")}
     if expect != "invalid" and target != "grad_out" and _too_big_for_the_reference(a):
         # padding that would materialise terabytes (dilation 10**6 with 'same'): the kernel pads
-        # explicitly for grad_w too, so a MemoryError is its answer; never a crash
+        # explicitly for grad_w too, so refusing up front (an AllocationError, a ValueError and a
+        # MemoryError naming padding) is its answer; never a crash
         COUNTS["correlate2d_backward"]["tried"] += 1
         MUTATIONS["huge geometry"] += 1
         try:
             got = kernels.correlate2d_backward(a["grad_out"], a["x"], a["w"], **kw)
-        except MemoryError:
+        except MemoryError as exc:
+            assert isinstance(exc, ValueError) and "padding" in str(exc), exc
             COUNTS["correlate2d_backward"]["raised"] += 1
             return
         assert got[0].shape == np.shape(a["x"]) and got[1].shape == np.shape(a["w"])

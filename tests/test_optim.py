@@ -642,3 +642,9 @@ def test_property_optimizers_match_reference(shape, name, steps, record_every, b
     if name == "gd" and record_every == 1:
         # a safe step never increases the loss of a quadratic
         assert np.all(np.diff(got.losses) <= 1e-12 * got.losses[0])
+
+
+def test_sgd_epochs_beyond_int64_steps_are_refused_naming_epochs():
+    X, t = np.ones((10, 2)), np.ones(10)
+    with pytest.raises(ValueError, match="epochs"):
+        kernels.sgd(X, t, lr=0.1, batch_size=1, epochs=2**62)
