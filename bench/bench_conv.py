@@ -26,7 +26,6 @@ import numpy as np
 import pytest
 
 import kernels
-from kernels import naive, peers
 
 QUICK = os.environ.get("KERNELS_BENCH_QUICK", "") not in ("", "0")
 DTYPES = ["float32", "float64"]
@@ -61,16 +60,6 @@ BARS += [
 ]
 
 
-def _peer(name):
-    """A peer function, or a visible skip naming the missing library."""
-    fn = getattr(peers, name)
-    try:
-        peers.require({"torch": "torch"}.get(name.rsplit("_", 1)[-1], "scipy"))
-    except peers.PeerUnavailable as exc:
-        pytest.skip(str(exc))
-    return fn
-
-
 @pytest.fixture(scope="module")
 def problems():
     """Per dtype: the image problem and the batch problem (inputs, kernels' results, gradients)."""
@@ -98,19 +87,12 @@ def _tolerance(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("impl", IMAGE_IMPLS)
-def test_correlate2d_image(benchmark, impl, dtype, problems):
+def test_correlate2d_image(benchmark, impl, dtype, problems, catalog):
     pr = problems[dtype]
     img, k, ref = pr["img"], pr["k"], pr["img_ref"]
-    if impl == "numba":
-        out = np.empty_like(img)
-        fn, args, kwargs = kernels.correlate2d, (img, k), dict(padding="same", out=out)
-    elif impl == "numpy":
-        fn, args, kwargs = naive.correlate2d, (img, k), dict(padding="same")
-    elif impl == "scipy_ndimage":
-        out = np.empty_like(img)  # ndimage's own output= argument: in place, like the kernel
-        fn, args, kwargs = _peer("correlate2d_scipy_ndimage"), (img, k), dict(padding="same", out=out)
-    else:
-        fn, args, kwargs = _peer(f"correlate2d_{impl}"), (img, k), dict(padding="same")
+    fn, args, kwargs = catalog("correlate2d", impl), (img, k), dict(padding="same")
+    if impl in ("numba", "scipy_ndimage"):
+        kwargs["out"] = np.empty_like(img)  # the kernel's out= and ndimage's own output=: both in place
     got = fn(*args, **kwargs)  # warm-up: compiles; checked untimed
     np.testing.assert_allclose(got, ref, **_tolerance(dtype))
     benchmark.group = f"correlate2d|{IMAGE_TEXT}|{dtype}"
@@ -120,16 +102,12 @@ def test_correlate2d_image(benchmark, impl, dtype, problems):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("impl", BATCH_IMPLS)
-def test_correlate2d_batch(benchmark, impl, dtype, problems):
+def test_correlate2d_batch(benchmark, impl, dtype, problems, catalog):
     pr = problems[dtype]
     xb, wb, bb, ref = pr["xb"], pr["wb"], pr["bb"], pr["yb"]
+    fn, kwargs = catalog("correlate2d", impl), dict(padding=1)
     if impl == "numba":
-        out = np.empty_like(ref)
-        fn, kwargs = kernels.correlate2d, dict(padding=1, out=out)
-    elif impl == "numpy":
-        fn, kwargs = naive.correlate2d, dict(padding=1)
-    else:
-        fn, kwargs = _peer("correlate2d_torch"), dict(padding=1)
+        kwargs["out"] = np.empty_like(ref)
     got = fn(xb, wb, bb, **kwargs)
     np.testing.assert_allclose(got, ref, **_tolerance(dtype))
     benchmark.group = f"correlate2d|{BATCH_TEXT}|{dtype}"
@@ -140,15 +118,10 @@ def test_correlate2d_batch(benchmark, impl, dtype, problems):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("impl", BATCH_IMPLS)
-def test_correlate2d_backward_batch(benchmark, impl, dtype, problems):
+def test_correlate2d_backward_batch(benchmark, impl, dtype, problems, catalog):
     pr = problems[dtype]
     xb, wb, gb, ref = pr["xb"], pr["wb"], pr["gb"], pr["grads"]
-    if impl == "numba":
-        fn = kernels.correlate2d_backward
-    elif impl == "numpy":
-        fn = naive.correlate2d_backward
-    else:
-        fn = _peer("correlate2d_backward_torch")
+    fn = catalog("correlate2d_backward", impl)
     got = fn(gb, xb, wb, padding=1)
     for a, b in zip(got, ref):
         scale = max(1.0, float(np.abs(b).max()))

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import kernels
-from kernels import naive, peers
+from kernels import peers
 
 QUICK = os.environ.get("KERNELS_BENCH_QUICK", "") not in ("", "0")
 SHAPE = (2, 4, 32, 32) if QUICK else (16, 32, 128, 128)
@@ -60,11 +60,11 @@ def _torch():
         pytest.skip(str(exc))
 
 
-def _forward_impl(impl, return_indices):
-    if impl == "numba":
-        return lambda x: kernels.maxpool2d(x, 2, return_indices=return_indices)
-    if impl == "numpy":
-        return lambda x: naive.maxpool2d(x, 2, return_indices=return_indices)
+def _forward_impl(impl, return_indices, catalog):
+    if impl in ("numba", "numpy"):
+        pool = catalog("maxpool2d", impl)
+        return lambda x: pool(x, 2, return_indices=return_indices)
+    # Not the catalog's maxpool2d_torch: F.max_pool2d is timed on the tensor view, returning tensors.
     torch = _torch()
     F = torch.nn.functional
 
@@ -79,9 +79,9 @@ def _forward_impl(impl, return_indices):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_maxpool2d(benchmark, impl, dtype, problems):
+def test_maxpool2d(benchmark, impl, dtype, problems, catalog):
     x, y, _, _ = problems[dtype]
-    fn = _forward_impl(impl, False)
+    fn = _forward_impl(impl, False, catalog)
     got = fn(x)  # warm-up: compiles, and checks the result untimed
     np.testing.assert_array_equal(np.asarray(got), y)
     benchmark.group = f"maxpool2d|{SHAPE_TEXT}|{dtype}"
@@ -91,9 +91,9 @@ def test_maxpool2d(benchmark, impl, dtype, problems):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_maxpool2d_indices(benchmark, impl, dtype, problems):
+def test_maxpool2d_indices(benchmark, impl, dtype, problems, catalog):
     x, y, idx, _ = problems[dtype]
-    fn = _forward_impl(impl, True)
+    fn = _forward_impl(impl, True, catalog)
     got_y, got_idx = fn(x)
     np.testing.assert_array_equal(np.asarray(got_y), y)
     np.testing.assert_array_equal(np.asarray(got_idx), idx)
@@ -104,13 +104,12 @@ def test_maxpool2d_indices(benchmark, impl, dtype, problems):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_maxpool2d_backward(benchmark, impl, dtype, problems):
+def test_maxpool2d_backward(benchmark, impl, dtype, problems, catalog):
     x, _, idx, g = problems[dtype]
-    if impl == "numba":
-        fn, args = kernels.maxpool2d_backward, (g, idx, x.shape)
-    elif impl == "numpy":
-        fn, args = naive.maxpool2d_backward, (g, idx, x.shape)
+    if impl in ("numba", "numpy"):
+        fn, args = catalog("maxpool2d_backward", impl), (g, idx, x.shape)
     else:
+        # Not the catalog's maxpool2d_backward_torch (a scatter_add_): the aten op autograd calls.
         torch = _torch()
         backward = torch.ops.aten.max_pool2d_with_indices_backward
 

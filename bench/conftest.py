@@ -110,6 +110,33 @@ def fixed_threads():
         limiter.restore_original_limits()
 
 
+# Bench impl label -> the library of its catalog peer, which kernels.catalog names
+# f"{kernel}_{label}" (e.g. "scipy_ndimage" -> kernels.peers.correlate2d_scipy_ndimage).
+PEER_LIBRARIES = {"torch": "torch", "jax": "jax", "scipy_signal": "scipy.signal", "scipy_ndimage": "scipy.ndimage"}
+
+
+def catalog_impl(kernel: str, impl: str):
+    """The callable ``kernels.catalog.implementations(kernel)`` holds for bench label ``impl``
+    ("numba", "numpy" or a key of PEER_LIBRARIES), or a visible skip naming a missing peer library."""
+    from kernels import peers
+    from kernels.catalog import implementations
+
+    impls = implementations(kernel)
+    if impl in ("numba", "numpy"):
+        return impls[impl]
+    try:
+        peers.require(PEER_LIBRARIES[impl])
+    except peers.PeerUnavailable as exc:
+        pytest.skip(str(exc))
+    return impls[f"{kernel}_{impl}"]
+
+
+@pytest.fixture(scope="session")
+def catalog():
+    """:func:`catalog_impl` for the bench modules (a conftest is not importable by name)."""
+    return catalog_impl
+
+
 def pytest_collection_modifyitems(session, config, items):
     for item in items:
         callspec = getattr(item, "callspec", None)

@@ -56,3 +56,5 @@ register("loss", "loss")
 register("min_norm_solution", "min_norm_solution")
 # --- hypergradients ---
 register("hypergrad", "hypergrad", peers=("hypergrad_torch", "hypergrad_jax"))
+register("unrolled_loss", "unrolled_loss")
+register("optimal_lr_one_step", "optimal_lr_one_step")
