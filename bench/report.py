@@ -570,6 +570,16 @@ def memory_legend(memory, method):
             f"{method} (slope {_slope(s.get('time'))})")
 
 
+def _save(fig, path: str) -> str:
+    """Lay out, write as PNG and close ``fig``; return ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_memory(memory, results_dir) -> list:
     import matplotlib
 
@@ -594,11 +604,7 @@ def plot_memory(memory, results_dir) -> list:
     ax.set_title(f"Memory vs T (d = {memory.get('d', '?')})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(results_dir, "memory_scaling.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save(fig, os.path.join(results_dir, "memory_scaling.png")))
 
     fig, ax = plt.subplots(figsize=(7, 5))
     for i, m in enumerate(methods):
@@ -611,11 +617,7 @@ def plot_memory(memory, results_dir) -> list:
     ax.set_title(f"Wall time vs T (d = {memory.get('d', '?')})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(results_dir, "time_scaling.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save(fig, os.path.join(results_dir, "time_scaling.png")))
     return written
 
 
@@ -671,10 +673,7 @@ def plot_speedups(index: Index, results_dir):
         ax.set_xlabel("speed-up (median time of the other / median time of ours; log scale)")
         ax.legend(fontsize=8, loc="lower right")
         ax.grid(True, axis="x", which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------------------------

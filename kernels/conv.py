@@ -425,7 +425,7 @@ def _col2im_kernel(cols, gx, n, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo):
 
     Each input channel is one task writing only its own plane, in a fixed tap order.
     """
-    C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
+    C, H = gx.shape[1], gx.shape[2]
     for ci in prange(C):
         plane = gx[n, ci]
         plane[:, :] = 0
@@ -565,7 +565,7 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
     """
     (sh, sw), (dh, dw) = stride, dilation
     pt, pb, pl, pr = pads
-    N, C = xc.shape[0], xc.shape[1]
+    C = xc.shape[1]
     Co, kh, kw = wc.shape[0], wc.shape[2], wc.shape[3]
     Ho, Wo = res4.shape[2], res4.shape[3]
     padded = False
@@ -597,8 +597,6 @@ def _forward(p, bias, out):
     b = _bias_array(bias, Co, dtype, two_d)
     if out is not None:
         out = V.out_array(out, "out", out_shape, dtype)
-    (sh, sw), (dh, dw) = p["stride"], p["dilation"]
-    pt, pb, pl, pr = p["pad"]
     target = out if out is not None else np.empty(out_shape, dtype=dtype)
     res = target if target.flags.c_contiguous else np.empty(out_shape, dtype=dtype)
     _run_forward(np.ascontiguousarray(x4), np.ascontiguousarray(w4), b, res.reshape(N, Co, Ho, Wo),

@@ -867,7 +867,7 @@ def render_markdown(res, meta, figures):
     q = res["q3_2"]
     L += ["## 3.2 Size of conv nets", ""]
     if q["spec"] != DEFAULT_SPEC:
-        L += [f"Analysing the architecture given with `--spec` instead of the assumed default below.", ""]
+        L += ["Analysing the architecture given with `--spec` instead of the assumed default below.", ""]
     L += ["The architecture figure is missing from the text. Assumed (`--spec` takes another): a 32×32 grey "
           "input; 3×3 convolutions with one output channel, a bias and 'same' zero padding, each followed by a "
           "2×2 max-pool with stride 2, three conv+pool stages — consistent with the text's receptive fields of 3, "
