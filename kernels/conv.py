@@ -37,9 +37,12 @@ result is bit-identical for any number of threads). Three inner paths:
   buffer whose rows are as wide as the padded rows. Output (y, x) and its tap (0, 0) are then
   a fixed flat distance apart, so the nine taps and four channels fuse into one long loop over
   contiguous memory that vectorises (36 multiply-adds per nine loads) and has no border cases;
-* 3x3, stride 1, dilation 1, one channel (a single image, memory-bound): no copy. The same
-  fused loop runs over the flattened interior rows and writes the output once; the border
-  pixels it crosses are recomputed exactly from their in-bounds taps;
+* 3x3, stride 1, dilation 1, one channel (a single image, memory-bound): no copy. One fused
+  loop runs over the flattened interior rows and writes the output once; the border pixels it
+  crosses are recomputed exactly from their in-bounds taps. That loop is written in explicit
+  SIMD (:mod:`kernels._simd`): one load per input row and vector, the shifted taps cut from
+  neighbouring vectors, and non-temporal stores once the output outgrows the cache, so it runs
+  at about the speed of a copy of the image;
 * anything else: one vectorised loop per filter tap over the valid span of each output row.
 
 Taps that fall in the zero padding are skipped rather than multiplied by zero. That differs from
@@ -56,6 +59,7 @@ import numbers
 import numpy as np
 from numba import prange
 
+from kernels import _simd
 from kernels import _validate as V
 from kernels._config import jit
 
@@ -69,6 +73,11 @@ _TILE_ELEMENTS = 8192
 # fused loop: on the 2-core EPYC, a whole 64x64 plane per tile (4224 elements) ran 14% faster
 # single-threaded than half a plane, and quarter planes 2x slower.
 _PADDED_TILE_ELEMENTS = 8192
+# Output elements per task of the single-channel 3x3 stencil (memory-bound: long tasks keep
+# each thread's streams going; 8192 ran 10-15% slower on 2048x2048 than 131072).
+_STENCIL_TILE_ELEMENTS = 131072
+# Outputs from this size on are written with non-temporal stores (see kernels._simd).
+_STREAM_MIN_BYTES = 16 << 20
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,22 +183,40 @@ def _fused3x3_x1(o0, r0, r1, r2, w, c, ci, L):
 
 
 @jit()
-def _fused3x3_x1_set(o0, r0, r1, r2, w, c, ci, L, bv):
-    """o0[p] = bv + the nine taps: the first input channel writes the output without reading it
-    (single-channel images are memory-bound, and a separate bias pass would cost a sweep)."""
-    a00 = w[c, ci, 0, 0]; a01 = w[c, ci, 0, 1]; a02 = w[c, ci, 0, 2]  # noqa: E702
-    a10 = w[c, ci, 1, 0]; a11 = w[c, ci, 1, 1]; a12 = w[c, ci, 1, 2]  # noqa: E702
-    a20 = w[c, ci, 2, 0]; a21 = w[c, ci, 2, 1]; a22 = w[c, ci, 2, 2]  # noqa: E702
-    for p in range(L):
-        o0[p] = bv + (
-            a00 * r0[p] + a01 * r0[p + 1] + a02 * r0[p + 2]
-            + a10 * r1[p] + a11 * r1[p + 1] + a12 * r1[p + 2]
-            + a20 * r2[p] + a21 * r2[p + 1] + a22 * r2[p + 2]
-        )
+def _fused3x3_x1_set(o0, r0, r1, r2, w, c, ci, L, bv, stream):
+    """o0[p] = bv + the nine taps, for p < L: the first input channel writes the output without
+    reading it (single-channel images are memory-bound, and a separate bias pass would cost a
+    sweep). Explicit SIMD (:mod:`kernels._simd`): blocks of vectors from the first output address
+    aligned to a vector, scalar head and tail with the same expression; ``stream`` makes the
+    blocks' stores non-temporal (for outputs larger than the cache, written once)."""
+    taps = (w[c, ci, 0, 0], w[c, ci, 0, 1], w[c, ci, 0, 2],
+            w[c, ci, 1, 0], w[c, ci, 1, 1], w[c, ci, 1, 2],
+            w[c, ci, 2, 0], w[c, ci, 2, 1], w[c, ci, 2, 2])
+    lanes = _simd.VECTOR_BYTES // o0.itemsize
+    block = _simd.BLOCK_VECTORS * lanes
+    readable = min(r0.shape[0], r1.shape[0], r2.shape[0])  # a block reads `lanes` past its end
+    addr = _simd.address(o0)
+    head = L
+    if addr % o0.itemsize == 0:
+        head = min(((-addr) % _simd.VECTOR_BYTES) // o0.itemsize, L)
+    for p in range(head):
+        _simd.stencil3x3_scalar(o0, r0, r1, r2, p, taps, bv)
+    p = head
+    if stream:
+        while p + block <= L and p + block + lanes <= readable:
+            _simd.stencil3x3_block_streaming(o0, r0, r1, r2, p, taps, bv)
+            p += block
+        _simd.store_fence()
+    else:
+        while p + block <= L and p + block + lanes <= readable:
+            _simd.stencil3x3_block(o0, r0, r1, r2, p, taps, bv)
+            p += block
+    for q in range(p, L):
+        _simd.stencil3x3_scalar(o0, r0, r1, r2, q, taps, bv)
 
 
 @jit()
-def _fused3x3_span(x, w, b, out, n, c0, c1, q0, L, xq0):
+def _fused3x3_span(x, w, b, out, n, c0, c1, q0, L, xq0, stream):
     """Fused 3x3 taps over a flat span: out_flat[q0 + p] = b + taps of x_flat[xq0 + i*W + p + j].
 
     ``out[n, co]`` and ``x[n, ci]`` are flattened C-contiguous planes; ``xq0`` is the flat input
@@ -206,7 +233,7 @@ def _fused3x3_span(x, w, b, out, n, c0, c1, q0, L, xq0):
         co = c0
         if ci == 0:
             for co in range(c0, c1):
-                _fused3x3_x1_set(out[n, co].reshape(P)[q0:], r0, r1, r2, w, co, ci, L, b[co])
+                _fused3x3_x1_set(out[n, co].reshape(P)[q0:], r0, r1, r2, w, co, ci, L, b[co], stream)
             continue
         while co + 4 <= c1:
             _fused3x3_x4(
@@ -221,7 +248,7 @@ def _fused3x3_span(x, w, b, out, n, c0, c1, q0, L, xq0):
 
 
 @jit(parallel=True)
-def _correlate_kernel(x, w, b, out, sh, sw, pt, pl, dh, dw, rows_per_task):
+def _correlate_kernel(x, w, b, out, sh, sw, pt, pl, dh, dw, rows_per_task, stream):
     """out[n, co, y, xo] = b[co] + sum_{ci,i,j} w[co,ci,i,j] x[n, ci, y*sh-pt+i*dh, xo*sw-pl+j*dw],
     taps outside x skipped (zero padding). x, w, out C-contiguous; out fully overwritten."""
     N, C, H, W = x.shape
@@ -263,11 +290,11 @@ def _correlate_kernel(x, w, b, out, sh, sw, pt, pl, dh, dw, rows_per_task):
                 for y in range(y0, y1):
                     _row_taps(x, w, out, n, co, y, 0, Wo, sh, sw, pt, pl, dh, dw)
         else:
-            _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb)
+            _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb, stream)
 
 
 @jit()
-def _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb):
+def _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb, stream):
     """One output tile of a 3x3, stride-1, dilation-1 correlation (out holds the bias outside
     the interior span).
 
@@ -288,7 +315,7 @@ def _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb):
         # The border columns it crosses read wrapped neighbours; they are redone below.
         q0 = ya * Wo + xlo
         L = (yb - 1) * Wo + xhi - q0
-        _fused3x3_span(x, w, b, out, n, c0, c1, q0, L, (ya - pt) * W + xlo - pl)
+        _fused3x3_span(x, w, b, out, n, c0, c1, q0, L, (ya - pt) * W + xlo - pl, stream)
         for co in range(c0, c1):
             bv = b[co]
             for y in range(ya, yb):
@@ -300,7 +327,7 @@ def _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb):
                     _point(x, w, out, n, co, y, xo, pt, pl)
     else:
         for y in range(ya, yb):
-            _fused3x3_span(x, w, b, out, n, c0, c1, y * Wo + xlo, xhi - xlo, (y - pt) * W + xlo - pl)
+            _fused3x3_span(x, w, b, out, n, c0, c1, y * Wo + xlo, xhi - xlo, (y - pt) * W + xlo - pl, stream)
             for co in range(c0, c1):
                 for xo in range(0, xlo):
                     _point(x, w, out, n, co, y, xo, pt, pl)
@@ -584,8 +611,12 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
         rows = max(1, min(Ho, _PADDED_TILE_ELEMENTS // xpad.shape[3]))
         _correlate3x3_padded_kernel(xpad, wc, b, res4, rows)
     else:
-        rows = max(1, min(Ho, _TILE_ELEMENTS // Wo))
-        _correlate_kernel(xc, wc, b, res4, sh, sw, pt, pl, dh, dw, rows)
+        single = C == 1 and (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
+        rows = max(1, min(Ho, (_STENCIL_TILE_ELEMENTS if single else _TILE_ELEMENTS) // Wo))
+        # Non-temporal stores only where each output element is written once (one input
+        # channel) and the output is too large to stay in cache for whoever reads it next.
+        stream = _simd.STREAMING_SUPPORTED and C == 1 and res4.nbytes >= _STREAM_MIN_BYTES
+        _correlate_kernel(xc, wc, b, res4, sh, sw, pt, pl, dh, dw, rows, stream)
 
 
 def _forward(p, bias, out):

@@ -1,0 +1,153 @@
+"""Explicit SIMD for the one loop that Numba's auto-vectoriser leaves slow: the single-image 3x3.
+
+A single-channel 3x3 correlation of a large image is a streaming stencil: 18 flops per element
+against 16 bytes (float64) of unavoidable traffic, so its bar is a plain copy of the image. The
+auto-vectorised loop misses that bar for two reasons, both visible only below Numba:
+
+* **loads.** It issues nine unaligned vector loads per output vector (three per input row, at
+  offsets 0, 1 and 2), each of which straddles two cache lines on AVX-512. Here each input row is
+  loaded once per vector, and the two shifted operands are cut from that vector and the next
+  one with a lane shift (``shufflevector``), which keeps the load ports free;
+* **write-allocate.** An ordinary store first reads the destination line into the cache, so an
+  output that does not fit in cache costs three passes over memory instead of two. On request,
+  the stores are *non-temporal* (``!nontemporal``): whole aligned 64-byte lines go straight to
+  memory, and :func:`store_fence` orders them before the caller's result is read.
+
+Each vector block computes, per output lane and in this order (no fast-math flags, so LLVM may
+not reassociate)::
+
+    s_i = fma(w[i,2], x_i[p+2], fma(w[i,1], x_i[p+1], w[i,0] * x_i[p]))     for i = 0, 1, 2
+    o[p] = bias + ((s_0 + s_1) + s_2)
+
+and the scalar variant computes exactly the same expression, so an element's value never depends
+on whether it fell in a vector block or a scalar head or tail -- that is, not on the address of
+the output buffer. The intrinsics trust their caller for bounds (they read ``r_i[p : p + (U+1)V]``
+and write ``o[p : p + UV]``); :func:`kernels.conv._stencil3x3_set` checks them.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+#: Bytes per vector register the blocks are written for (AVX-512; LLVM splits them on narrower
+#: hardware, correctly if less profitably).
+VECTOR_BYTES = 64
+#: Output vectors per block: 4 balances shifts, loads and FMAs best on the 2-core EPYC
+#: (measured 1, 2, 4 and 8).
+BLOCK_VECTORS = 4
+#: Non-temporal stores need a store fence that only x86 spells ``sfence``; elsewhere the
+#: streaming path is simply never taken.
+STREAMING_SUPPORTED = platform.machine().lower() in ("x86_64", "amd64")
+
+
+def _data(context, builder, arrty, value):
+    return cgutils.create_struct_proxy(arrty)(context, builder, value=value).data
+
+
+@intrinsic
+def address(typingctx, a):
+    """The address of ``a``'s first element, as an int64 (for alignment arithmetic)."""
+    def codegen(context, builder, sig, args):
+        return builder.ptrtoint(_data(context, builder, sig.args[0], args[0]), ir.IntType(64))
+    return types.int64(a), codegen
+
+
+@intrinsic
+def store_fence(typingctx):
+    """``sfence``: every earlier non-temporal store is globally visible before any later store."""
+    def codegen(context, builder, sig, args):
+        if STREAMING_SUPPORTED:
+            fty = ir.FunctionType(ir.VoidType(), [])
+            builder.call(cgutils.get_or_insert_function(builder.module, fty, "llvm.x86.sse.sfence"), [])
+        else:  # never reached through conv (streaming is off), but keep the ordering promise
+            builder.fence("seq_cst")
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
+def _stencil3x3(blocks: int, vector: bool, streaming: bool):
+    """An intrinsic ``f(o, r0, r1, r2, p, taps, bias)`` writing ``o[p : p + blocks*V]``.
+
+    ``taps`` is the 3x3 filter as a 9-tuple in row-major order; ``r_i`` is the input row that
+    tap row ``i`` reads, aligned so that output ``o[q]`` reads ``r_i[q + j]``. ``V`` is the number
+    of lanes of a :data:`VECTOR_BYTES` vector (``vector=True``) or 1 (scalar).
+    """
+
+    @intrinsic
+    def stencil(typingctx, o, r0, r1, r2, p, taps, bias):
+        dtype = o.dtype
+        lanes = VECTOR_BYTES * 8 // dtype.bitwidth if vector else 1
+
+        def codegen(context, builder, sig, args):
+            o_, r0_, r1_, r2_, p_, taps_, bias_ = args
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+            scalar = context.get_value_type(dtype)
+            suffix = "f64" if dtype.bitwidth == 64 else "f32"
+            if vector:
+                vty = ir.VectorType(scalar, lanes)
+                undef = ir.Constant(vty, ir.Undefined)
+
+                def splat(s):
+                    v = builder.insert_element(undef, s, ir.Constant(i32, 0))
+                    return builder.shuffle_vector(v, undef, ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+
+                def shifted(a, b, k):  # lanes k .. k+V-1 of the concatenation a|b
+                    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, lanes), list(range(k, k + lanes))))
+
+                fma = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{lanes}{suffix}")
+            else:
+                vty = scalar
+
+                def splat(s):
+                    return s
+
+                fma = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.{suffix}")
+            ptr_ty = vty.as_pointer()
+            elem_align = dtype.bitwidth // 8
+
+            def load(base, offset):
+                ptr = builder.bitcast(builder.gep(base, [ir.Constant(i64, offset)]), ptr_ty)
+                return builder.load(ptr, align=elem_align)
+
+            w = [splat(builder.extract_value(taps_, t)) for t in range(9)]
+            sums = [None] * blocks
+            for i, (aty, row) in enumerate(zip(sig.args[1:4], (r0_, r1_, r2_))):
+                base = builder.gep(_data(context, builder, aty, row), [p_])
+                if vector:
+                    vecs = [load(base, k * lanes) for k in range(blocks + 1)]
+                for u in range(blocks):
+                    if vector:
+                        x0, x1, x2 = vecs[u], shifted(vecs[u], vecs[u + 1], 1), shifted(vecs[u], vecs[u + 1], 2)
+                    else:
+                        x0, x1, x2 = load(base, 0), load(base, 1), load(base, 2)
+                    s = builder.call(fma, [w[3 * i + 2], x2,
+                                           builder.call(fma, [w[3 * i + 1], x1, builder.fmul(w[3 * i], x0)])])
+                    sums[u] = s if sums[u] is None else builder.fadd(sums[u], s)
+            b = splat(bias_)
+            obase = builder.gep(_data(context, builder, sig.args[0], o_), [p_])
+            for u in range(blocks):
+                ptr = builder.bitcast(builder.gep(obase, [ir.Constant(i64, u * lanes)]), ptr_ty)
+                st = builder.store(builder.fadd(b, sums[u]), ptr, align=VECTOR_BYTES if streaming else elem_align)
+                if streaming:
+                    st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(i32, 1)]))
+            return context.get_dummy_value()
+
+        return types.none(o, r0, r1, r2, p, taps, bias), codegen
+
+    return stencil
+
+
+#: One output element (the exact expression of the vector blocks).
+stencil3x3_scalar = _stencil3x3(1, vector=False, streaming=False)
+#: :data:`BLOCK_VECTORS` output vectors, ordinary stores (``o + p`` needs element alignment only).
+stencil3x3_block = _stencil3x3(BLOCK_VECTORS, vector=True, streaming=False)
+#: The same with non-temporal stores: ``o + p`` must be :data:`VECTOR_BYTES`-aligned, and a
+#: :func:`store_fence` must follow before the output is read by anyone else.
+stencil3x3_block_streaming = _stencil3x3(BLOCK_VECTORS, vector=True, streaming=True)
