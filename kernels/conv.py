@@ -33,10 +33,12 @@ channels, block of output rows; tile sizes fixed by the shape, never by the thre
 result is bit-identical for any number of threads). Three inner paths:
 
 * 3x3, stride 1, dilation 1, several channels (the ubiquitous CNN layer): the input is copied
-  once into a zero-padded buffer and each tile accumulates four output channels in a private
+  once into a zero-padded buffer and each tile computes four output channels in a private
   buffer whose rows are as wide as the padded rows. Output (y, x) and its tap (0, 0) are then
-  a fixed flat distance apart, so the nine taps and four channels fuse into one long loop over
-  contiguous memory that vectorises (36 multiply-adds per nine loads) and has no border cases;
+  a fixed flat distance apart, so there are no border cases: explicit SIMD blocks
+  (:func:`kernels._simd.correlate3x3_block`) keep 4 channels x 4 vectors of positions in
+  registers through all input channels, 144 fused multiply-adds per 15 vector loads, which runs
+  at the machine's multiply-add rate;
 * 3x3, stride 1, dilation 1, one channel (a single image, memory-bound): no copy. One fused
   loop runs over the flattened interior rows and writes the output once; the border pixels it
   crosses are recomputed exactly from their in-bounds taps. That loop is written in explicit
@@ -68,10 +70,9 @@ __all__ = ["correlate2d", "convolve2d", "correlate2d_backward"]
 # Output elements per parallel task (an output tile holds about this many elements per channel);
 # a fixed size, so the partition never depends on the thread count.
 _TILE_ELEMENTS = 8192
-# Per-channel accumulator elements of a tile of the padded 3x3 kernel (four channels of this
-# many: 128 KiB in float32, L2-resident). Longer tiles amortise each pass's set-up over a longer
-# fused loop: on the 2-core EPYC, a whole 64x64 plane per tile (4224 elements) ran 14% faster
-# single-threaded than half a plane, and quarter planes 2x slower.
+# Per-channel staging elements of a tile of the padded multi-channel 3x3 kernel (four channels
+# of this many: 128 KiB in float32, L2-resident). The register-blocked kernel is insensitive to
+# it: 2048, 4356, 8192 and 16384 ran within 3% of each other on the 64x64 batch.
 _PADDED_TILE_ELEMENTS = 8192
 # Output elements per task of the single-channel 3x3 stencil (memory-bound: long tasks keep
 # each thread's streams going; 8192 ran 10-15% slower on 2048x2048 than 131072).
@@ -352,49 +353,42 @@ def _pad_kernel(x, xp, pt, pl):
 
 
 @jit(parallel=True)
-def _correlate3x3_padded_kernel(xp, w, b, out, rows_per_task):
-    """out = 3x3 'valid' correlation of the zero-padded xp (stride 1, dilation 1), plus bias.
+def _correlate3x3_blocked_kernel(xflat, N, C, Hp, Wp, wpack, bpack, out, rows_per_task):
+    """out = 3x3 'valid' correlation of the zero-padded input (stride 1, dilation 1), plus bias.
 
-    For batches: each task owns a tile of (image, 4 output channels, rows_per_task output rows)
-    and accumulates it in a private buffer whose rows are as wide as the padded input rows, so
-    output (y, x) and its tap (0, 0) sit a fixed flat distance apart and the fused nine-tap loop
-    runs over the whole tile at once, long and contiguous, with no border cases at all. The two
-    extra columns per row it computes are thrown away when the tile is copied out.
+    ``xflat`` holds the padded batch (N, C, Hp, Wp) flat, followed by zero slack for the last
+    block's reads; ``wpack``/``bpack`` the filter and bias packed per block of K output channels
+    (see :func:`_pack_filter`). Each task owns a tile (image, K output channels, rows_per_task
+    output rows) and runs register-blocked SIMD blocks (:func:`kernels._simd.correlate3x3_block`)
+    over it in a private buffer whose rows are as wide as the padded input rows, so output
+    (y, x) and its tap (0, 0) sit a fixed flat distance apart: no border cases at all. The two
+    extra columns per row it computes are dropped when the tile is copied out.
     """
-    N, C, Hp, Wp = xp.shape
-    Co = w.shape[0]
-    Ho, Wo = out.shape[2], out.shape[3]
-    ncb = (Co + 3) // 4
+    Co, Ho, Wo = out.shape[1], out.shape[2], out.shape[3]
+    K = _simd.CHANNEL_BLOCK
+    B = _simd.POSITION_VECTORS * (_simd.VECTOR_BYTES // xflat.itemsize)
+    ncb = (Co + K - 1) // K
     nrb = (Ho + rows_per_task - 1) // rows_per_task
-    HWp = Hp * Wp
+    plane = Hp * Wp
+    S = (rows_per_task * Wp + B - 1) // B * B
     for t in prange(N * ncb * nrb):
         n = t // (ncb * nrb)
         r = t - n * (ncb * nrb)
-        c0 = (r // nrb) * 4
-        c1 = min(c0 + 4, Co)
+        cb = r // nrb
+        c0 = cb * K
         y0 = (r % nrb) * rows_per_task
         y1 = min(y0 + rows_per_task, Ho)
         L = (y1 - y0 - 1) * Wp + Wo
-        acc = np.empty((4, rows_per_task * Wp), dtype=out.dtype)
-        for k in range(c1 - c0):
-            acc[k, :] = 0
-        for ci in range(C):
-            xf = xp[n, ci].reshape(HWp)
-            r0 = xf[y0 * Wp :]
-            r1 = xf[(y0 + 1) * Wp :]
-            r2 = xf[(y0 + 2) * Wp :]
-            if c1 - c0 == 4:
-                _fused3x3_x4(acc[0], acc[1], acc[2], acc[3], r0, r1, r2, w, c0, ci, L)
-            else:
-                for k in range(c1 - c0):
-                    _fused3x3_x1(acc[k], r0, r1, r2, w, c0 + k, ci, L)
-        for k in range(c1 - c0):
-            bv = b[c0 + k]
+        base = n * C * plane + y0 * Wp
+        stage = np.empty(K * S, dtype=out.dtype)
+        for p in range(0, L, B):
+            _simd.correlate3x3_block(stage, p, S, xflat, base + p, plane, Wp, C, wpack, cb * C * 9 * K, bpack, cb * K)
+        for k in range(min(K, Co - c0)):
             for y in range(y0, y1):
-                src = acc[k, (y - y0) * Wp : (y - y0) * Wp + Wo]
+                src = stage[k * S + (y - y0) * Wp :]
                 dst = out[n, c0 + k, y]
                 for xo in range(Wo):
-                    dst[xo] = src[xo] + bv
+                    dst[xo] = src[xo]
 
 
 @jit(parallel=True)
@@ -571,16 +565,38 @@ def _prepare(x, w, stride, padding, dilation):
                 pad=(pt, pb, pl, pr), out_hw=(Ho, Wo))
 
 
-def _pad(xc, pads):
-    """A zero-padded copy of the C-contiguous batch ``xc`` (pads = top, bottom, left, right)."""
+def _pad_flat(xc, pads, slack=0):
+    """The C-contiguous batch ``xc`` zero-padded (pads = top, bottom, left, right), flat, followed
+    by ``slack`` zeros; returns it and the padded shape."""
     pt, pb, pl, pr = pads
     N, C, H, W = xc.shape
     shape = (N, C, H + pt + pb, W + pl + pr)
-    V.check_allocation(int(np.prod(shape, dtype=object)) * xc.itemsize,
+    size = int(np.prod(shape, dtype=object))
+    V.check_allocation((size + slack) * xc.itemsize,
                        f"the zero-padded copy {shape} of x that padding={pads} (after dilation) implies")
-    xpad = np.empty((N, C, H + pt + pb, W + pl + pr), dtype=xc.dtype)
-    _pad_kernel(xc, xpad, pt, pl)
-    return xpad
+    flat = np.empty(size + slack, dtype=xc.dtype)
+    flat[size:] = 0
+    _pad_kernel(xc, flat[:size].reshape(shape), pt, pl)
+    return flat, shape
+
+
+def _pad(xc, pads):
+    """A zero-padded copy of the C-contiguous batch ``xc`` (pads = top, bottom, left, right)."""
+    flat, shape = _pad_flat(xc, pads)
+    return flat.reshape(shape)
+
+
+def _pack_filter(wc, b):
+    """The 3x3 filter (Co, C, 3, 3) and bias (Co,) regrouped for correlate3x3_block: blocks of K
+    output channels, each laid out (C, 3, 3, K), with zero channels completing the last block."""
+    Co, C = wc.shape[:2]
+    K = _simd.CHANNEL_BLOCK
+    ncb = (Co + K - 1) // K
+    wfull = np.zeros((ncb * K, C, 3, 3), dtype=wc.dtype)
+    wfull[:Co] = wc
+    bfull = np.zeros(ncb * K, dtype=wc.dtype)
+    bfull[:Co] = b
+    return np.ascontiguousarray(wfull.reshape(ncb, K, C, 3, 3).transpose(0, 2, 3, 4, 1)).reshape(-1), bfull
 
 
 def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=True):
@@ -595,21 +611,23 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
     C = xc.shape[1]
     Co, kh, kw = wc.shape[0], wc.shape[2], wc.shape[3]
     Ho, Wo = res4.shape[2], res4.shape[3]
-    padded = False
     finite = bool(np.isfinite(wc).all())
     if padding_is_data and (pt or pb or pl or pr) and not finite:
         # 0 * inf = NaN: with a non-finite filter, skipping padded taps would differ from the
         # zero-padded definition, so pad explicitly and let IEEE arithmetic decide.
-        xc, padded = _pad(xc, pads), True
+        xc = _pad(xc, pads)
         pt = pb = pl = pr = 0
     if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and C * Co > 1 and (finite or padding_is_data):
         # Many channels: one zero-padded copy of x (cheap next to C_in*C_out*9 multiply-adds
         # per pixel) buys a border-free inner loop. A single-channel image is memory-bound, so
         # it keeps the copy-free kernel below, as does a non-finite filter whose padding
-        # products must not be formed.
-        xpad = xc if (padded or not (pt or pb or pl or pr)) else _pad(xc, (pt, pb, pl, pr))
-        rows = max(1, min(Ho, _PADDED_TILE_ELEMENTS // xpad.shape[3]))
-        _correlate3x3_padded_kernel(xpad, wc, b, res4, rows)
+        # products must not be formed. The copy ends in zero slack: the last block of a tile
+        # reads whole vectors past its last position.
+        slack = 2 * _simd.POSITION_VECTORS * _simd.lanes(xc.itemsize) + _simd.lanes(xc.itemsize)
+        xflat, (_, _, Hp, Wp) = _pad_flat(xc, (pt, pb, pl, pr), slack)
+        wpack, bpack = _pack_filter(wc, b)
+        rows = max(1, min(Ho, _PADDED_TILE_ELEMENTS // Wp))
+        _correlate3x3_blocked_kernel(xflat, xc.shape[0], C, Hp, Wp, wpack, bpack, res4, rows)
     else:
         single = C == 1 and (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
         rows = max(1, min(Ho, (_STENCIL_TILE_ELEMENTS if single else _TILE_ELEMENTS) // Wo))
