@@ -33,7 +33,8 @@ ROOT = os.path.dirname(HERE)
 REGENERATE = 'python -m pip install -e ".[bench]" && python bench/run.py'
 
 #: Implementations that are this library's own code (or its naive reference); every other impl
-#: name in a group is a peer library.
+#: name in a group is a peer library, except variants of the kernel labelled ``numba_*``
+#: (``numba_residual``, ``numba_cold``), which are this library's too.
 OWN_IMPLS = ("numba", "forward_pass", "reverse", "forward", "checkpoint", "exact")
 REFERENCE_IMPL = "numpy"
 CRITERIA = ("min_speedup", "min_bandwidth_fraction", "min_flops_fraction")
@@ -88,6 +89,11 @@ def collect_bars(bench_dir: str) -> BarSet:
             b["module"] = module
             out.bars.append(b)
     return out
+
+
+def is_own(impl: str) -> bool:
+    """Whether ``impl`` labels this library's code (see :data:`OWN_IMPLS`)."""
+    return impl in OWN_IMPLS or impl.startswith("numba_")
 
 
 def impl_of(bench: dict) -> str:
@@ -354,7 +360,7 @@ def speedups(index: Index, group: str):
     """Rows of (impl, bench, vs_reference, vs_best_peer) and the best peer's name."""
     benches = index.groups[group]
     ref = next((b for b in benches if impl_of(b) == REFERENCE_IMPL), None)
-    peers = [b for b in benches if impl_of(b) not in OWN_IMPLS + (REFERENCE_IMPL,)]
+    peers = [b for b in benches if not is_own(impl_of(b)) and impl_of(b) != REFERENCE_IMPL]
     best = min(peers, key=median) if peers else None
     rows = []
     for b in sorted(benches, key=median):

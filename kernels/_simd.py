@@ -1,28 +1,41 @@
-"""Explicit SIMD for the one loop that Numba's auto-vectoriser leaves slow: the single-image 3x3.
+"""Explicit SIMD for the two 3x3 loops that Numba's auto-vectoriser leaves slow.
 
-A single-channel 3x3 correlation of a large image is a streaming stencil: 18 flops per element
-against 16 bytes (float64) of unavoidable traffic, so its bar is a plain copy of the image. The
-auto-vectorised loop misses that bar for two reasons, both visible only below Numba:
+Both are written here as LLVM IR through Numba intrinsics: vector types, lane shifts and
+non-temporal stores are not expressible in Numba's Python subset.
 
-* **loads.** It issues nine unaligned vector loads per output vector (three per input row, at
-  offsets 0, 1 and 2), each of which straddles two cache lines on AVX-512. Here each input row is
-  loaded once per vector, and the two shifted operands are cut from that vector and the next
-  one with a lane shift (``shufflevector``), which keeps the load ports free;
+**Single-channel 3x3** (:func:`_stencil3x3`): a streaming stencil, 18 flops per element against
+16 bytes (float64) of unavoidable traffic, so its bar is a plain copy of the image. The
+auto-vectorised loop missed it three ways:
+
+* **loads.** Nine unaligned vector loads per output vector (three per input row, at offsets 0,
+  1 and 2), each straddling two cache lines on AVX-512. Here each input row is loaded once per
+  vector and the two shifted operands are cut from that vector and the next with a lane shift
+  (``shufflevector``);
+* **reuse across rows.** Output rows y and y+1 share two of their three input rows. A block
+  computes :data:`STENCIL_ROWS` output rows from STENCIL_ROWS + 2 input rows, each loaded once;
 * **write-allocate.** An ordinary store first reads the destination line into the cache, so an
-  output that does not fit in cache costs three passes over memory instead of two. On request,
+  output that does not fit in cache costs three passes over memory instead of two. On request
   the stores are *non-temporal* (``!nontemporal``): whole aligned 64-byte lines go straight to
-  memory, and :func:`store_fence` orders them before the caller's result is read.
+  memory, and :func:`store_fence` orders them before the result is read. (They also leave the
+  cache to the input.)
 
-Each vector block computes, per output lane and in this order (no fast-math flags, so LLVM may
-not reassociate)::
+Every block computes, per output element and in this order (no fast-math flags, so LLVM may not
+reassociate)::
 
     s_i = fma(w[i,2], x_i[p+2], fma(w[i,1], x_i[p+1], w[i,0] * x_i[p]))     for i = 0, 1, 2
     o[p] = bias + ((s_0 + s_1) + s_2)
 
-and the scalar variant computes exactly the same expression, so an element's value never depends
-on whether it fell in a vector block or a scalar head or tail -- that is, not on the address of
-the output buffer. The intrinsics trust their caller for bounds (they read ``r_i[p : p + (U+1)V]``
-and write ``o[p : p + UV]``); :func:`kernels.conv._stencil3x3_set` checks them.
+and the scalar variant computes the same expression, so an element's value depends neither on
+which block wrote it nor on the output buffer's address.
+
+**Multi-channel 3x3** (:func:`correlate3x3_block`): the CNN layer, bound by multiply-adds. A
+block keeps :data:`CHANNEL_BLOCK` output channels x :data:`POSITION_VECTORS` vectors of
+positions in registers through the whole loop over input channels (the auto-vectorised loop
+loaded and stored its accumulators once per input channel).
+
+The intrinsics trust their caller for bounds (each docstring says what it reads and writes);
+:func:`kernels.conv._stencil3x3_span` and :func:`kernels.conv._correlate3x3_blocked_kernel`
+guarantee them.
 """
 
 from __future__ import annotations
@@ -37,9 +50,15 @@ from numba.extending import intrinsic
 #: Bytes per vector register the blocks are written for (AVX-512; LLVM splits them on narrower
 #: hardware, correctly if less profitably).
 VECTOR_BYTES = 64
-#: Output vectors per block: 4 balances shifts, loads and FMAs best on the 2-core EPYC
-#: (measured 1, 2, 4 and 8).
-BLOCK_VECTORS = 4
+#: A row-group block computes this many output rows at once: each input row loaded then serves
+#: up to three of them, so loads and lane shifts per output fall from 3 rows' worth to
+#: (ROWS + 2) / ROWS. On 2048x2048 float64 (2-core EPYC, side by side): 1 row 1.49 ms, 2 rows
+#: 1.14, 3 rows 1.05, 4 rows 1.01, 6 rows 1.00; 4 keeps every row group's registers unspilled.
+STENCIL_ROWS = 4
+#: Output vectors per row of a row-group block, and per block of a single row (leftover rows):
+#: 2 x 4 accumulators for four rows; 4 for one row (measured 1, 2, 4 and 8).
+GROUP_VECTORS = 2
+ROW_VECTORS = 4
 #: Non-temporal stores need a store fence that only x86 spells ``sfence``; elsewhere the
 #: streaming path is simply never taken.
 STREAMING_SUPPORTED = platform.machine().lower() in ("x86_64", "amd64")
@@ -70,21 +89,24 @@ def store_fence(typingctx):
     return types.none(), codegen
 
 
-def _stencil3x3(blocks: int, vector: bool, streaming: bool):
-    """An intrinsic ``f(o, r0, r1, r2, p, taps, bias)`` writing ``o[p : p + blocks*V]``.
+def _stencil3x3(rows: int, blocks: int, vector: bool, streaming: bool):
+    """An intrinsic ``f(o, opitch, x, xpitch, p, taps, bias)`` writing, for r < rows and
+    q in [p, p + blocks*V)::
 
-    ``taps`` is the 3x3 filter as a 9-tuple in row-major order; ``r_i`` is the input row that
-    tap row ``i`` reads, aligned so that output ``o[q]`` reads ``r_i[q + j]``. ``V`` is the number
-    of lanes of a :data:`VECTOR_BYTES` vector (``vector=True``) or 1 (scalar).
+        o[r*opitch + q] = bias + taps of x[(r + i)*xpitch + q + j]
+
+    ``taps`` is the 3x3 filter as a 9-tuple in row-major order; ``V`` the lanes of a
+    :data:`VECTOR_BYTES` vector (``vector=True``) or 1 (scalar, then rows = blocks = 1). Reads
+    ``x[(r + i)*xpitch + p : ... + (blocks + 1)*V]``.
     """
 
     @intrinsic
-    def stencil(typingctx, o, r0, r1, r2, p, taps, bias):
+    def stencil(typingctx, o, opitch, x, xpitch, p, taps, bias):
         dtype = o.dtype
         lanes = VECTOR_BYTES * 8 // dtype.bitwidth if vector else 1
 
         def codegen(context, builder, sig, args):
-            o_, r0_, r1_, r2_, p_, taps_, bias_ = args
+            o_, opitch_, x_, xpitch_, p_, taps_, bias_ = args
             i32, i64 = ir.IntType(32), ir.IntType(64)
             scalar = context.get_value_type(dtype)
             suffix = "f64" if dtype.bitwidth == 64 else "f32"
@@ -116,10 +138,14 @@ def _stencil3x3(blocks: int, vector: bool, streaming: bool):
                 ptr = builder.bitcast(builder.gep(base, [ir.Constant(i64, offset)]), ptr_ty)
                 return builder.load(ptr, align=elem_align)
 
+            def row_base(data, pitch, r):
+                return builder.gep(data, [builder.add(p_, builder.mul(pitch, ir.Constant(i64, r)))])
+
             w = [splat(builder.extract_value(taps_, t)) for t in range(9)]
-            sums = [None] * blocks
-            for i, (aty, row) in enumerate(zip(sig.args[1:4], (r0_, r1_, r2_))):
-                base = builder.gep(_data(context, builder, aty, row), [p_])
+            sums = [[None] * blocks for _ in range(rows)]
+            xdata = _data(context, builder, sig.args[2], x_)
+            for xr in range(rows + 2):  # each input row once, for the output rows it feeds
+                base = row_base(xdata, xpitch_, xr)
                 if vector:
                     vecs = [load(base, k * lanes) for k in range(blocks + 1)]
                 for u in range(blocks):
@@ -127,30 +153,39 @@ def _stencil3x3(blocks: int, vector: bool, streaming: bool):
                         x0, x1, x2 = vecs[u], shifted(vecs[u], vecs[u + 1], 1), shifted(vecs[u], vecs[u + 1], 2)
                     else:
                         x0, x1, x2 = load(base, 0), load(base, 1), load(base, 2)
-                    s = builder.call(fma, [w[3 * i + 2], x2,
-                                           builder.call(fma, [w[3 * i + 1], x1, builder.fmul(w[3 * i], x0)])])
-                    sums[u] = s if sums[u] is None else builder.fadd(sums[u], s)
+                    for r in range(rows):
+                        i = xr - r
+                        if not 0 <= i <= 2:
+                            continue
+                        s = builder.call(fma, [w[3 * i + 2], x2,
+                                               builder.call(fma, [w[3 * i + 1], x1, builder.fmul(w[3 * i], x0)])])
+                        sums[r][u] = s if sums[r][u] is None else builder.fadd(sums[r][u], s)
             b = splat(bias_)
-            obase = builder.gep(_data(context, builder, sig.args[0], o_), [p_])
-            for u in range(blocks):
-                ptr = builder.bitcast(builder.gep(obase, [ir.Constant(i64, u * lanes)]), ptr_ty)
-                st = builder.store(builder.fadd(b, sums[u]), ptr, align=VECTOR_BYTES if streaming else elem_align)
-                if streaming:
-                    st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(i32, 1)]))
+            odata = _data(context, builder, sig.args[0], o_)
+            for r in range(rows):
+                obase = row_base(odata, opitch_, r)
+                for u in range(blocks):
+                    ptr = builder.bitcast(builder.gep(obase, [ir.Constant(i64, u * lanes)]), ptr_ty)
+                    st = builder.store(builder.fadd(b, sums[r][u]), ptr, align=VECTOR_BYTES if streaming else elem_align)
+                    if streaming:
+                        st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(i32, 1)]))
             return context.get_dummy_value()
 
-        return types.none(o, r0, r1, r2, p, taps, bias), codegen
+        return types.none(o, opitch, x, xpitch, p, taps, bias), codegen
 
     return stencil
 
 
 #: One output element (the exact expression of the vector blocks).
-stencil3x3_scalar = _stencil3x3(1, vector=False, streaming=False)
-#: :data:`BLOCK_VECTORS` output vectors, ordinary stores (``o + p`` needs element alignment only).
-stencil3x3_block = _stencil3x3(BLOCK_VECTORS, vector=True, streaming=False)
-#: The same with non-temporal stores: ``o + p`` must be :data:`VECTOR_BYTES`-aligned, and a
-#: :func:`store_fence` must follow before the output is read by anyone else.
-stencil3x3_block_streaming = _stencil3x3(BLOCK_VECTORS, vector=True, streaming=True)
+stencil3x3_scalar = _stencil3x3(1, 1, vector=False, streaming=False)
+#: :data:`STENCIL_ROWS` rows of :data:`GROUP_VECTORS` vectors, ordinary stores (element alignment).
+stencil3x3_group = _stencil3x3(STENCIL_ROWS, GROUP_VECTORS, vector=True, streaming=False)
+#: The same with non-temporal stores: every row's ``o + r*opitch + p`` must be
+#: :data:`VECTOR_BYTES`-aligned, and a :func:`store_fence` must follow before the output is read.
+stencil3x3_group_streaming = _stencil3x3(STENCIL_ROWS, GROUP_VECTORS, vector=True, streaming=True)
+#: One row of :data:`ROW_VECTORS` vectors (rows left over from the groups), both store kinds.
+stencil3x3_row = _stencil3x3(1, ROW_VECTORS, vector=True, streaming=False)
+stencil3x3_row_streaming = _stencil3x3(1, ROW_VECTORS, vector=True, streaming=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -141,6 +141,20 @@ def _point(x, w, out, n, co, y, xo, pt, pl):
 
 
 @jit()
+def _border3x3(of, Wo, xf, H, W, y, xo, pt, pl, taps, bv):
+    """of[y*Wo + xo] = bv + the in-bounds taps (one channel, flat planes; border pixels)."""
+    acc = bv
+    for i in range(3):
+        h = y - pt + i
+        if h >= 0 and h < H:
+            for j in range(3):
+                c = xo - pl + j
+                if c >= 0 and c < W:
+                    acc += taps[3 * i + j] * xf[h * W + c]
+    of[y * Wo + xo] = acc
+
+
+@jit()
 def _fused3x3_x4(o0, o1, o2, o3, r0, r1, r2, w, c, ci, L):
     """o_k[p] += sum_ij w[c+k, ci, i, j] * r_i[p + j] for p < L, four output channels at once.
 
@@ -184,36 +198,85 @@ def _fused3x3_x1(o0, r0, r1, r2, w, c, ci, L):
 
 
 @jit()
-def _fused3x3_x1_set(o0, r0, r1, r2, w, c, ci, L, bv, stream):
-    """o0[p] = bv + the nine taps, for p < L: the first input channel writes the output without
-    reading it (single-channel images are memory-bound, and a separate bias pass would cost a
-    sweep). Explicit SIMD (:mod:`kernels._simd`): blocks of vectors from the first output address
-    aligned to a vector, scalar head and tail with the same expression; ``stream`` makes the
-    blocks' stores non-temporal (for outputs larger than the cache, written once)."""
-    taps = (w[c, ci, 0, 0], w[c, ci, 0, 1], w[c, ci, 0, 2],
+def _taps3x3(w, c, ci):
+    """The 3x3 filter w[c, ci] as a 9-tuple, row-major (the form kernels._simd takes)."""
+    return (w[c, ci, 0, 0], w[c, ci, 0, 1], w[c, ci, 0, 2],
             w[c, ci, 1, 0], w[c, ci, 1, 1], w[c, ci, 1, 2],
             w[c, ci, 2, 0], w[c, ci, 2, 1], w[c, ci, 2, 2])
-    lanes = _simd.VECTOR_BYTES // o0.itemsize
-    block = _simd.BLOCK_VECTORS * lanes
-    readable = min(r0.shape[0], r1.shape[0], r2.shape[0])  # a block reads `lanes` past its end
-    addr = _simd.address(o0)
-    head = L
-    if addr % o0.itemsize == 0:
-        head = min(((-addr) % _simd.VECTOR_BYTES) // o0.itemsize, L)
-    for p in range(head):
-        _simd.stencil3x3_scalar(o0, r0, r1, r2, p, taps, bv)
-    p = head
-    if stream:
-        while p + block <= L and p + block + lanes <= readable:
-            _simd.stencil3x3_block_streaming(o0, r0, r1, r2, p, taps, bv)
-            p += block
-        _simd.store_fence()
+
+
+@jit()
+def _stencil3x3_span(o, opitch, x, xpitch, rows, L, taps, bv, stream):
+    """o[r*opitch + p] = bv + the nine taps of x[(r + i)*xpitch + p + j], for r < rows, p < L.
+
+    ``rows`` is :data:`kernels._simd.STENCIL_ROWS` (row-group blocks: each input row loaded
+    serves three output rows) or 1. The output is written without being read (the first input
+    channel, or the only one). Vector blocks run from the first output address aligned to a
+    vector, one unaligned block overlaps the head and one the tail, and scalars finish what no
+    block may read far enough for; all compute the same expression, so no value depends on the
+    buffer's address or on which block wrote it. ``stream``: non-temporal stores (for outputs far larger than the cache,
+    written once), used only where every row of a block is vector-aligned.
+    """
+    item = o.itemsize
+    lanes = _simd.VECTOR_BYTES // item
+    block = (_simd.GROUP_VECTORS if rows > 1 else _simd.ROW_VECTORS) * lanes
+    # a block at p reads x[(rows + 1)*xpitch + p : ... + block + lanes]
+    last = min(L, x.shape[0] - (rows + 1) * xpitch - lanes) - block  # the last block start allowed
+    nt = stream and (rows == 1 or (opitch * item) % _simd.VECTOR_BYTES == 0)
+    addr = _simd.address(o)
+    head = 0
+    if addr % item == 0:
+        head = ((-addr) % _simd.VECTOR_BYTES) // item
     else:
-        while p + block <= L and p + block + lanes <= readable:
-            _simd.stencil3x3_block(o0, r0, r1, r2, p, taps, bv)
-            p += block
-    for q in range(p, L):
-        _simd.stencil3x3_scalar(o0, r0, r1, r2, q, taps, bv)
+        nt = False
+    p = 0
+    if last >= 0:
+        # An unaligned block covers the head and another the tail; the aligned blocks between
+        # overlap them, rewriting the same values (every block computes the same expression).
+        if head > 0:
+            _stencil3x3_block(o, opitch, x, xpitch, rows, 0, taps, bv, False)
+        p = head
+        # one loop per block kind, so that each loop body is a single inlined intrinsic
+        if rows > 1 and nt:
+            while p <= last:
+                _simd.stencil3x3_group_streaming(o, opitch, x, xpitch, p, taps, bv)
+                p += block
+        elif rows > 1:
+            while p <= last:
+                _simd.stencil3x3_group(o, opitch, x, xpitch, p, taps, bv)
+                p += block
+        elif nt:
+            while p <= last:
+                _simd.stencil3x3_row_streaming(o, opitch, x, xpitch, p, taps, bv)
+                p += block
+        else:
+            while p <= last:
+                _simd.stencil3x3_row(o, opitch, x, xpitch, p, taps, bv)
+                p += block
+        if nt:
+            _simd.store_fence()
+        if p < L:
+            _stencil3x3_block(o, opitch, x, xpitch, rows, last, taps, bv, False)
+            p = last + block
+    for r in range(rows):  # what no block may read far enough for
+        orow = o[r * opitch :]
+        xrow = x[r * xpitch :]
+        for q in range(p, L):
+            _simd.stencil3x3_scalar(orow, opitch, xrow, xpitch, q, taps, bv)
+
+
+@jit()
+def _stencil3x3_block(o, opitch, x, xpitch, rows, p, taps, bv, nt):
+    """One vector block of :func:`_stencil3x3_span` at p (rows > 1: a row group)."""
+    if rows > 1:
+        if nt:
+            _simd.stencil3x3_group_streaming(o, opitch, x, xpitch, p, taps, bv)
+        else:
+            _simd.stencil3x3_group(o, opitch, x, xpitch, p, taps, bv)
+    elif nt:
+        _simd.stencil3x3_row_streaming(o, opitch, x, xpitch, p, taps, bv)
+    else:
+        _simd.stencil3x3_row(o, opitch, x, xpitch, p, taps, bv)
 
 
 @jit()
@@ -234,7 +297,7 @@ def _fused3x3_span(x, w, b, out, n, c0, c1, q0, L, xq0, stream):
         co = c0
         if ci == 0:
             for co in range(c0, c1):
-                _fused3x3_x1_set(out[n, co].reshape(P)[q0:], r0, r1, r2, w, co, ci, L, b[co], stream)
+                _stencil3x3_span(out[n, co].reshape(P)[q0:], 0, r0, W, 1, L, _taps3x3(w, co, 0), b[co], stream)
             continue
         while co + 4 <= c1:
             _fused3x3_x4(
@@ -256,6 +319,7 @@ def _correlate_kernel(x, w, b, out, sh, sw, pt, pl, dh, dw, rows_per_task, strea
     Co, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     Ho, Wo = out.shape[2], out.shape[3]
     fused = kh == 3 and kw == 3 and sh == 1 and sw == 1 and dh == 1 and dw == 1
+    single = fused and C == 1 and Co == 1  # the path of _fused_tile that writes borders itself
     cob = 4 if fused else 1
     ncb = (Co + cob - 1) // cob
     nrb = (Ho + rows_per_task - 1) // rows_per_task
@@ -278,7 +342,11 @@ def _correlate_kernel(x, w, b, out, sh, sw, pt, pl, dh, dw, rows_per_task, strea
             for y in range(y0, y1):
                 orow = out[n, co, y]
                 if fused and xhi > xlo and y >= ya and y < yb:
-                    # the fused span writes the interior columns itself
+                    # the fused span writes the interior columns itself, and for one channel
+                    # _border3x3 writes the border ones (no store here to lines about to be
+                    # streamed: a cached line in the way of a non-temporal store costs)
+                    if single:
+                        continue
                     for xo in range(0, xlo):
                         orow[xo] = bv
                     for xo in range(xhi, Wo):
@@ -309,6 +377,31 @@ def _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb, strea
             for co in range(c0, c1):
                 _row_taps(x, w, out, n, co, y, 0, Wo, 1, 1, pt, pl, 1, 1)
     if yb <= ya:
+        return
+    if x.shape[1] == 1 and c1 - c0 == 1:
+        # One input and one output channel (memory-bound): groups of rows, each row's interior
+        # columns only (kernels._simd); the border columns hold the bias and get their taps below.
+        H = x.shape[2]
+        xf = x[n, 0].reshape(H * W)
+        of = out[n, c0].reshape(out.shape[2] * Wo)
+        taps = _taps3x3(w, c0, 0)
+        y = ya
+        while y < yb:
+            rows = _simd.STENCIL_ROWS if y + _simd.STENCIL_ROWS <= yb else 1
+            L = xhi - xlo
+            if Wo == W and y + rows < yb:
+                # Rows as wide as the input's: run on through this row's right border into the
+                # next row's left border (this tile's; redone below), so every row is written
+                # in whole aligned lines rather than with a partial line at each end.
+                L = W
+            _stencil3x3_span(of[y * Wo + xlo :], Wo, xf[(y - pt) * W + xlo - pl :], W, rows, L,
+                             taps, b[c0], stream)
+            y += rows
+        for y in range(ya, yb):
+            for xo in range(0, xlo):
+                _border3x3(of, Wo, xf, H, W, y, xo, pt, pl, taps, b[c0])
+            for xo in range(xhi, Wo):
+                _border3x3(of, Wo, xf, H, W, y, xo, pt, pl, taps, b[c0])
         return
     if Wo == W:
         # Output rows are as wide as input rows, so output (y, xo) and its tap (0, 0) are a
