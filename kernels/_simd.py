@@ -282,3 +282,95 @@ def correlate3x3_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, row,
         return context.get_dummy_value()
 
     return types.none(stage, s_off, s_stride, xf, x_off, plane, row, C, wp, w_off, bp, b_off), codegen
+
+
+# --------------------------------------------------------------------------------------------
+# 3x3 filter gradient: grad_w[co, ci, i, j] = sum over positions of g * shifted x
+# --------------------------------------------------------------------------------------------
+
+#: Output channels per :func:`grad3x3_rows` block: 2 x 9 accumulator vectors plus two gradient
+#: vectors and the input rows fit in the 32 registers; the last odd channel uses a block of 1.
+GRAD_CHANNEL_BLOCK = 2
+
+
+def _grad3x3(K: int):
+    """An intrinsic ``f(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec)``.
+
+    With ``V`` lanes, for k < K and taps (i, j), it forms in registers, in ``g``'s dtype::
+
+        a[k, i, j] = sum_{r < rows, u < nvec}  g[g_off + k*g_cstride + r*g_rstride + u*V + lane]
+                                              * xf[x_off + (r + i)*x_rstride + u*V + lane + j]
+
+    lane by lane (fused multiply-adds in the order r, then u), then adds each lane, widened to
+    float64, to ``acc64[((k*3 + i)*3 + j)*V + lane]``: short sums in the working precision,
+    the long one in float64. Reads ``xf`` up to ``(rows + 1)*x_rstride + (nvec + 1)*V`` past
+    ``x_off`` (the vector after each span feeds its last lanes' shifted taps).
+    """
+
+    @intrinsic
+    def grad(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec):
+        dtype = g.dtype
+        V = VECTOR_BYTES * 8 // dtype.bitwidth
+
+        def codegen(context, builder, sig, args):
+            acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_ = args
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+            vty = ir.VectorType(context.get_value_type(dtype), V)
+            d64 = ir.DoubleType()
+            v64 = ir.VectorType(d64, V)
+            align = dtype.bitwidth // 8
+            zero = ir.Constant(vty, [0.0] * V)
+
+            def shifted(a, b, k):
+                return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, V), list(range(k, k + V))))
+
+            def at(base, offset):
+                return builder.gep(base, [offset if isinstance(offset, ir.Value) else ir.Constant(i64, offset)])
+
+            def vload(ptr):
+                return builder.load(builder.bitcast(ptr, vty.as_pointer()), align=align)
+
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vty] * 3),
+                f"llvm.fma.v{V}{'f64' if dtype.bitwidth == 64 else 'f32'}")
+            gdata = _data(context, builder, sig.args[1], g_)
+            xdata = _data(context, builder, sig.args[5], xf_)
+            adata = _data(context, builder, sig.args[0], acc64_)
+            acc = [cgutils.alloca_once(builder, vty) for _ in range(K * 9)]
+            for a in acc:
+                builder.store(zero, a)
+            with cgutils.for_range(builder, rows_) as rloop:
+                r = rloop.index
+                gbase = at(gdata, builder.add(g_off_, builder.mul(r, g_rs_)))
+                xbase = at(xdata, builder.add(x_off_, builder.mul(r, x_rs_)))
+                with cgutils.for_range(builder, nvec_) as uloop:
+                    off = builder.mul(uloop.index, ir.Constant(i64, V))
+                    gv = [vload(at(gbase, builder.add(off, builder.mul(g_cs_, ir.Constant(i64, k)))))
+                          for k in range(K)]
+                    cur = [builder.load(a) for a in acc]
+                    for i in range(3):
+                        rb = at(xbase, builder.add(off, builder.mul(x_rs_, ir.Constant(i64, i))))
+                        lo, hi = vload(rb), vload(at(rb, V))
+                        for j in range(3):
+                            xs = lo if j == 0 else shifted(lo, hi, j)
+                            for k in range(K):
+                                t = (k * 3 + i) * 3 + j
+                                cur[t] = builder.call(fma, [gv[k], xs, cur[t]])
+                    for a, c in zip(acc, cur):
+                        builder.store(c, a)
+            v64ptr = v64.as_pointer()
+            for t in range(K * 9):
+                a = builder.load(acc[t])
+                if dtype.bitwidth != 64:
+                    a = builder.fpext(a, v64)
+                ptr = builder.bitcast(at(adata, t * V), v64ptr)
+                builder.store(builder.fadd(builder.load(ptr, align=8), a), ptr, align=8)
+            return context.get_dummy_value()
+
+        return types.none(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec), codegen
+
+    return grad
+
+
+grad3x3_rows = _grad3x3(GRAD_CHANNEL_BLOCK)
+grad3x3_rows_single = _grad3x3(1)
