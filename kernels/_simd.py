@@ -68,6 +68,56 @@ def _data(context, builder, arrty, value):
     return cgutils.create_struct_proxy(arrty)(context, builder, value=value).data
 
 
+class _Lanes:
+    """IR helpers shared by the intrinsics: values of ``lanes`` elements of ``dtype`` (a vector,
+    or the scalar itself when ``lanes`` is 1), in the function ``builder`` is writing."""
+
+    def __init__(self, context, builder, dtype, lanes):
+        self.builder, self.lanes = builder, lanes
+        self.i32, self.i64 = ir.IntType(32), ir.IntType(64)
+        scalar = context.get_value_type(dtype)
+        self.ty = ir.VectorType(scalar, lanes) if lanes > 1 else scalar
+        self.align = dtype.bitwidth // 8
+        suffix = "f64" if dtype.bitwidth == 64 else "f32"
+        name = f"llvm.fma.v{lanes}{suffix}" if lanes > 1 else f"llvm.fma.{suffix}"
+        self._fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(self.ty, [self.ty] * 3), name)
+
+    def _mask(self, indices):
+        return ir.Constant(ir.VectorType(self.i32, self.lanes), list(indices))
+
+    def splat(self, s):
+        """``s`` in every lane."""
+        if self.lanes == 1:
+            return s
+        undef = ir.Constant(self.ty, ir.Undefined)
+        v = self.builder.insert_element(undef, s, ir.Constant(self.i32, 0))
+        return self.builder.shuffle_vector(v, undef, self._mask([0] * self.lanes))
+
+    def shifted(self, a, b, k):
+        """Lanes k .. k + lanes - 1 of the concatenation a|b (a lane shift, no memory access)."""
+        return self.builder.shuffle_vector(a, b, self._mask(range(k, k + self.lanes)))
+
+    def fma(self, a, b, c):
+        """a * b + c, rounded once."""
+        return self.builder.call(self._fma, [a, b, c])
+
+    def at(self, base, offset):
+        """``base + offset`` elements (offset an IR value or a Python int)."""
+        if not isinstance(offset, ir.Value):
+            offset = ir.Constant(self.i64, offset)
+        return self.builder.gep(base, [offset])
+
+    def load(self, ptr):
+        return self.builder.load(self.builder.bitcast(ptr, self.ty.as_pointer()), align=self.align)
+
+    def store(self, value, ptr, streaming=False):
+        """An ordinary store, or a non-temporal one (``ptr`` then VECTOR_BYTES-aligned)."""
+        st = self.builder.store(value, self.builder.bitcast(ptr, self.ty.as_pointer()),
+                                align=VECTOR_BYTES if streaming else self.align)
+        if streaming:
+            st.set_metadata("nontemporal", self.builder.module.add_metadata([ir.Constant(self.i32, 1)]))
+
+
 @intrinsic
 def address(typingctx, a):
     """The address of ``a``'s first element, as an int64 (for alignment arithmetic)."""
@@ -107,68 +157,35 @@ def _stencil3x3(rows: int, blocks: int, vector: bool, streaming: bool):
 
         def codegen(context, builder, sig, args):
             o_, opitch_, x_, xpitch_, p_, taps_, bias_ = args
-            i32, i64 = ir.IntType(32), ir.IntType(64)
-            scalar = context.get_value_type(dtype)
-            suffix = "f64" if dtype.bitwidth == 64 else "f32"
-            if vector:
-                vty = ir.VectorType(scalar, lanes)
-                undef = ir.Constant(vty, ir.Undefined)
-
-                def splat(s):
-                    v = builder.insert_element(undef, s, ir.Constant(i32, 0))
-                    return builder.shuffle_vector(v, undef, ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
-
-                def shifted(a, b, k):  # lanes k .. k+V-1 of the concatenation a|b
-                    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, lanes), list(range(k, k + lanes))))
-
-                fma = cgutils.get_or_insert_function(
-                    builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{lanes}{suffix}")
-            else:
-                vty = scalar
-
-                def splat(s):
-                    return s
-
-                fma = cgutils.get_or_insert_function(
-                    builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.{suffix}")
-            ptr_ty = vty.as_pointer()
-            elem_align = dtype.bitwidth // 8
-
-            def load(base, offset):
-                ptr = builder.bitcast(builder.gep(base, [ir.Constant(i64, offset)]), ptr_ty)
-                return builder.load(ptr, align=elem_align)
+            L = _Lanes(context, builder, dtype, lanes)
 
             def row_base(data, pitch, r):
-                return builder.gep(data, [builder.add(p_, builder.mul(pitch, ir.Constant(i64, r)))])
+                return L.at(data, builder.add(p_, builder.mul(pitch, ir.Constant(L.i64, r))))
 
-            w = [splat(builder.extract_value(taps_, t)) for t in range(9)]
+            w = [L.splat(builder.extract_value(taps_, t)) for t in range(9)]
             sums = [[None] * blocks for _ in range(rows)]
             xdata = _data(context, builder, sig.args[2], x_)
             for xr in range(rows + 2):  # each input row once, for the output rows it feeds
                 base = row_base(xdata, xpitch_, xr)
                 if vector:
-                    vecs = [load(base, k * lanes) for k in range(blocks + 1)]
+                    vecs = [L.load(L.at(base, k * lanes)) for k in range(blocks + 1)]
                 for u in range(blocks):
                     if vector:
-                        x0, x1, x2 = vecs[u], shifted(vecs[u], vecs[u + 1], 1), shifted(vecs[u], vecs[u + 1], 2)
+                        x0, x1, x2 = vecs[u], L.shifted(vecs[u], vecs[u + 1], 1), L.shifted(vecs[u], vecs[u + 1], 2)
                     else:
-                        x0, x1, x2 = load(base, 0), load(base, 1), load(base, 2)
+                        x0, x1, x2 = (L.load(L.at(base, j)) for j in range(3))
                     for r in range(rows):
                         i = xr - r
                         if not 0 <= i <= 2:
                             continue
-                        s = builder.call(fma, [w[3 * i + 2], x2,
-                                               builder.call(fma, [w[3 * i + 1], x1, builder.fmul(w[3 * i], x0)])])
+                        s = L.fma(w[3 * i + 2], x2, L.fma(w[3 * i + 1], x1, builder.fmul(w[3 * i], x0)))
                         sums[r][u] = s if sums[r][u] is None else builder.fadd(sums[r][u], s)
-            b = splat(bias_)
+            b = L.splat(bias_)
             odata = _data(context, builder, sig.args[0], o_)
             for r in range(rows):
                 obase = row_base(odata, opitch_, r)
                 for u in range(blocks):
-                    ptr = builder.bitcast(builder.gep(obase, [ir.Constant(i64, u * lanes)]), ptr_ty)
-                    st = builder.store(builder.fadd(b, sums[r][u]), ptr, align=VECTOR_BYTES if streaming else elem_align)
-                    if streaming:
-                        st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(i32, 1)]))
+                    L.store(builder.fadd(b, sums[r][u]), L.at(obase, u * lanes), streaming)
             return context.get_dummy_value()
 
         return types.none(o, opitch, x, xpitch, p, taps, bias), codegen
@@ -227,58 +244,38 @@ def correlate3x3_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, row,
 
     def codegen(context, builder, sig, args):
         stage_, s_off_, s_stride_, xf_, x_off_, plane_, row_, C_, wp_, w_off_, bp_, b_off_ = args
-        i32, i64 = ir.IntType(32), ir.IntType(64)
-        vty = ir.VectorType(context.get_value_type(dtype), V)
-        undef = ir.Constant(vty, ir.Undefined)
-        align = dtype.bitwidth // 8
-
-        def splat(s):
-            v = builder.insert_element(undef, s, ir.Constant(i32, 0))
-            return builder.shuffle_vector(v, undef, ir.Constant(ir.VectorType(i32, V), [0] * V))
-
-        def shifted(a, b, k):
-            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, V), list(range(k, k + V))))
-
-        def at(base, offset):
-            return builder.gep(base, [offset if isinstance(offset, ir.Value) else ir.Constant(i64, offset)])
-
-        def vload(ptr):
-            return builder.load(builder.bitcast(ptr, vty.as_pointer()), align=align)
-
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty] * 3),
-            f"llvm.fma.v{V}{'f64' if dtype.bitwidth == 64 else 'f32'}")
+        L = _Lanes(context, builder, dtype, V)
+        i64 = L.i64
         sdata = _data(context, builder, sig.args[0], stage_)
         xdata = _data(context, builder, sig.args[3], xf_)
         wdata = _data(context, builder, sig.args[8], wp_)
         bdata = _data(context, builder, sig.args[10], bp_)
-        acc = [[cgutils.alloca_once(builder, vty) for _ in range(U)] for _ in range(K)]
+        acc = [[cgutils.alloca_once(builder, L.ty) for _ in range(U)] for _ in range(K)]
         for k in range(K):
-            bk = splat(builder.load(at(bdata, builder.add(b_off_, ir.Constant(i64, k)))))
+            bk = L.splat(builder.load(L.at(bdata, builder.add(b_off_, ir.Constant(i64, k)))))
             for u in range(U):
                 builder.store(bk, acc[k][u])
         with cgutils.for_range(builder, C_) as loop:
             ci = loop.index
-            xbase = at(xdata, builder.add(x_off_, builder.mul(ci, plane_)))
-            wbase = at(wdata, builder.add(w_off_, builder.mul(ci, ir.Constant(i64, 9 * K))))
+            xbase = L.at(xdata, builder.add(x_off_, builder.mul(ci, plane_)))
+            wbase = L.at(wdata, builder.add(w_off_, builder.mul(ci, ir.Constant(i64, 9 * K))))
             cur = [[builder.load(acc[k][u]) for u in range(U)] for k in range(K)]
             for i in range(3):
-                rbase = at(xbase, builder.mul(row_, ir.Constant(i64, i)))
-                vecs = [vload(at(rbase, m * V)) for m in range(U + 1)]
+                rbase = L.at(xbase, builder.mul(row_, ir.Constant(i64, i)))
+                vecs = [L.load(L.at(rbase, m * V)) for m in range(U + 1)]
                 for j in range(3):
-                    xs = [vecs[u] if j == 0 else shifted(vecs[u], vecs[u + 1], j) for u in range(U)]
+                    xs = [vecs[u] if j == 0 else L.shifted(vecs[u], vecs[u + 1], j) for u in range(U)]
                     for k in range(K):
-                        wv = splat(builder.load(at(wbase, (i * 3 + j) * K + k)))
+                        wv = L.splat(builder.load(L.at(wbase, (i * 3 + j) * K + k)))
                         for u in range(U):
-                            cur[k][u] = builder.call(fma, [wv, xs[u], cur[k][u]])
+                            cur[k][u] = L.fma(wv, xs[u], cur[k][u])
             for k in range(K):
                 for u in range(U):
                     builder.store(cur[k][u], acc[k][u])
         for k in range(K):
-            obase = at(sdata, builder.add(s_off_, builder.mul(s_stride_, ir.Constant(i64, k))))
+            obase = L.at(sdata, builder.add(s_off_, builder.mul(s_stride_, ir.Constant(i64, k))))
             for u in range(U):
-                builder.store(builder.load(acc[k][u]),
-                              builder.bitcast(at(obase, u * V), vty.as_pointer()), align=align)
+                L.store(builder.load(acc[k][u]), L.at(obase, u * V))
         return context.get_dummy_value()
 
     return types.none(stage, s_off, s_stride, xf, x_off, plane, row, C, wp, w_off, bp, b_off), codegen
@@ -314,56 +311,39 @@ def _grad3x3(K: int):
 
         def codegen(context, builder, sig, args):
             acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_ = args
-            i32, i64 = ir.IntType(32), ir.IntType(64)
-            vty = ir.VectorType(context.get_value_type(dtype), V)
-            d64 = ir.DoubleType()
-            v64 = ir.VectorType(d64, V)
-            align = dtype.bitwidth // 8
-            zero = ir.Constant(vty, [0.0] * V)
-
-            def shifted(a, b, k):
-                return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, V), list(range(k, k + V))))
-
-            def at(base, offset):
-                return builder.gep(base, [offset if isinstance(offset, ir.Value) else ir.Constant(i64, offset)])
-
-            def vload(ptr):
-                return builder.load(builder.bitcast(ptr, vty.as_pointer()), align=align)
-
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vty, [vty] * 3),
-                f"llvm.fma.v{V}{'f64' if dtype.bitwidth == 64 else 'f32'}")
+            L = _Lanes(context, builder, dtype, V)
+            i64 = L.i64
+            v64 = ir.VectorType(ir.DoubleType(), V)
             gdata = _data(context, builder, sig.args[1], g_)
             xdata = _data(context, builder, sig.args[5], xf_)
             adata = _data(context, builder, sig.args[0], acc64_)
-            acc = [cgutils.alloca_once(builder, vty) for _ in range(K * 9)]
+            acc = [cgutils.alloca_once(builder, L.ty) for _ in range(K * 9)]
             for a in acc:
-                builder.store(zero, a)
+                builder.store(ir.Constant(L.ty, [0.0] * V), a)
             with cgutils.for_range(builder, rows_) as rloop:
                 r = rloop.index
-                gbase = at(gdata, builder.add(g_off_, builder.mul(r, g_rs_)))
-                xbase = at(xdata, builder.add(x_off_, builder.mul(r, x_rs_)))
+                gbase = L.at(gdata, builder.add(g_off_, builder.mul(r, g_rs_)))
+                xbase = L.at(xdata, builder.add(x_off_, builder.mul(r, x_rs_)))
                 with cgutils.for_range(builder, nvec_) as uloop:
                     off = builder.mul(uloop.index, ir.Constant(i64, V))
-                    gv = [vload(at(gbase, builder.add(off, builder.mul(g_cs_, ir.Constant(i64, k)))))
+                    gv = [L.load(L.at(gbase, builder.add(off, builder.mul(g_cs_, ir.Constant(i64, k)))))
                           for k in range(K)]
                     cur = [builder.load(a) for a in acc]
                     for i in range(3):
-                        rb = at(xbase, builder.add(off, builder.mul(x_rs_, ir.Constant(i64, i))))
-                        lo, hi = vload(rb), vload(at(rb, V))
+                        rb = L.at(xbase, builder.add(off, builder.mul(x_rs_, ir.Constant(i64, i))))
+                        lo, hi = L.load(rb), L.load(L.at(rb, V))
                         for j in range(3):
-                            xs = lo if j == 0 else shifted(lo, hi, j)
+                            xs = lo if j == 0 else L.shifted(lo, hi, j)
                             for k in range(K):
                                 t = (k * 3 + i) * 3 + j
-                                cur[t] = builder.call(fma, [gv[k], xs, cur[t]])
+                                cur[t] = L.fma(gv[k], xs, cur[t])
                     for a, c in zip(acc, cur):
                         builder.store(c, a)
-            v64ptr = v64.as_pointer()
             for t in range(K * 9):
                 a = builder.load(acc[t])
                 if dtype.bitwidth != 64:
                     a = builder.fpext(a, v64)
-                ptr = builder.bitcast(at(adata, t * V), v64ptr)
+                ptr = builder.bitcast(L.at(adata, t * V), v64.as_pointer())
                 builder.store(builder.fadd(builder.load(ptr, align=8), a), ptr, align=8)
             return context.get_dummy_value()
 
