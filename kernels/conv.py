@@ -39,12 +39,11 @@ result is bit-identical for any number of threads). Three inner paths:
   (:func:`kernels._simd.correlate3x3_block`) keep 4 channels x 4 vectors of positions in
   registers through all input channels, 144 fused multiply-adds per 15 vector loads, which runs
   at the machine's multiply-add rate;
-* 3x3, stride 1, dilation 1, one channel (a single image, memory-bound): no copy. One fused
-  loop runs over the flattened interior rows and writes the output once; the border pixels it
-  crosses are recomputed exactly from their in-bounds taps. That loop is written in explicit
-  SIMD (:mod:`kernels._simd`): one load per input row and vector, the shifted taps cut from
-  neighbouring vectors, and non-temporal stores once the output outgrows the cache, so it runs
-  at about the speed of a copy of the image;
+* 3x3, stride 1, dilation 1, one channel (a single image, memory-bound): no copy. Explicit
+  SIMD blocks (:mod:`kernels._simd`) compute four output rows at once from six input rows, each
+  loaded once per vector with the shifted taps cut from neighbouring vectors, and write the
+  output once, with non-temporal stores once it outgrows the cache; the border pixels get
+  their in-bounds taps separately. It runs at about the speed of a copy of the image;
 * anything else: one vectorised loop per filter tap over the valid span of each output row.
 
 Taps that fall in the zero padding are skipped rather than multiplied by zero. That differs from
@@ -221,8 +220,9 @@ def _stencil3x3_span(o, opitch, x, xpitch, rows, L, taps, bv, stream):
     channel, or the only one). Vector blocks run from the first output address aligned to a
     vector, one unaligned block overlaps the head and one the tail, and scalars finish what no
     block may read far enough for; all compute the same expression, so no value depends on the
-    buffer's address or on which block wrote it. ``stream``: non-temporal stores (for outputs far larger than the cache,
-    written once), used only where every row of a block is vector-aligned.
+    buffer's address or on which block wrote it. ``stream``: non-temporal stores (for outputs
+    far larger than the cache, written once), used only where every row of a block is
+    vector-aligned.
     """
     item = o.itemsize
     lanes = _simd.VECTOR_BYTES // item
@@ -243,23 +243,9 @@ def _stencil3x3_span(o, opitch, x, xpitch, rows, L, taps, bv, stream):
         if head > 0:
             _stencil3x3_block(o, opitch, x, xpitch, rows, 0, taps, bv, False)
         p = head
-        # one loop per block kind, so that each loop body is a single inlined intrinsic
-        if rows > 1 and nt:
-            while p <= last:
-                _simd.stencil3x3_group_streaming(o, opitch, x, xpitch, p, taps, bv)
-                p += block
-        elif rows > 1:
-            while p <= last:
-                _simd.stencil3x3_group(o, opitch, x, xpitch, p, taps, bv)
-                p += block
-        elif nt:
-            while p <= last:
-                _simd.stencil3x3_row_streaming(o, opitch, x, xpitch, p, taps, bv)
-                p += block
-        else:
-            while p <= last:
-                _simd.stencil3x3_row(o, opitch, x, xpitch, p, taps, bv)
-                p += block
+        while p <= last:
+            _stencil3x3_block(o, opitch, x, xpitch, rows, p, taps, bv, nt)
+            p += block
         if nt:
             _simd.store_fence()
         if p < L:
