@@ -30,7 +30,7 @@ Implementation notes
 --------------------
 The forward pass is a direct kernel, parallel over disjoint output tiles (image, block of output
 channels, block of output rows; tile sizes fixed by the shape, never by the thread count, so the
-result is bit-identical for any number of threads). Three inner paths:
+result is bit-identical for any number of threads). Four inner paths:
 
 * 3x3, stride 1, dilation 1, several channels (the ubiquitous CNN layer): the input is copied
   once into a zero-padded buffer and each tile computes four output channels in a private
@@ -39,12 +39,16 @@ result is bit-identical for any number of threads). Three inner paths:
   (:func:`kernels._simd.correlate3x3_block`) keep 4 channels x 4 vectors of positions in
   registers through all input channels, 144 fused multiply-adds per 15 vector loads, which runs
   at the machine's multiply-add rate;
+* any other filter at stride 1 on several channels (5x5, 1x1, dilated, rectangular): the same
+  padded layout and register blocking, with one vector load per tap
+  (:func:`kernels._simd.correlate_block`);
 * 3x3, stride 1, dilation 1, one channel (a single image, memory-bound): no copy. Explicit
   SIMD blocks (:mod:`kernels._simd`) compute four output rows at once from six input rows, each
   loaded once per vector with the shifted taps cut from neighbouring vectors, and write the
   output once, with non-temporal stores once it outgrows the cache; the border pixels get
   their in-bounds taps separately. It runs at about the speed of a copy of the image;
-* anything else: one vectorised loop per filter tap over the valid span of each output row.
+* anything else (strides above 1, one channel with a filter other than 3x3): one vectorised
+  loop per filter tap over the valid span of each output row.
 
 Taps that fall in the zero padding are skipped rather than multiplied by zero. That differs from
 the zero-padded definition only when the filter holds inf or NaN (``0 * inf = NaN``); such a
@@ -439,16 +443,19 @@ def _pad_kernel(x, xp, pt, pl):
 
 
 @jit(parallel=True)
-def _correlate3x3_blocked_kernel(xflat, N, C, Hp, Wp, wpack, bpack, out, rows_per_task):
-    """out = 3x3 'valid' correlation of the zero-padded input (stride 1, dilation 1), plus bias.
+def _correlate_blocked_kernel(xflat, N, C, Hp, Wp, wpack, bpack, out, rows_per_task, geom):
+    """out = 'valid' correlation of the zero-padded input at stride 1, plus bias, for the filter
+    geometry ``geom = (kh, kw, dh, dw)``.
 
     ``xflat`` holds the padded batch (N, C, Hp, Wp) flat, followed by zero slack for the last
     block's reads; ``wpack``/``bpack`` the filter and bias packed per block of K output channels
     (see :func:`_pack_filter`). Each task owns a tile (image, K output channels, rows_per_task
-    output rows) and runs register-blocked SIMD blocks (:func:`kernels._simd.correlate3x3_block`)
-    over it in a private buffer whose rows are as wide as the padded input rows, so output
-    (y, x) and its tap (0, 0) sit a fixed flat distance apart: no border cases at all. The two
-    extra columns per row it computes are dropped when the tile is copied out.
+    output rows) and runs register-blocked SIMD blocks over it in a private buffer whose rows
+    are as wide as the padded input rows, so output (y, x) and its tap (i, j) sit a fixed flat
+    distance apart (i*dh*Wp + j*dw): no border cases at all. The extra columns per row it
+    computes are dropped when the tile is copied out. 3x3 undilated filters use
+    :func:`kernels._simd.correlate3x3_block` (lane shifts), others
+    :func:`kernels._simd.correlate_block` (a load per tap).
     """
     Co, Ho, Wo = out.shape[1], out.shape[2], out.shape[3]
     K = _simd.CHANNEL_BLOCK
@@ -457,6 +464,9 @@ def _correlate3x3_blocked_kernel(xflat, N, C, Hp, Wp, wpack, bpack, out, rows_pe
     nrb = (Ho + rows_per_task - 1) // rows_per_task
     plane = Hp * Wp
     S = (rows_per_task * Wp + B - 1) // B * B
+    kh, kw, dh, dw = geom
+    taps = kh * kw
+    three = geom == (3, 3, 1, 1)
     for t in prange(N * ncb * nrb):
         n = t // (ncb * nrb)
         r = t - n * (ncb * nrb)
@@ -468,7 +478,11 @@ def _correlate3x3_blocked_kernel(xflat, N, C, Hp, Wp, wpack, bpack, out, rows_pe
         base = n * C * plane + y0 * Wp
         stage = np.empty(K * S, dtype=out.dtype)
         for p in range(0, L, B):
-            _simd.correlate3x3_block(stage, p, S, xflat, base + p, plane, Wp, C, wpack, cb * C * 9 * K, bpack, cb * K)
+            if three:
+                _simd.correlate3x3_block(stage, p, S, xflat, base + p, plane, Wp, C, wpack, cb * C * 9 * K, bpack, cb * K)
+            else:
+                _simd.correlate_block(stage, p, S, xflat, base + p, plane, Wp, C, wpack, cb * C * taps * K, bpack,
+                                      cb * K, geom)
         for k in range(min(K, Co - c0)):
             for y in range(y0, y1):
                 src = stage[k * S + (y - y0) * Wp :]
@@ -737,16 +751,16 @@ def _pad(xc, pads):
 
 
 def _pack_filter(wc, b):
-    """The 3x3 filter (Co, C, 3, 3) and bias (Co,) regrouped for correlate3x3_block: blocks of K
-    output channels, each laid out (C, 3, 3, K), with zero channels completing the last block."""
-    Co, C = wc.shape[:2]
+    """The filter (Co, C, kh, kw) and bias (Co,) regrouped for the blocked kernels: blocks of K
+    output channels, each laid out (C, kh, kw, K), with zero channels completing the last block."""
+    Co, C, kh, kw = wc.shape
     K = _simd.CHANNEL_BLOCK
     ncb = (Co + K - 1) // K
-    wfull = np.zeros((ncb * K, C, 3, 3), dtype=wc.dtype)
+    wfull = np.zeros((ncb * K, C, kh, kw), dtype=wc.dtype)
     wfull[:Co] = wc
     bfull = np.zeros(ncb * K, dtype=wc.dtype)
     bfull[:Co] = b
-    return np.ascontiguousarray(wfull.reshape(ncb, K, C, 3, 3).transpose(0, 2, 3, 4, 1)).reshape(-1), bfull
+    return np.ascontiguousarray(wfull.reshape(ncb, K, C, kh, kw).transpose(0, 2, 3, 4, 1)).reshape(-1), bfull
 
 
 def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=True):
@@ -777,7 +791,15 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
         xflat, (_, _, Hp, Wp) = _pad_flat(xc, (pt, pb, pl, pr), slack)
         wpack, bpack = _pack_filter(wc, b)
         rows = max(1, min(Ho, _PADDED_TILE_ELEMENTS // Wp))
-        _correlate3x3_blocked_kernel(xflat, xc.shape[0], C, Hp, Wp, wpack, bpack, res4, rows)
+        _correlate_blocked_kernel(xflat, xc.shape[0], C, Hp, Wp, wpack, bpack, res4, rows, (3, 3, 1, 1))
+    elif (sh, sw) == (1, 1) and C * Co > 1 and (finite or padding_is_data):
+        # Any other filter at stride 1 on many channels: the same layout and register blocking,
+        # one vector load per tap (see kernels._simd.correlate_block).
+        slack = 2 * _simd.POSITION_VECTORS * _simd.lanes(xc.itemsize) + _simd.lanes(xc.itemsize)
+        xflat, (_, _, Hp, Wp) = _pad_flat(xc, (pt, pb, pl, pr), slack)
+        wpack, bpack = _pack_filter(wc, b)
+        rows = max(1, min(Ho, _PADDED_TILE_ELEMENTS // Wp))
+        _correlate_blocked_kernel(xflat, xc.shape[0], C, Hp, Wp, wpack, bpack, res4, rows, (kh, kw, dh, dw))
     else:
         single = C == 1 and (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
         rows = max(1, min(Ho, (_STENCIL_TILE_ELEMENTS if single else _TILE_ELEMENTS) // Wo))

@@ -80,20 +80,25 @@ SCRIPT = textwrap.dedent(
                         kernels.correlate2d(x, w, padding=padding, out=out)
                         assert np.allclose(out, ref, rtol=1e-4, atol=1e-4), (H, W, padding)
                         checked += 1
-                # many channels (register-blocked forward, filter gradient, grad_x)
+                # many channels (register-blocked forward for any filter at stride 1, filter
+                # gradient, grad_x)
                 for xs, co in (((1, 1, 3, 3), 2), ((2, 3, 5, 17), 1), ((1, 5, 7, 16), 5), ((2, 4, 9, 33), 3)):
                     x = like(rng.standard_normal(xs).astype(dtype), SIDE)
-                    w = rng.standard_normal((co, xs[1], 3, 3)).astype(dtype)
-                    for padding in (1, 0):
-                        ref = naive.correlate2d(x, w, padding=padding)
+                    for ks, kw in (((3, 3), dict(padding=1)), ((3, 3), dict(padding=0)), ((1, 1), dict(padding=0)),
+                                   ((3, 2), dict(padding=(2, 1))), ((2, 3), dict(padding=2, dilation=(1, 2)))):
+                        w = rng.standard_normal((co, xs[1]) + ks).astype(dtype)
+                        try:
+                            ref = naive.correlate2d(x, w, **kw)
+                        except ValueError:
+                            continue  # the filter does not fit this input
                         out = guarded(ref.shape, dtype, SIDE)
-                        kernels.correlate2d(x, w, padding=padding, out=out)
-                        assert np.allclose(out, ref, rtol=1e-4, atol=1e-4), (xs, co, padding)
+                        kernels.correlate2d(x, w, out=out, **kw)
+                        assert np.allclose(out, ref, rtol=1e-4, atol=1e-4), (xs, co, ks, kw)
                         g = like(rng.standard_normal(ref.shape).astype(dtype), SIDE)
-                        got = kernels.correlate2d_backward(g, x, w, padding=padding)
-                        want = naive.correlate2d_backward(g, x, w, padding=padding)
+                        got = kernels.correlate2d_backward(g, x, w, **kw)
+                        want = naive.correlate2d_backward(g, x, w, **kw)
                         for a, b in zip(got, want):
-                            assert np.allclose(a, b, rtol=1e-3, atol=1e-3), (xs, co, padding)
+                            assert np.allclose(a, b, rtol=1e-3, atol=1e-3), (xs, co, ks, kw)
                         checked += 2
     print("checked", checked)
     '''
