@@ -443,9 +443,9 @@ def _pad_kernel(x, xp, pt, pl):
 
 
 @jit(parallel=True)
-def _correlate_blocked_kernel(xflat, N, C, Hp, Wp, wpack, bpack, out, rows_per_task, geom):
-    """out = 'valid' correlation of the zero-padded input at stride 1, plus bias, for the filter
-    geometry ``geom = (kh, kw, dh, dw)``.
+def _correlate_blocked_kernel(xflat, N, C, Hp, Wp, wpack, bpack, out, rows_per_task, geom, sh, sw):
+    """out = 'valid' correlation of the zero-padded input at stride (sh, sw), plus bias, for the
+    filter geometry ``geom = (kh, kw, dh, dw)``.
 
     ``xflat`` holds the padded batch (N, C, Hp, Wp) flat, followed by zero slack for the last
     block's reads; ``wpack``/``bpack`` the filter and bias packed per block of K output channels
@@ -453,7 +453,10 @@ def _correlate_blocked_kernel(xflat, N, C, Hp, Wp, wpack, bpack, out, rows_per_t
     output rows) and runs register-blocked SIMD blocks over it in a private buffer whose rows
     are as wide as the padded input rows, so output (y, x) and its tap (i, j) sit a fixed flat
     distance apart (i*dh*Wp + j*dw): no border cases at all. The extra columns per row it
-    computes are dropped when the tile is copied out. 3x3 undilated filters use
+    computes are dropped when the tile is copied out. A stride sh > 1 computes only the padded
+    rows it needs, one span each; a stride sw > 1 computes every position of those rows and keeps
+    one in sw (sw times the multiply-adds, still far faster than the per-tap path). 3x3
+    undilated filters use
     :func:`kernels._simd.correlate3x3_block` (lane shifts), others
     :func:`kernels._simd.correlate_block` (a load per tap).
     """
@@ -463,7 +466,9 @@ def _correlate_blocked_kernel(xflat, N, C, Hp, Wp, wpack, bpack, out, rows_per_t
     ncb = (Co + K - 1) // K
     nrb = (Ho + rows_per_task - 1) // rows_per_task
     plane = Hp * Wp
-    S = (rows_per_task * Wp + B - 1) // B * B
+    # per output row, the stride-1 positions it needs: (Wo - 1)*sw + 1 (sw - 1 of every sw unused)
+    Wq = (Wo - 1) * sw + 1
+    S = (rows_per_task * Wp + B - 1) // B * B + B
     kh, kw, dh, dw = geom
     taps = kh * kw
     three = geom == (3, 3, 1, 1)
@@ -474,21 +479,32 @@ def _correlate_blocked_kernel(xflat, N, C, Hp, Wp, wpack, bpack, out, rows_per_t
         c0 = cb * K
         y0 = (r % nrb) * rows_per_task
         y1 = min(y0 + rows_per_task, Ho)
-        L = (y1 - y0 - 1) * Wp + Wo
-        base = n * C * plane + y0 * Wp
         stage = np.empty(K * S, dtype=out.dtype)
-        for p in range(0, L, B):
-            if three:
-                _simd.correlate3x3_block(stage, p, S, xflat, base + p, plane, Wp, C, wpack, cb * C * 9 * K, bpack, cb * K)
+        # Spans of stride-1 positions: the whole tile at once when its rows are consecutive
+        # padded rows (sh == 1), else each output row's padded row on its own.
+        spans = 1 if sh == 1 else y1 - y0
+        for q in range(spans):
+            if sh == 1:
+                L = (y1 - y0 - 1) * Wp + Wq
+                base = n * C * plane + y0 * Wp
+                soff = 0
             else:
-                _simd.correlate_block(stage, p, S, xflat, base + p, plane, Wp, C, wpack, cb * C * taps * K, bpack,
-                                      cb * K, geom)
+                L = Wq
+                base = n * C * plane + (y0 + q) * sh * Wp
+                soff = q * Wp
+            for p in range(0, L, B):
+                if three:
+                    _simd.correlate3x3_block(stage, soff + p, S, xflat, base + p, plane, Wp, C, wpack,
+                                             cb * C * 9 * K, bpack, cb * K)
+                else:
+                    _simd.correlate_block(stage, soff + p, S, xflat, base + p, plane, Wp, C, wpack,
+                                          cb * C * taps * K, bpack, cb * K, geom)
         for k in range(min(K, Co - c0)):
             for y in range(y0, y1):
                 src = stage[k * S + (y - y0) * Wp :]
                 dst = out[n, c0 + k, y]
                 for xo in range(Wo):
-                    dst[xo] = src[xo]
+                    dst[xo] = src[xo * sw]
 
 
 @jit(parallel=True)
@@ -791,15 +807,16 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
         xflat, (_, _, Hp, Wp) = _pad_flat(xc, (pt, pb, pl, pr), slack)
         wpack, bpack = _pack_filter(wc, b)
         rows = max(1, min(Ho, _PADDED_TILE_ELEMENTS // Wp))
-        _correlate_blocked_kernel(xflat, xc.shape[0], C, Hp, Wp, wpack, bpack, res4, rows, (3, 3, 1, 1))
-    elif (sh, sw) == (1, 1) and C * Co > 1 and (finite or padding_is_data):
-        # Any other filter at stride 1 on many channels: the same layout and register blocking,
+        _correlate_blocked_kernel(xflat, xc.shape[0], C, Hp, Wp, wpack, bpack, res4, rows, (3, 3, 1, 1), 1, 1)
+    elif C * Co > 1 and (finite or padding_is_data):
+        # Any other filter or stride on many channels: the same layout and register blocking,
         # one vector load per tap (see kernels._simd.correlate_block).
         slack = 2 * _simd.POSITION_VECTORS * _simd.lanes(xc.itemsize) + _simd.lanes(xc.itemsize)
         xflat, (_, _, Hp, Wp) = _pad_flat(xc, (pt, pb, pl, pr), slack)
         wpack, bpack = _pack_filter(wc, b)
         rows = max(1, min(Ho, _PADDED_TILE_ELEMENTS // Wp))
-        _correlate_blocked_kernel(xflat, xc.shape[0], C, Hp, Wp, wpack, bpack, res4, rows, (kh, kw, dh, dw))
+        _correlate_blocked_kernel(xflat, xc.shape[0], C, Hp, Wp, wpack, bpack, res4, rows, (kh, kw, dh, dw),
+                                  sh, sw)
     else:
         single = C == 1 and (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
         rows = max(1, min(Ho, (_STENCIL_TILE_ELEMENTS if single else _TILE_ELEMENTS) // Wo))

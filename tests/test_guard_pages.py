@@ -85,7 +85,9 @@ SCRIPT = textwrap.dedent(
                 for xs, co in (((1, 1, 3, 3), 2), ((2, 3, 5, 17), 1), ((1, 5, 7, 16), 5), ((2, 4, 9, 33), 3)):
                     x = like(rng.standard_normal(xs).astype(dtype), SIDE)
                     for ks, kw in (((3, 3), dict(padding=1)), ((3, 3), dict(padding=0)), ((1, 1), dict(padding=0)),
-                                   ((3, 2), dict(padding=(2, 1))), ((2, 3), dict(padding=2, dilation=(1, 2)))):
+                                   ((3, 2), dict(padding=(2, 1))), ((2, 3), dict(padding=2, dilation=(1, 2))),
+                                   ((3, 3), dict(padding=1, stride=2)), ((1, 3), dict(padding=0, stride=(3, 1))),
+                                   ((2, 2), dict(padding=1, stride=(1, 2)))):
                         w = rng.standard_normal((co, xs[1]) + ks).astype(dtype)
                         try:
                             ref = naive.correlate2d(x, w, **kw)
