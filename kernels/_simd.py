@@ -345,6 +345,9 @@ def correlate_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, row, C,
 #: Output channels per :func:`grad3x3_rows` block: 2 x 9 accumulator vectors plus two gradient
 #: vectors and the input rows fit in the 32 registers; the last odd channel uses a block of 1.
 GRAD_CHANNEL_BLOCK = 2
+#: Output channels per :func:`grad_tap_rows` block (any filter: one tap at a time, so four
+#: gradient vectors share each input vector).
+TAP_CHANNEL_BLOCK = 4
 
 
 def _grad3x3(K: int):
@@ -407,6 +410,57 @@ def _grad3x3(K: int):
         return types.none(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec), codegen
 
     return grad
+
+
+@intrinsic
+def grad_tap_rows(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K):
+    """One filter tap of the gradient for any filter: for k < ``K`` (at most
+    :data:`TAP_CHANNEL_BLOCK`) and the V lanes::
+
+        a[k] = sum_{r < rows, u < nvec}  g[g_off + k*g_cstride + r*g_rstride + u*V + lane]
+                                        * xf[x_off + r*x_rstride + u*V + lane]
+
+    in ``g``'s dtype (fused multiply-adds, order r then u), each lane then added, widened to
+    float64, to ``acc64[k*V + lane]``. The tap's offset is folded into ``x_off`` by the caller.
+    Reads ``xf`` up to ``x_off + (rows - 1)*x_rstride + nvec*V`` (exclusive).
+    """
+    dtype = g.dtype
+    V = VECTOR_BYTES * 8 // dtype.bitwidth
+    KB = TAP_CHANNEL_BLOCK
+
+    def codegen(context, builder, sig, args):
+        acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_, K_ = args
+        L = _Lanes(context, builder, dtype, V)
+        i64 = L.i64
+        v64 = ir.VectorType(ir.DoubleType(), V)
+        gdata = _data(context, builder, sig.args[1], g_)
+        xdata = _data(context, builder, sig.args[5], xf_)
+        adata = _data(context, builder, sig.args[0], acc64_)
+        acc = [cgutils.alloca_once(builder, L.ty) for _ in range(KB)]
+        for a in acc:
+            builder.store(ir.Constant(L.ty, [0.0] * V), a)
+        with cgutils.for_range(builder, rows_) as rloop:
+            r = rloop.index
+            gbase = L.at(gdata, builder.add(g_off_, builder.mul(r, g_rs_)))
+            xbase = L.at(xdata, builder.add(x_off_, builder.mul(r, x_rs_)))
+            with cgutils.for_range(builder, nvec_) as uloop:
+                off = builder.mul(uloop.index, ir.Constant(i64, V))
+                xv = L.load(L.at(xbase, off))
+                for k in range(KB):  # channels past K compute on channel 0's data, unused
+                    kk = builder.select(builder.icmp_signed("<", ir.Constant(i64, k), K_),
+                                        ir.Constant(i64, k), ir.Constant(i64, 0))
+                    gv = L.load(L.at(gbase, builder.add(off, builder.mul(g_cs_, kk))))
+                    builder.store(L.fma(gv, xv, builder.load(acc[k])), acc[k])
+        for k in range(KB):
+            with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, k), K_)):
+                a = builder.load(acc[k])
+                if dtype.bitwidth != 64:
+                    a = builder.fpext(a, v64)
+                ptr = builder.bitcast(L.at(adata, k * V), v64.as_pointer())
+                builder.store(builder.fadd(builder.load(ptr, align=8), a), ptr, align=8)
+        return context.get_dummy_value()
+
+    return types.none(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K), codegen
 
 
 grad3x3_rows = _grad3x3(GRAD_CHANNEL_BLOCK)

@@ -53,10 +53,13 @@ result is bit-identical for any number of threads). Four inner paths:
 Taps that fall in the zero padding are skipped rather than multiplied by zero. That differs from
 the zero-padded definition only when the filter holds inf or NaN (``0 * inf = NaN``); such a
 filter is sent through an explicitly zero-padded copy of the input so NaN appears exactly where
-the definition puts it. The backward pass reuses the forward kernel for ``grad_x`` (stride 1); for
-``grad_w`` a 3x3 stride-1 filter gets explicit SIMD blocks (:func:`kernels._simd.grad3x3_rows`:
-short sums in the working precision, everything longer in float64), any other filter a compiled
-float64 reduction.
+the definition puts it. The backward pass reuses the forward kernels for ``grad_x`` (a
+correlation with the rotated filter; at a stride above 1, of grad_out spread out by the stride),
+and computes ``grad_w`` with explicit SIMD blocks (:func:`kernels._simd.grad3x3_rows` for 3x3 at
+stride 1, :func:`kernels._simd.grad_tap_rows` one tap at a time otherwise): short sums in the
+working precision, everything longer in float64. Only non-finite data at a column stride above 1
+(or a non-finite filter with one) keeps the exact scalar float64 reduction and the BLAS +
+col2im route, where no product of a padding or spread-out zero is ever formed.
 """
 
 from __future__ import annotations
@@ -606,6 +609,62 @@ def _grad_w3x3_kernel(g, xflat, C, Hp, Wp, gw):
 
 
 @jit(parallel=True)
+def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw):
+    """gw[co, ci, i, j] = sum_{n,y,x} g[n, co, y, x] * xpad[n, ci, y*sh + i*dh, x + j*dw] for any
+    filter at column stride 1, ``xflat`` the zero-padded input flat.
+
+    One task per (block of output channels, input channel); for each band of
+    :data:`_GRAD_ROWS` rows of g (which stays in L1) every tap in turn runs
+    :func:`kernels._simd.grad_tap_rows`: sums over the band in the working precision, float64
+    beyond, float64 scalars for the columns past the last whole vector. Fixed order throughout.
+    """
+    N, Co, Ho, Wo = g.shape
+    kh, kw = gw.shape[2], gw.shape[3]
+    K = _simd.TAP_CHANNEL_BLOCK
+    V = _simd.VECTOR_BYTES // g.itemsize
+    nvec = Wo // V
+    xv = nvec * V
+    ncb = (Co + K - 1) // K
+    taps = kh * kw
+    gflat = g.reshape(g.size)
+    plane = Hp * Wp
+    HWo = Ho * Wo
+    for t in prange(ncb * C):
+        cb = t // C
+        ci = t - cb * C
+        c0 = cb * K
+        kk = min(K, Co - c0)
+        acc = np.zeros(taps * K * V)
+        tail = np.zeros(taps * K)
+        for n in range(N):
+            goff = (n * Co + c0) * HWo
+            xoff = (n * C + ci) * plane
+            if nvec > 0:
+                for y0 in range(0, Ho, _GRAD_ROWS):
+                    rows = min(_GRAD_ROWS, Ho - y0)
+                    for tap in range(taps):
+                        i = tap // kw
+                        j = tap - i * kw
+                        _simd.grad_tap_rows(acc[tap * K * V :], gflat, goff + y0 * Wo, HWo, Wo, xflat,
+                                            xoff + (y0 * sh + i * dh) * Wp + j * dw, sh * Wp, rows, nvec, kk)
+            for k in range(kk):
+                for y in range(Ho):
+                    for x in range(xv, Wo):
+                        gval = np.float64(gflat[goff + k * HWo + y * Wo + x])
+                        for tap in range(taps):
+                            i = tap // kw
+                            j = tap - i * kw
+                            tail[tap * K + k] += gval * xflat[xoff + (y * sh + i * dh) * Wp + x + j * dw]
+        for k in range(kk):
+            for tap in range(taps):
+                s = tail[tap * K + k]
+                base = (tap * K + k) * V
+                for lane in range(V):
+                    s += acc[base + lane]
+                gw[c0 + k, ci, tap // kw, tap % kw] = s
+
+
+@jit(parallel=True)
 def _grad_bias_kernel(g, gb):
     """gb[co] = sum_{n,y,x} g[n, co, y, x], in float64, one task per output channel (numpy's
     ``g.sum(axis=(0, 2, 3), dtype=float64)`` took 0.6 ms of a 6 ms float32 backward pass)."""
@@ -963,21 +1022,41 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
     acc = np.float64
     # grad_w: one float64 reduction per (co, ci) over the zero-padded input.
     grad_w = np.empty((Co, C, kh, kw), dtype=acc)
+    x_finite = bool(np.isfinite(xc).all())
     if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1):
         lanes = _simd.VECTOR_BYTES // xc.itemsize  # the blocks read a vector past a row's end
         xflat, (_, _, Hp, Wp) = _pad_flat(xc, p["pad"], lanes)
         _grad_w3x3_kernel(g4, xflat, C, Hp, Wp, grad_w)
+    elif sw == 1 or x_finite:
+        # With finite x, grad_out is widened with zero columns: spread out by a column stride
+        # sw > 1 (which becomes stride 1, at sw times the multiply-adds) and completed to whole
+        # vectors (no scalar tail). Zeros times inf would be NaN, hence finite x only.
+        gs = g4
+        lanes = _simd.VECTOR_BYTES // xc.itemsize
+        if x_finite and (sw != 1 or Wo % lanes):
+            Ws = (Wo - 1) * sw + 1
+            gs = np.zeros((N, Co, Ho, -(-Ws // lanes) * lanes), dtype=dtype)
+            gs[..., :Ws:sw] = g4
+        xflat, (_, _, Hp, Wp) = _pad_flat(xc, p["pad"], lanes)  # slack: the widened rows read past
+        _grad_w_taps_kernel(gs, xflat, C, Hp, Wp, grad_w, sh, dh, dw)
     else:
         xpad = xc if not (pt or pb or pl or pr) else _pad(xc, p["pad"])
         _grad_w_kernel(g4, xpad, grad_w, sh, sw, dh, dw)
-    # grad_x: at stride 1 it is itself a correlation, of grad_out with the filter rotated by 180
-    # degrees and its channel axes swapped, padded by the filter extent minus the forward padding.
+    # grad_x is itself a correlation: of grad_out with the filter rotated by 180 degrees and its
+    # channel axes swapped, padded by the filter extent minus the forward padding; at a stride
+    # above 1, of grad_out spread out by the stride with zeros between (the zeros are products
+    # the definition does not form, harmless unless the filter holds inf or NaN).
     ekh, ekw = dh * (kh - 1), dw * (kw - 1)
-    bpads = (ekh - pt, ekh - pb, ekw - pl, ekw - pr)
+    Hs, Ws = (Ho - 1) * sh + 1, (Wo - 1) * sw + 1
+    bpads = (ekh - pt, H - Hs + pt, ekw - pl, W - Ws + pl)
     grad_x = np.empty((N, C, H, W), dtype=dtype)
-    if (sh, sw) == (1, 1) and min(bpads) >= 0:
+    if min(bpads) >= 0 and ((sh, sw) == (1, 1) or np.isfinite(wc).all()):
         wt = np.ascontiguousarray(wc[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        _run_forward(g4, wt, np.zeros(C, dtype=dtype), grad_x, (1, 1), (dh, dw), bpads, padding_is_data=False)
+        gs = g4
+        if (sh, sw) != (1, 1):
+            gs = np.zeros((N, Co, Hs, Ws), dtype=dtype)
+            gs[:, :, ::sh, ::sw] = g4
+        _run_forward(gs, wt, np.zeros(C, dtype=dtype), grad_x, (1, 1), (dh, dw), bpads, padding_is_data=False)
     else:
         # strided (or over-padded): columns of grad_x by BLAS, scattered back by col2im
         K, P = C * kh * kw, Ho * Wo

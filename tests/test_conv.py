@@ -534,6 +534,22 @@ def test_backward_nan_and_inf_propagate_like_the_reference(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ws,kw", [((4, 3, 3, 3), dict(stride=2, padding=1)), ((2, 3, 5, 5), dict(stride=(1, 2), padding=2)),
+                                   ((3, 3, 1, 1), dict()), ((2, 3, 2, 3), dict(dilation=2, padding=1))])
+def test_backward_with_finite_filter_and_nonfinite_data(ws, kw, dtype):
+    """A finite filter lets the backward pass spread grad_out out by the stride and widen it with
+    zeros (the extra products are zero); NaN and inf in x and grad_out must still land exactly
+    where the reference puts them, and a non-finite x must take the exact path for grad_w."""
+    rng = _rng(18)
+    x, w = _data((2, 3, 9, 11), dtype, rng), _data(ws, dtype, rng)
+    g = _data(kernels.correlate2d(x, w, **kw).shape, dtype, rng)
+    g[0, 0, 1, 1] = np.inf
+    check_backward(g, x, w, **kw)
+    x[1, 2, 4, 5] = np.nan
+    check_backward(g, x, w, **kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_deterministic_across_calls_and_thread_counts(dtype):
     rng = _rng(15)
     cases = [((2, 5, 20, 21), (6, 5, 3, 3), dict(padding=1)), ((40, 33), (3, 3), dict(padding="same")),
