@@ -222,6 +222,27 @@ def lanes(itemsize: int) -> int:
     return VECTOR_BYTES // itemsize
 
 
+def _bias_accumulators(L, bdata, b_off, K, U):
+    """K x U accumulator slots (promoted to registers by LLVM), each starting at its channel's
+    bias ``bdata[b_off + k]`` in every lane."""
+    b = L.builder
+    acc = [[cgutils.alloca_once(b, L.ty) for _ in range(U)] for _ in range(K)]
+    for k in range(K):
+        bk = L.splat(b.load(L.at(bdata, b.add(b_off, ir.Constant(L.i64, k)))))
+        for u in range(U):
+            b.store(bk, acc[k][u])
+    return acc
+
+
+def _store_accumulators(L, acc, sdata, s_off, s_stride):
+    """``sdata[s_off + k*s_stride + u*lanes :][:lanes] = acc[k][u]``."""
+    b = L.builder
+    for k, row in enumerate(acc):
+        obase = L.at(sdata, b.add(s_off, b.mul(s_stride, ir.Constant(L.i64, k))))
+        for u, a in enumerate(row):
+            L.store(b.load(a), L.at(obase, u * L.lanes))
+
+
 @intrinsic
 def correlate3x3_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, row, C, wp, w_off, bp, b_off):
     """Accumulate a block of :data:`CHANNEL_BLOCK` output channels at
@@ -250,11 +271,7 @@ def correlate3x3_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, row,
         xdata = _data(context, builder, sig.args[3], xf_)
         wdata = _data(context, builder, sig.args[8], wp_)
         bdata = _data(context, builder, sig.args[10], bp_)
-        acc = [[cgutils.alloca_once(builder, L.ty) for _ in range(U)] for _ in range(K)]
-        for k in range(K):
-            bk = L.splat(builder.load(L.at(bdata, builder.add(b_off_, ir.Constant(i64, k)))))
-            for u in range(U):
-                builder.store(bk, acc[k][u])
+        acc = _bias_accumulators(L, bdata, b_off_, K, U)
         with cgutils.for_range(builder, C_) as loop:
             ci = loop.index
             xbase = L.at(xdata, builder.add(x_off_, builder.mul(ci, plane_)))
@@ -272,10 +289,7 @@ def correlate3x3_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, row,
             for k in range(K):
                 for u in range(U):
                     builder.store(cur[k][u], acc[k][u])
-        for k in range(K):
-            obase = L.at(sdata, builder.add(s_off_, builder.mul(s_stride_, ir.Constant(i64, k))))
-            for u in range(U):
-                L.store(builder.load(acc[k][u]), L.at(obase, u * V))
+        _store_accumulators(L, acc, sdata, s_off_, s_stride_)
         return context.get_dummy_value()
 
     return types.none(stage, s_off, s_stride, xf, x_off, plane, row, C, wp, w_off, bp, b_off), codegen
@@ -308,11 +322,7 @@ def correlate_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, row, C,
         xdata = _data(context, builder, sig.args[3], xf_)
         wdata = _data(context, builder, sig.args[8], wp_)
         bdata = _data(context, builder, sig.args[10], bp_)
-        acc = [[cgutils.alloca_once(builder, L.ty) for _ in range(U)] for _ in range(K)]
-        for k in range(K):
-            bk = L.splat(builder.load(L.at(bdata, builder.add(b_off_, ir.Constant(i64, k)))))
-            for u in range(U):
-                builder.store(bk, acc[k][u])
+        acc = _bias_accumulators(L, bdata, b_off_, K, U)
         taps = builder.mul(kh_, kw_)
         with cgutils.for_range(builder, C_) as cloop:
             ci = cloop.index
@@ -329,10 +339,7 @@ def correlate_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, row, C,
                         wv = L.splat(builder.load(L.at(wt, k)))
                         for u in range(U):
                             builder.store(L.fma(wv, xs[u], builder.load(acc[k][u])), acc[k][u])
-        for k in range(K):
-            obase = L.at(sdata, builder.add(s_off_, builder.mul(s_stride_, ir.Constant(i64, k))))
-            for u in range(U):
-                L.store(builder.load(acc[k][u]), L.at(obase, u * V))
+        _store_accumulators(L, acc, sdata, s_off_, s_stride_)
         return context.get_dummy_value()
 
     return types.none(stage, s_off, s_stride, xf, x_off, plane, row, C, wp, w_off, bp, b_off, geom), codegen
@@ -348,6 +355,25 @@ GRAD_CHANNEL_BLOCK = 2
 #: Output channels per :func:`grad_tap_rows` block (any filter: one tap at a time, so four
 #: gradient vectors share each input vector).
 TAP_CHANNEL_BLOCK = 4
+
+
+def _zero_accumulators(L, n):
+    """n accumulator slots (promoted to registers by LLVM), zero in every lane."""
+    acc = [cgutils.alloca_once(L.builder, L.ty) for _ in range(n)]
+    for a in acc:
+        L.builder.store(ir.Constant(L.ty, [0.0] * L.lanes), a)
+    return acc
+
+
+def _add_widened(L, adata, t, slot):
+    """``adata[t*lanes :][:lanes] += slot`` with adata float64 (the slot widened first)."""
+    b = L.builder
+    v64 = ir.VectorType(ir.DoubleType(), L.lanes)
+    a = b.load(slot)
+    if a.type != v64:
+        a = b.fpext(a, v64)
+    ptr = b.bitcast(L.at(adata, t * L.lanes), v64.as_pointer())
+    b.store(b.fadd(b.load(ptr, align=8), a), ptr, align=8)
 
 
 def _grad3x3(K: int):
@@ -373,13 +399,10 @@ def _grad3x3(K: int):
             acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_ = args
             L = _Lanes(context, builder, dtype, V)
             i64 = L.i64
-            v64 = ir.VectorType(ir.DoubleType(), V)
             gdata = _data(context, builder, sig.args[1], g_)
             xdata = _data(context, builder, sig.args[5], xf_)
             adata = _data(context, builder, sig.args[0], acc64_)
-            acc = [cgutils.alloca_once(builder, L.ty) for _ in range(K * 9)]
-            for a in acc:
-                builder.store(ir.Constant(L.ty, [0.0] * V), a)
+            acc = _zero_accumulators(L, K * 9)
             with cgutils.for_range(builder, rows_) as rloop:
                 r = rloop.index
                 gbase = L.at(gdata, builder.add(g_off_, builder.mul(r, g_rs_)))
@@ -400,11 +423,7 @@ def _grad3x3(K: int):
                     for a, c in zip(acc, cur):
                         builder.store(c, a)
             for t in range(K * 9):
-                a = builder.load(acc[t])
-                if dtype.bitwidth != 64:
-                    a = builder.fpext(a, v64)
-                ptr = builder.bitcast(L.at(adata, t * V), v64.as_pointer())
-                builder.store(builder.fadd(builder.load(ptr, align=8), a), ptr, align=8)
+                _add_widened(L, adata, t, acc[t])
             return context.get_dummy_value()
 
         return types.none(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec), codegen
@@ -432,13 +451,10 @@ def grad_tap_rows(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x
         acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_, K_ = args
         L = _Lanes(context, builder, dtype, V)
         i64 = L.i64
-        v64 = ir.VectorType(ir.DoubleType(), V)
         gdata = _data(context, builder, sig.args[1], g_)
         xdata = _data(context, builder, sig.args[5], xf_)
         adata = _data(context, builder, sig.args[0], acc64_)
-        acc = [cgutils.alloca_once(builder, L.ty) for _ in range(KB)]
-        for a in acc:
-            builder.store(ir.Constant(L.ty, [0.0] * V), a)
+        acc = _zero_accumulators(L, KB)
         with cgutils.for_range(builder, rows_) as rloop:
             r = rloop.index
             gbase = L.at(gdata, builder.add(g_off_, builder.mul(r, g_rs_)))
@@ -453,11 +469,7 @@ def grad_tap_rows(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x
                     builder.store(L.fma(gv, xv, builder.load(acc[k])), acc[k])
         for k in range(KB):
             with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, k), K_)):
-                a = builder.load(acc[k])
-                if dtype.bitwidth != 64:
-                    a = builder.fpext(a, v64)
-                ptr = builder.bitcast(L.at(adata, k * V), v64.as_pointer())
-                builder.store(builder.fadd(builder.load(ptr, align=8), a), ptr, align=8)
+                _add_widened(L, adata, k, acc[k])
         return context.get_dummy_value()
 
     return types.none(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K), codegen
