@@ -141,3 +141,67 @@ def test_correlate2d_backward_batch(benchmark, impl, dtype, problems, catalog):
     flops = 2 * 2 * gb.size * int(np.prod(FILTERS[1:]))
     benchmark.extra_info.update(impl=impl, flops=flops, bytes=2 * xb.nbytes + 2 * wb.nbytes + gb.nbytes)
     benchmark(fn, gb, xb, wb, padding=1)
+
+
+# ------------------------------------------------------------------ other filters and strides (no bars)
+# What a CNN uses besides 3x3 stride 1: a 5x5, a 1x1 (channel mixing), a stride-2 3x3 (downsampling)
+# and a dilated 3x3, each forward, and the first two backward. No bars: these show that the
+# register-blocked kernels carry over (kernels._simd.correlate_block / grad_tap_rows).
+def _general_text(xs, ws, kw):
+    parts = ["x".join(map(str, xs)), "w" + "x".join(map(str, ws))]
+    parts += [f"{k[0]}{v}" for k, v in kw.items()]  # s2 = stride 2, p1 = padding 1, d2 = dilation 2
+    return " ".join(parts)
+
+
+GENERAL = [((16, 16, 64, 64), (32, 16, 5, 5), dict(padding=2)),
+           ((16, 64, 32, 32), (128, 64, 1, 1), dict()),
+           ((16, 32, 64, 64), (64, 32, 3, 3), dict(stride=2, padding=1)),
+           ((16, 16, 64, 64), (32, 16, 3, 3), dict(dilation=2, padding=2))]
+if QUICK:
+    GENERAL = [((2, xs[1] // 4, xs[2] // 4, xs[3] // 4), (ws[0] // 4, ws[1] // 4) + ws[2:], kw) for xs, ws, kw in GENERAL]
+GENERAL = [(_general_text(xs, ws, kw), xs, ws, kw) for xs, ws, kw in GENERAL]
+GENERAL_BACKWARD = GENERAL[:1] + GENERAL[2:3]
+
+
+def _general_problem(xs, ws, kw, dtype):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    y = kernels.correlate2d(x, w, **kw)
+    return x, w, y, rng.standard_normal(y.shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", GENERAL, ids=[c[0] for c in GENERAL])
+@pytest.mark.parametrize("impl", BATCH_IMPLS)
+def test_correlate2d_general(benchmark, impl, case, dtype, catalog):
+    text, xs, ws, kw = case
+    x, w, ref, _ = _general_problem(xs, ws, kw, dtype)
+    fn = catalog("correlate2d", impl)
+    got = fn(x, w, **kw)
+    np.testing.assert_allclose(got, ref, **_tolerance(dtype))
+    benchmark.group = f"correlate2d|{text}|{dtype}"
+    benchmark.extra_info.update(impl=impl, flops=2 * ref.size * int(np.prod(ws[1:])))
+    if impl == "numpy":  # the naive reference takes 0.1-1 s a call here
+        benchmark.pedantic(fn, args=(x, w), kwargs=kw, rounds=3, iterations=1)
+    else:
+        benchmark(fn, x, w, **kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", GENERAL_BACKWARD, ids=[c[0] for c in GENERAL_BACKWARD])
+@pytest.mark.parametrize("impl", BATCH_IMPLS)
+def test_correlate2d_backward_general(benchmark, impl, case, dtype, catalog):
+    text, xs, ws, kw = case
+    x, w, y, g = _general_problem(xs, ws, kw, dtype)
+    fn = catalog("correlate2d_backward", impl)
+    got = fn(g, x, w, **kw)
+    for a, b in zip(got, kernels.correlate2d_backward(g, x, w, **kw)):
+        scale = max(1.0, float(np.abs(b).max()))
+        np.testing.assert_allclose(a, b, rtol=_tolerance(dtype)["rtol"], atol=_tolerance(dtype)["atol"] * scale)
+    benchmark.group = f"correlate2d_backward|{text}|{dtype}"
+    benchmark.extra_info.update(impl=impl, flops=2 * 2 * y.size * int(np.prod(ws[1:])))
+    if impl == "numpy":
+        benchmark.pedantic(fn, args=(g, x, w), kwargs=kw, rounds=2, iterations=1)
+    else:
+        benchmark(fn, g, x, w, **kw)
