@@ -856,20 +856,13 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
         # zero-padded definition, so pad explicitly and let IEEE arithmetic decide.
         xc = _pad(xc, pads)
         pt = pb = pl = pr = 0
-    if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and C * Co > 1 and (finite or padding_is_data):
-        # Many channels: one zero-padded copy of x (cheap next to C_in*C_out*9 multiply-adds
-        # per pixel) buys a border-free inner loop. A single-channel image is memory-bound, so
-        # it keeps the copy-free kernel below, as does a non-finite filter whose padding
+    if C * Co > 1 and (finite or padding_is_data):
+        # Many channels: one zero-padded copy of x (cheap next to C_in*C_out*kh*kw multiply-adds
+        # per pixel) buys a border-free, register-blocked inner loop (3x3 with lane shifts, any
+        # other filter or stride with a load per tap). A single-channel image is memory-bound, so
+        # it keeps the copy-free kernels below, as does a non-finite filter whose padding
         # products must not be formed. The copy ends in zero slack: the last block of a tile
         # reads whole vectors past its last position.
-        slack = 2 * _simd.POSITION_VECTORS * _simd.lanes(xc.itemsize) + _simd.lanes(xc.itemsize)
-        xflat, (_, _, Hp, Wp) = _pad_flat(xc, (pt, pb, pl, pr), slack)
-        wpack, bpack = _pack_filter(wc, b)
-        rows = max(1, min(Ho, _PADDED_TILE_ELEMENTS // Wp))
-        _correlate_blocked_kernel(xflat, xc.shape[0], C, Hp, Wp, wpack, bpack, res4, rows, (3, 3, 1, 1), 1, 1)
-    elif C * Co > 1 and (finite or padding_is_data):
-        # Any other filter or stride on many channels: the same layout and register blocking,
-        # one vector load per tap (see kernels._simd.correlate_block).
         slack = 2 * _simd.POSITION_VECTORS * _simd.lanes(xc.itemsize) + _simd.lanes(xc.itemsize)
         xflat, (_, _, Hp, Wp) = _pad_flat(xc, (pt, pb, pl, pr), slack)
         wpack, bpack = _pack_filter(wc, b)
