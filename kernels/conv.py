@@ -1015,26 +1015,27 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
     acc = np.float64
     # grad_w: one float64 reduction per (co, ci) over the zero-padded input.
     grad_w = np.empty((Co, C, kh, kw), dtype=acc)
-    x_finite = bool(np.isfinite(xc).all())
+    lanes = _simd.VECTOR_BYTES // xc.itemsize
     if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1):
-        lanes = _simd.VECTOR_BYTES // xc.itemsize  # the blocks read a vector past a row's end
-        xflat, (_, _, Hp, Wp) = _pad_flat(xc, p["pad"], lanes)
+        xflat, (_, _, Hp, Wp) = _pad_flat(xc, p["pad"], lanes)  # the blocks read a vector past a row
         _grad_w3x3_kernel(g4, xflat, C, Hp, Wp, grad_w)
-    elif sw == 1 or x_finite:
+    else:
         # With finite x, grad_out is widened with zero columns: spread out by a column stride
         # sw > 1 (which becomes stride 1, at sw times the multiply-adds) and completed to whole
-        # vectors (no scalar tail). Zeros times inf would be NaN, hence finite x only.
-        gs = g4
-        lanes = _simd.VECTOR_BYTES // xc.itemsize
-        if x_finite and (sw != 1 or Wo % lanes):
-            Ws = (Wo - 1) * sw + 1
-            gs = np.zeros((N, Co, Ho, -(-Ws // lanes) * lanes), dtype=dtype)
-            gs[..., :Ws:sw] = g4
-        xflat, (_, _, Hp, Wp) = _pad_flat(xc, p["pad"], lanes)  # slack: the widened rows read past
-        _grad_w_taps_kernel(gs, xflat, C, Hp, Wp, grad_w, sh, dh, dw)
-    else:
-        xpad = xc if not (pt or pb or pl or pr) else _pad(xc, p["pad"])
-        _grad_w_kernel(g4, xpad, grad_w, sh, sw, dh, dw)
+        # vectors (no scalar tail). Zeros times inf would be NaN, hence finite x only; a column
+        # stride over non-finite x keeps the exact scalar reduction.
+        x_finite = bool(np.isfinite(xc).all())
+        if sw == 1 or x_finite:
+            gs = g4
+            if x_finite and (sw != 1 or Wo % lanes):
+                Ws = (Wo - 1) * sw + 1
+                gs = np.zeros((N, Co, Ho, -(-Ws // lanes) * lanes), dtype=dtype)
+                gs[..., :Ws:sw] = g4
+            xflat, (_, _, Hp, Wp) = _pad_flat(xc, p["pad"], lanes)  # slack: widened rows read past
+            _grad_w_taps_kernel(gs, xflat, C, Hp, Wp, grad_w, sh, dh, dw)
+        else:
+            xpad = xc if not (pt or pb or pl or pr) else _pad(xc, p["pad"])
+            _grad_w_kernel(g4, xpad, grad_w, sh, sw, dh, dw)
     # grad_x is itself a correlation: of grad_out with the filter rotated by 180 degrees and its
     # channel axes swapped, padded by the filter extent minus the forward padding; at a stride
     # above 1, of grad_out spread out by the stride with zeros between (the zeros are products
