@@ -21,7 +21,7 @@ MAX_INT = int(np.iinfo(np.int64).max)
 
 
 def float_array(x, name: str, *, ndim=None, dtype=None, like: str = "the other operands",
-                allow_empty: bool = False) -> np.ndarray:
+                allow_empty: bool = False, empty_batch: bool = False) -> np.ndarray:
     """Return ``x`` as a native-endian float32/float64 ndarray, or raise naming ``name``.
 
     ``ndim`` is an int or a tuple of allowed ints. ``dtype`` forces a dtype (used to make a
@@ -30,6 +30,10 @@ def float_array(x, name: str, *, ndim=None, dtype=None, like: str = "the other o
     other dtype (int, bool, complex, float16, object) is a ``TypeError``: silently upcasting
     integers would hide a caller's mistake about precision. Non-contiguous and read-only
     arrays are accepted; kernels index them through their strides.
+
+    ``empty_batch``: a 4-D array may have a batch (first) axis of length 0, as PyTorch's
+    convolution and pooling accept (an empty batch is a normal event in a data pipeline); its
+    other axes must still be non-empty.
     """
     if isinstance(x, np.ndarray):
         arr = x
@@ -47,7 +51,8 @@ def float_array(x, name: str, *, ndim=None, dtype=None, like: str = "the other o
         if arr.ndim not in allowed:
             want = " or ".join(str(a) for a in allowed)
             raise ValueError(f"{name} must be {want}-dimensional, got shape {arr.shape}")
-    if not allow_empty and arr.size == 0:
+    batch_only = empty_batch and arr.ndim == 4 and arr.shape[0] == 0 and all(arr.shape[1:])
+    if not allow_empty and arr.size == 0 and not batch_only:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))

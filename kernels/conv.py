@@ -728,8 +728,13 @@ def _accumulate_tap_scatter(prow, grow, sw, off):
 # --------------------------------------------------------------------------------------------
 
 
-def _padding(padding, kh, kw, dh, dw, stride):
-    """(top, bottom, left, right) zero padding from the public ``padding`` argument."""
+def _padding(padding, kh, kw, dh, dw, stride, flipped=False):
+    """(top, bottom, left, right) zero padding from the public ``padding`` argument.
+
+    ``flipped``: the filter will be applied rotated by 180 degrees (:func:`convolve2d`). Its
+    ``'same'`` output is the centred part of its ``'full'`` output, as ``scipy.signal`` defines
+    it, which is the correlation with the odd pixel of padding at the top/left instead.
+    """
     ekh, ekw = dh * (kh - 1), dw * (kw - 1)  # dilated kernel extent minus one
     if isinstance(padding, str):
         mode = padding.lower()
@@ -740,8 +745,10 @@ def _padding(padding, kh, kw, dh, dw, stride):
         if mode == "same":
             if stride != (1, 1):
                 raise ValueError(f"padding='same' needs stride 1, got stride={stride}")
-            # PyTorch's rule: the odd pixel of an even extent goes to the bottom/right.
-            return (ekh // 2, ekh - ekh // 2, ekw // 2, ekw - ekw // 2)
+            # PyTorch's rule: the odd pixel of an even extent goes to the bottom/right (which is
+            # also scipy.signal.correlate2d's 'same'); the flipped filter mirrors it.
+            top, left = (ekh - ekh // 2, ekw - ekw // 2) if flipped else (ekh // 2, ekw // 2)
+            return (top, ekh - top, left, ekw - left)
         raise ValueError(f"padding must be an int, a pair of ints, 'valid', 'same' or 'full', got {padding!r}")
     ph, pw = V.int_pair(padding, "padding", minimum=0)
     return (ph, ph, pw, pw)
@@ -764,9 +771,12 @@ def _bias_array(bias, co, dtype, two_d):
     return np.ascontiguousarray(b)
 
 
-def _prepare(x, w, stride, padding, dilation):
-    """Validate and coerce the common arguments; returns a dict of 4-D operands and geometry."""
-    x = V.float_array(x, "x", ndim=(2, 4))
+def _prepare(x, w, stride, padding, dilation, flipped=False):
+    """Validate and coerce the common arguments; returns a dict of 4-D operands and geometry.
+
+    A batch of zero images is accepted (its result is empty, as in PyTorch); an empty image or
+    filter is not."""
+    x = V.float_array(x, "x", ndim=(2, 4), empty_batch=True)
     two_d = x.ndim == 2
     w = V.float_array(w, "w", ndim=2 if two_d else 4)
     if w.dtype != x.dtype:
@@ -782,7 +792,7 @@ def _prepare(x, w, stride, padding, dilation):
                 f"w has {w.shape[1]} input channels (shape {w.shape}) but x has {x.shape[1]} (shape {x.shape})"
             )
     kh, kw = w4.shape[2], w4.shape[3]
-    pt, pb, pl, pr = _padding(padding, kh, kw, dh, dw, (sh, sw))
+    pt, pb, pl, pr = _padding(padding, kh, kw, dh, dw, (sh, sw), flipped)
     H, W = x4.shape[2], x4.shape[3]
     eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     if eh > H + pt + pb or ew > W + pl + pr:
@@ -888,6 +898,8 @@ def _forward(p, bias, out):
     if out is not None:
         out = V.out_array(out, "out", out_shape, dtype)
     target = out if out is not None else np.empty(out_shape, dtype=dtype)
+    if N == 0:
+        return target
     res = target if target.flags.c_contiguous else np.empty(out_shape, dtype=dtype)
     _run_forward(np.ascontiguousarray(x4), np.ascontiguousarray(w4), b, res.reshape(N, Co, Ho, Wo),
                  p["stride"], p["dilation"], p["pad"])
@@ -926,20 +938,21 @@ def correlate2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
     padding : int >= 0, (ph, pw), ``'valid'`` (0), ``'full'`` (``d*(k-1)`` on each side: every
         overlap of filter and input), or ``'same'`` (output size == input size; stride 1 only,
         else ``ValueError``). For an even dilated extent ``'same'`` pads like PyTorch's
-        ``padding='same'``: the odd pixel goes to the bottom/right. (``scipy.signal``'s 'same'
-        centres even filters differently: it puts it top/left.)
+        ``padding='same'``: the odd pixel goes to the bottom/right, which is also the centred
+        part of the ``'full'`` output that ``scipy.signal.correlate2d(x, w, 'same')`` returns.
     out : optional preallocated output of exactly the result's shape and dtype; it is filled in
         place and returned (saves the page faults of a fresh large array on every call).
 
     Returns
     -------
-    ``(H_out, W_out)`` or ``(N, C_out, H_out, W_out)``, dtype of ``x``, with
+    ``(H_out, W_out)`` or ``(N, C_out, H_out, W_out)``, dtype of ``x`` (``N = 0``, an empty
+    batch, gives an empty result, as in PyTorch), with
     ``H_out = (H + p_t + p_b - d_h*(kh-1) - 1) // s_h + 1`` (likewise ``W_out``).
 
     Accumulation is in the input dtype, as in PyTorch (sums of ``C_in*kh*kw`` terms). NaN and
     inf propagate as IEEE arithmetic says on the zero-padded definition (a non-finite filter
     times padding zeros is NaN). Raises ``TypeError``/``ValueError`` naming the argument for
-    wrong dtypes or ndim, channel mismatch, empty arrays, a filter larger than the padded input,
+    wrong dtypes or ndim, channel mismatch, an empty image or filter, a filter larger than the padded input,
     non-positive stride/dilation, negative padding, or a mismatched ``out``.
     """
     p = _prepare(x, w, stride, padding, dilation)
@@ -954,15 +967,19 @@ def convolve2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
 
         out[y, x] = bias + sum_{i, j} w[i, j] * x[y + kh-1 - i, x + kw-1 - j]
 
-    which is ``scipy.signal.convolve2d(x, w, mode)`` for ``'valid'`` and ``'full'``, and for
-    ``'same'`` with odd filters. Every argument, shape and dtype rule is that of
-    :func:`correlate2d` (padding is applied to ``x`` exactly as there, so for an even filter
-    ``'same'`` puts the extra zero at the bottom/right; scipy's convolve2d 'same' differs there).
+    which is ``scipy.signal.convolve2d(x, w, mode)`` for ``'valid'``, ``'full'`` and ``'same'``
+    (for ``'valid'`` with a filter larger than ``x`` SciPy swaps the operands; here it is a
+    ``ValueError``). Every argument, shape and dtype rule is that of :func:`correlate2d`; numeric
+    padding is applied to ``x`` exactly as there. ``'same'`` is the centred part of the
+    ``'full'`` output, as in SciPy: for an even (dilated) filter extent the odd pixel of padding
+    goes to the top/left, the mirror of :func:`correlate2d`'s rule, so that
+    ``convolve2d(x, w, padding='same') == correlate2d(x, w[..., ::-1, ::-1], padding='same')``
+    holds for odd filters only.
     Deep-learning frameworks compute :func:`correlate2d` and call it convolution; for the
     homework's filter ``J`` (rows (-1,-1,-1), (0,0,0), (1,1,1)) flipping is negation, so the two
     results differ exactly by sign.
     """
-    p = _prepare(x, w, stride, padding, dilation)
+    p = _prepare(x, w, stride, padding, dilation, flipped=True)
     p["w4"] = p["w4"][:, :, ::-1, ::-1]
     return _forward(p, bias, out)
 
@@ -1002,11 +1019,14 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
     Co, _, kh, kw = w4.shape
     Ho, Wo = p["out_hw"]
     g_shape = (Ho, Wo) if two_d else (N, Co, Ho, Wo)
-    g = V.float_array(grad_out, "grad_out", ndim=len(g_shape))
+    g = V.float_array(grad_out, "grad_out", ndim=len(g_shape), empty_batch=True)
     if g.dtype != dtype:
         raise TypeError(f"grad_out must have dtype {dtype} like x, got {g.dtype}")
     if g.shape != g_shape:
         raise ValueError(f"grad_out must have the forward output's shape {g_shape}, got {g.shape}")
+    if N == 0:  # an empty batch: no image, so no gradient flows to w or the bias (PyTorch's zeros)
+        return (np.empty((N, C, H, W), dtype=dtype), np.zeros((Co, C, kh, kw), dtype=dtype),
+                np.zeros(Co, dtype=dtype))
     g4 = np.ascontiguousarray(g.reshape(N, Co, Ho, Wo))
     xc = np.ascontiguousarray(x4)
     wc = np.ascontiguousarray(w4)

@@ -269,10 +269,11 @@ def maxpool2d(x, kernel_size=2, *, stride=None, padding=0, return_indices=False)
     TypeError
         ``x`` not float32/float64; a size that is not an integer; ``return_indices`` not a bool.
     ValueError
-        ``x`` empty or not 2/3/4-D; non-positive kernel or stride; negative padding or padding
+        ``x`` empty (a 4-D batch of zero images is fine: the result is empty, as in PyTorch) or
+        not 2/3/4-D; non-positive kernel or stride; negative padding or padding
         above half the kernel; a kernel larger than the padded input.
     """
-    x = _validate.float_array(x, "x", ndim=(2, 3, 4))
+    x = _validate.float_array(x, "x", ndim=(2, 3, 4), empty_batch=True)
     if not isinstance(return_indices, (bool, np.bool_)):
         raise TypeError(f"return_indices must be a bool, got {type(return_indices).__name__} {return_indices!r}")
     (kh, kw), (sh, sw), (ph, pw) = _pool_params(kernel_size, stride, padding)
@@ -288,6 +289,8 @@ def maxpool2d(x, kernel_size=2, *, stride=None, padding=0, return_indices=False)
     out_shape = x.shape[:-2] + (OH, OW)
     y = np.empty(out_shape, dtype=x.dtype)
     y4 = _as_4d(y)
+    if y.size == 0:  # an empty batch (N = 0): nothing to pool, as in PyTorch
+        return (y, np.empty(out_shape, dtype=np.int64)) if return_indices else y
     # the homework's 2x2 stride-2 case has unrolled kernels (same rule, same results)
     two_by_two = (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0)
     if return_indices:
@@ -335,7 +338,7 @@ def maxpool2d_backward(grad_y, indices, input_shape):
         ``input_shape`` inconsistent with ``grad_y``; an index outside ``[0, H*W)``. All checked
         before compiled code runs, so nothing is ever written out of bounds.
     """
-    grad_y = _validate.float_array(grad_y, "grad_y", ndim=(2, 3, 4))
+    grad_y = _validate.float_array(grad_y, "grad_y", ndim=(2, 3, 4), empty_batch=True)
     if not isinstance(indices, np.ndarray):
         try:
             indices = np.asarray(indices)
@@ -355,13 +358,15 @@ def maxpool2d_backward(grad_y, indices, input_shape):
         if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral):
             raise TypeError(f"input_shape must be a tuple of ints, got {tuple(input_shape)!r}")
     input_shape = tuple(int(s) for s in input_shape)
-    if any(s < 1 for s in input_shape):
-        raise ValueError(f"input_shape must have positive sizes, got {input_shape}")
+    if any(s < 1 for s in input_shape[1 if len(input_shape) == 4 else 0:]) or input_shape[0] < 0:
+        raise ValueError(f"input_shape must have positive sizes (a batch of 0 aside), got {input_shape}")
     if input_shape[:-2] != grad_y.shape[:-2]:
         raise ValueError(
             f"input_shape {input_shape} must share grad_y's leading (batch, channel) sizes {grad_y.shape[:-2]}"
         )
     H, W = input_shape[-2:]
+    if grad_y.size == 0:  # an empty batch
+        return np.zeros(input_shape, dtype=grad_y.dtype)
     if indices.dtype.kind == "u" and int(indices.max()) >= H * W:  # before a cast could wrap it
         raise ValueError(
             f"indices must lie in [0, H*W) = [0, {H * W}) for input_shape {input_shape}, got {int(indices.max())}"

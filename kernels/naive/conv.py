@@ -13,6 +13,7 @@ import numpy as np
 def _pads(padding, kh, kw, dh, dw, stride):
     ekh, ekw = dh * (kh - 1), dw * (kw - 1)
     if isinstance(padding, str):
+        padding = padding.lower()
         if padding == "valid":
             return 0, 0, 0, 0
         if padding == "full":
@@ -77,9 +78,22 @@ def correlate2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
 
 
 def convolve2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
-    """True convolution: correlation with the filter rotated by 180 degrees."""
+    """True convolution: correlation with the filter rotated by 180 degrees.
+
+    ``'same'`` is SciPy's definition: the centred ``H x W`` part of the ``'full'`` output,
+    starting at row ``ekh // 2`` and column ``ekw // 2`` (``ekh = dh*(kh-1)``)."""
     w = np.asarray(w)
-    return correlate2d(x, w[..., ::-1, ::-1], bias, stride=stride, padding=padding, dilation=dilation, out=out)
+    wf = w[..., ::-1, ::-1]
+    if isinstance(padding, str) and padding.lower() == "same":
+        full = correlate2d(x, wf, bias, stride=stride, padding="full", dilation=dilation)
+        (H, W), (kh, kw), (dh, dw) = np.shape(x)[-2:], w.shape[-2:], _pair(dilation)
+        top, left = dh * (kh - 1) // 2, dw * (kw - 1) // 2
+        res = np.ascontiguousarray(full[..., top : top + H, left : left + W])
+        if out is not None:
+            out[...] = res
+            return out
+        return res
+    return correlate2d(x, wf, bias, stride=stride, padding=padding, dilation=dilation, out=out)
 
 
 def _scatter(g4, xp, w4, gxp, gw, sh, sw, dh, dw, Ho, Wo):
