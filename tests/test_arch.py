@@ -1,4 +1,4 @@
-"""Tests for kernels.arch/: spec parsing, per-layer figures, dense counterpart, receptive fields.
+"""Tests for kernels.arch: spec parsing, per-layer figures, dense counterpart, receptive fields.
 
 Oracles: expected figures derived here by arithmetic written out step by step (homework 3.2 and
 3.3, VGG-16, AlexNet), PyTorch (the same network built from torch.nn: output shapes, parameter
