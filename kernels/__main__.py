@@ -13,8 +13,8 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "hw2": ("kernels.hw2:main", "answer the homework's computational questions into results/hw2.md and figures"),
-    "reliability": ("kernels.reliability:main", "fuzzing, determinism, concurrency, float32 limits and leaks into results/reliability.md"),
+    "hw2": ("kernels.apps.hw2:main", "answer the homework's computational questions into results/hw2.md and figures"),
+    "reliability": ("kernels.apps.reliability:main", "fuzzing, determinism, concurrency, float32 limits and leaks into results/reliability.md"),
 }
 
 

@@ -1,7 +1,7 @@
 """Threads and processes (issue 7): several Python threads calling the kernels at once get the
 serial results bit for bit, and processes started together on one empty compile cache all work.
 
-Both checks are :mod:`kernels.reliability` functions (``concurrency``, ``cold_cache``), which
+Both checks are :mod:`kernels.apps.reliability` functions (``concurrency``, ``cold_cache``), which
 ``python -m kernels reliability`` reports. The kernels release the GIL (``nogil=True``), so the
 threads really overlap inside compiled code, including parallel regions launched from several
 threads at once (Numba's threading layer must support that: OpenMP and TBB do, ``workqueue``
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numba
 
-from kernels import reliability as R
+from kernels.apps import reliability as R
 
 
 def test_threads_calling_every_kernel_at_once_get_the_serial_results():

@@ -1,7 +1,7 @@
 """Determinism (issue 7): every kernel gives bit-identical results run to run, in fresh processes,
 and across ``NUMBA_NUM_THREADS=1`` and ``2``; seeded mini-batch runs reproduce across processes.
 
-The oracle is :func:`kernels.reliability.fingerprints`: the SHA-256 of every output's exact
+The oracle is :func:`kernels.apps.reliability.fingerprints`: the SHA-256 of every output's exact
 bytes (floats as hex) for every public function on seeded inputs sized to span several
 parallel tiles and reduction blocks (e.g. 1100 rows = 5 blocks of ``REDUCTION_BLOCK``), so a
 partition that followed the thread count, or a reduction combined in completion order, would
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import kernels
-from kernels import reliability as R
+from kernels.apps import reliability as R
 
 
 @pytest.fixture(scope="module")

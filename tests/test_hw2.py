@@ -1,4 +1,4 @@
-"""Tests for kernels/hw2.py and ``python -m kernels`` (issue 6).
+"""Tests for kernels/apps/hw2/ and ``python -m kernels`` (issue 6).
 
 The report's numbers come from the ``q*`` functions; each is run once here (quick sizes) and
 checked against a derivation written out in the test: NumPy's ``pinv``, closed forms, SciPy's
@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-from kernels import hw2
+from kernels.apps import hw2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,7 +1,7 @@
 """Numerical and resource limits (issue 7), stated as constants and tested.
 
 * float32 accuracy of the convolution and of the gradient against float64, within the bounds
-  documented in :mod:`kernels.reliability` (``(m + 3) u`` and ``4 u`` of the magnitude scale,
+  documented in :mod:`kernels.apps.reliability` (``(m + 3) u`` and ``4 u`` of the magnitude scale,
   ``u = 2**-24``), and not vacuously (the float32 error is really there);
 * the reverse hypergradient refuses, before allocating, a trajectory larger than the memory
   available (``kernels.hypergrad.MEMORY_MARGIN``), with a message naming steps, d and the bytes;
@@ -29,7 +29,7 @@ import pytest
 
 import kernels
 from kernels import naive
-from kernels import reliability as R
+from kernels.apps import reliability as R
 
 hg = importlib.import_module("kernels.hypergrad")  # the module (kernels.hypergrad is also the function)
 
@@ -154,7 +154,7 @@ def test_ten_thousand_calls_of_every_kernel_do_not_grow_memory():
 def test_the_leak_check_would_see_a_leak():
     """The measurement's sensitivity: a deliberate leak of 200 bytes per call over 10,000 calls
     exceeds the tolerance, and NRT counts allocations that are never freed."""
-    code = ("import numpy as np; from kernels.reliability import _rss; import gc; keep = []; gc.collect(); r0 = _rss();\n"
+    code = ("import numpy as np; from kernels.apps.reliability import _rss; import gc; keep = []; gc.collect(); r0 = _rss();\n"
             "for _ in range(10000): keep.append(np.ones(25))\n"
             "gc.collect(); print(_rss() - r0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=R._subprocess_env(),

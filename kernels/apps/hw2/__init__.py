@@ -1,0 +1,166 @@
+"""The homework, answered by computation: ``python -m kernels hw2`` (issue 6).
+
+Every question of CSC413 Homework 2 (``shared/seed/``) that has a computational side is answered
+here by the library's own kernels, at run time -- nothing is typed in -- and written to
+``results/hw2.md`` with the figures ``hw2_rmsprop.png``, ``hw2_graph.png`` and ``hw2_lr.png``
+(and the raw numbers in ``hw2.json``)::
+
+    python -m kernels hw2 [--out DIR] [--spec SPEC] [--quick]
+
+Each ``q*`` function computes one answer and returns plain data (dicts of floats, lists and
+strings), so the tests call the very functions whose numbers the report prints and check them
+against independent derivations. :func:`render_markdown` and the ``plot_*`` functions turn that
+data into the report; matplotlib is imported only there (it belongs to the ``bench`` extra).
+
+One file per part of the homework, one for the Markdown and one for the figures; this module
+runs them (:func:`compute_all`, :func:`write_report`, :func:`main`) and re-exports what the
+tests call:
+
+=========================  ==================================================================
+``q1_optimization.py``     1.1.1 and 1.2: SGD, the minimum-norm solution, adaptive methods
+``q2_hypergradients.py``   2.1.1 to 2.3: the unrolled graph, memory against T, the optimal
+                           learning rate, L2 against weight decay
+``q3_cnn.py``              3.1 to 3.3: the homework's filter, network sizes, receptive fields
+``render.py``              ``hw2.md`` from the answers' data
+``figures.py``             ``hw2_rmsprop.png``, ``hw2_graph.png``, ``hw2_lr.png``
+``_common.py``             the default CNN spec and the problem sizes (full and ``--quick``)
+=========================  ==================================================================
+
+Questions and what answers them:
+
+=======  =======================================================================================
+1.1.1    :func:`kernels.sgd` from ``w0 = 0`` against :func:`kernels.min_norm_solution` (``d > n``)
+1.2      :func:`kernels.rmsprop`, :func:`kernels.adagrad`, :func:`kernels.adam` on ``x1 = [2, 1]``,
+         ``t = [2]``; their 2-D trajectories against the solution line
+2.1.1    :func:`kernels.unroll_graph` (DOT text), parsed and drawn with a layered layout
+2.1.2    ``results/memory.json`` (the memory-scaling study) when present, else tracemalloc and
+         ``bytes_stored`` of :func:`kernels.hypergrad` measured here
+2.2      ``L_1(eta)`` on a grid, :func:`kernels.optimal_lr_one_step`, :func:`kernels.tune_lr`
+2.3      :func:`kernels.gd` / :func:`kernels.rmsprop` with ``l2`` against ``weight_decay``
+3.1      :func:`kernels.conv.convolve2d` / :func:`kernels.conv.correlate2d`, ``padding='same'``
+3.2/3.3  :mod:`kernels.arch` (``parse``, ``analyze``, ``to_dense``, the empirical receptive field)
+=======  =======================================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import time
+import warnings
+
+import numpy as np
+
+from kernels import arch
+
+from .. import ROOT
+from ._common import DEFAULT_SPEC, SIZES
+from .figures import FIGURES, _pyplot, graph_positions, plot_graph, plot_lr, plot_rmsprop
+from .q1_optimization import q1_1_1, q1_2
+from .q2_hypergradients import complexity_class, layered_layout, parse_dot, q2_1_1, q2_1_2, q2_2, q2_3
+from .q3_cnn import HW_I, HW_J, q3_1, q3_2, q3_3
+from .render import render_markdown
+
+__all__ = [
+    "DEFAULT_SPEC", "FIGURES", "HW_I", "HW_J", "SIZES", "complexity_class", "compute_all", "graph_positions",
+    "layered_layout", "machine_info", "main", "parse_dot", "plot_graph", "plot_lr", "plot_rmsprop", "q1_1_1",
+    "q1_2", "q2_1_1", "q2_1_2", "q2_2", "q2_3", "q3_1", "q3_2", "q3_3", "render_markdown", "write_report",
+]
+
+
+def machine_info():
+    """Date, commit, platform and library versions for the report's header."""
+
+    def git(*args):
+        try:
+            p = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+            return p.stdout.strip() if p.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    import numba
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return dict(
+        date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        commit=commit or "unknown (not a git checkout)", dirty=bool(dirty),
+        platform=platform.platform(), machine=platform.machine(), processor=platform.processor() or "unknown",
+        cpus=os.cpu_count(), python=platform.python_version(), numpy=np.__version__, numba=numba.__version__,
+    )
+
+
+def compute_all(spec=DEFAULT_SPEC, quick=False, memory_json=None):
+    """Every answer, as plain data, with the seconds each took."""
+    sections = [
+        ("q1_1_1", lambda: q1_1_1(quick)),
+        ("q1_2", lambda: q1_2(quick)),
+        ("q2_1_1", lambda: q2_1_1(2)),
+        ("q2_1_2", lambda: q2_1_2(memory_json, quick)),
+        ("q2_2", lambda: q2_2(quick)),
+        ("q2_3", lambda: q2_3(quick)),
+        ("q3_1", q3_1),
+        ("q3_2", lambda: q3_2(spec)),
+        ("q3_3", lambda: q3_3(spec, 5)),
+    ]
+    res = dict(spec=spec, quick=bool(quick), seconds={})
+    for name, fn in sections:
+        t0 = time.perf_counter()
+        res[name] = fn()
+        res["seconds"][name] = time.perf_counter() - t0
+    return res
+
+
+def write_report(out="results", spec=DEFAULT_SPEC, quick=False, memory_json=None):
+    """Compute every answer, write ``hw2.md``, ``hw2.json`` and the figures into ``out``;
+    returns the data. ``memory_json`` defaults to ``out/memory.json``."""
+    _pyplot()  # fail early, before minutes of work, if matplotlib is missing
+    os.makedirs(out, exist_ok=True)
+    if memory_json is None:
+        memory_json = os.path.join(out, "memory.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = compute_all(spec=spec, quick=quick, memory_json=memory_json)
+    meta = machine_info()
+    plot_rmsprop(res["q1_2"], os.path.join(out, FIGURES["rmsprop"]))
+    plot_graph(res["q2_1_1"], os.path.join(out, FIGURES["graph"]))
+    plot_lr(res["q2_2"], os.path.join(out, FIGURES["lr"]))
+    with open(os.path.join(out, "hw2.md"), "w") as fh:
+        fh.write(render_markdown(res, meta, FIGURES))
+    with open(os.path.join(out, "hw2.json"), "w") as fh:
+        json.dump(dict(meta=meta, **res), fh, indent=1, default=_jsonable)
+    return res
+
+
+def _jsonable(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m kernels hw2",
+                                description="Answer CSC413 Homework 2's computational questions with the kernels: "
+                                            "writes hw2.md, hw2.json and hw2_*.png into --out.")
+    p.add_argument("--out", default="results", help="output directory (default: results)")
+    p.add_argument("--spec", default=DEFAULT_SPEC,
+                   help=f"the CNN of questions 3.2/3.3, as a kernels.arch spec (default: {DEFAULT_SPEC!r})")
+    p.add_argument("--quick", action="store_true", help="small problems: a smoke run for tests (numbers not the report's)")
+    p.add_argument("--memory-json", default=None,
+                   help="the memory-scaling study's JSON for 2.1.2 (default: OUT/memory.json; measured here if absent)")
+    args = p.parse_args(argv)
+    try:
+        arch.parse(args.spec)
+    except ValueError as exc:
+        p.error(f"--spec: {exc}")
+    t0 = time.perf_counter()
+    write_report(out=args.out, spec=args.spec, quick=args.quick, memory_json=args.memory_json)
+    print(f"hw2: wrote {os.path.join(args.out, 'hw2.md')} and {len(FIGURES)} figures in {time.perf_counter() - t0:.1f} s",
+          flush=True)
+    return 0
