@@ -27,8 +27,8 @@ SCRIPT = textwrap.dedent(
     import ctypes, mmap, sys
     import numpy as np
     import kernels
-    import kernels.conv as conv
     from kernels import naive
+    from kernels.conv import geometry, tiles
 
     PAGE = mmap.PAGESIZE
     libc = ctypes.CDLL(None, use_errno=True)
@@ -54,19 +54,26 @@ SCRIPT = textwrap.dedent(
         g[...] = a
         return g
 
-    real_pad_flat = conv._pad_flat
+    real_pad_flat = geometry._pad_flat
 
     def pad_flat(xc, pads, slack=0):
         flat, shape = real_pad_flat(xc, pads, slack)
         return like(flat, SIDE), shape
 
-    conv._pad_flat = pad_flat  # the padded copies (and their slack) get guard pages too
+    # the padded copies (and their slack) get guard pages too: in every kernels.conv module
+    # that calls _pad_flat
+    users = [m for name, m in sorted(sys.modules.items())
+             if name.startswith("kernels.conv.") and getattr(m, "_pad_flat", None) is real_pad_flat]
+    assert {m.__name__ for m in users} >= {"kernels.conv.geometry", "kernels.conv.forward",
+                                           "kernels.conv.backward"}, users
+    for m in users:
+        m._pad_flat = pad_flat
 
     rng = np.random.default_rng(0)
     checked = 0
     for SIDE in ("after", "before"):
         for stream in (False, True):
-            conv._STREAM_MIN_BYTES = 0 if stream else 1 << 62
+            tiles._STREAM_MIN_BYTES = 0 if stream else 1 << 62
             for dtype in (np.float32, np.float64):
                 # single channel: widths under, at and over a vector; one row; leftover row groups
                 for H, W in ((1, 3), (3, 3), (5, 15), (7, 16), (6, 17), (9, 64), (11, 130), (4, 200)):

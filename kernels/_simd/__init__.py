@@ -1,0 +1,45 @@
+"""Explicit SIMD for the convolution loops that Numba's auto-vectoriser leaves slow.
+
+They are written as LLVM IR through Numba intrinsics: vector types, lane shifts and
+non-temporal stores are not expressible in Numba's Python subset. One file per family of
+blocks, all re-exported here (``from kernels import _simd; _simd.correlate3x3_block``):
+
+* :mod:`~kernels._simd.vectors`: the vector width, the ``_Lanes`` IR helper, :func:`address`
+  and :func:`store_fence`;
+* :mod:`~kernels._simd.stencil`: the single-channel 3x3 stencil (lane shifts, row groups,
+  non-temporal stores), at the speed of a copy of the image;
+* :mod:`~kernels._simd.blocked`: the multi-channel correlation, register-blocked over output
+  channels and positions, at the machine's multiply-add rate;
+* :mod:`~kernels._simd.grad`: the filter gradient, short sums in registers, long ones in
+  float64.
+
+No block carries fast-math flags, so LLVM may not reassociate: each computes its documented
+expression in its documented order, and a vector block and its scalar variant give the same
+bits, so results never depend on an array's address. The intrinsics trust their caller for
+bounds (each docstring says what it reads and writes); the compiled callers in
+:mod:`kernels.conv` guarantee them and say how.
+"""
+
+from __future__ import annotations
+
+from .blocked import CHANNEL_BLOCK, POSITION_VECTORS, correlate3x3_block, correlate_block
+from .grad import GRAD_CHANNEL_BLOCK, TAP_CHANNEL_BLOCK, grad3x3_rows, grad3x3_rows_single, grad_tap_rows
+from .stencil import (
+    GROUP_VECTORS,
+    ROW_VECTORS,
+    STENCIL_ROWS,
+    stencil3x3_group,
+    stencil3x3_group_streaming,
+    stencil3x3_row,
+    stencil3x3_row_streaming,
+    stencil3x3_scalar,
+)
+from .vectors import STREAMING_SUPPORTED, VECTOR_BYTES, address, lanes, store_fence
+
+__all__ = [
+    "VECTOR_BYTES", "STREAMING_SUPPORTED", "address", "store_fence", "lanes",
+    "STENCIL_ROWS", "GROUP_VECTORS", "ROW_VECTORS", "stencil3x3_scalar", "stencil3x3_group",
+    "stencil3x3_group_streaming", "stencil3x3_row", "stencil3x3_row_streaming",
+    "CHANNEL_BLOCK", "POSITION_VECTORS", "correlate3x3_block", "correlate_block",
+    "GRAD_CHANNEL_BLOCK", "TAP_CHANNEL_BLOCK", "grad3x3_rows", "grad3x3_rows_single", "grad_tap_rows",
+]

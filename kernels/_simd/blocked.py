@@ -1,0 +1,148 @@
+"""Multi-channel correlation, register-blocked over output channels and positions: the CNN
+layer, bound by multiply-adds.
+
+A block keeps :data:`CHANNEL_BLOCK` output channels x :data:`POSITION_VECTORS` vectors of
+positions in registers through the whole loop over input channels (the auto-vectorised loop
+loaded and stored its accumulators once per input channel): :func:`correlate3x3_block` for 3x3
+undilated filters (lane shifts), :func:`correlate_block` for any other (a load per tap). The
+caller that keeps them in bounds is :func:`kernels.conv.blocked._correlate_blocked_kernel`.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .vectors import _data, _Lanes, lanes
+
+#: Output channels and vectors of positions a :data:`correlate3x3_block` keeps in registers:
+#: 4 x 4 accumulators, 5 loaded rows, 4 shifted ones and a broadcast weight fit the 32 vector
+#: registers of AVX-512 without spilling (4x4 and 4x3 were fastest of 4x4, 8x2, 2x8, 4x3, 6x2
+#: and 8x3 on the 2-core EPYC).
+CHANNEL_BLOCK = 4
+POSITION_VECTORS = 4
+
+
+def _bias_accumulators(L, bdata, b_off, K, U):
+    """K x U accumulator slots (promoted to registers by LLVM), each starting at its channel's
+    bias ``bdata[b_off + k]`` in every lane."""
+    b = L.builder
+    acc = [[cgutils.alloca_once(b, L.ty) for _ in range(U)] for _ in range(K)]
+    for k in range(K):
+        bk = L.splat(b.load(L.at(bdata, b.add(b_off, ir.Constant(L.i64, k)))))
+        for u in range(U):
+            b.store(bk, acc[k][u])
+    return acc
+
+
+def _store_accumulators(L, acc, sdata, s_off, s_stride):
+    """``sdata[s_off + k*s_stride + u*lanes :][:lanes] = acc[k][u]``."""
+    b = L.builder
+    for k, row in enumerate(acc):
+        obase = L.at(sdata, b.add(s_off, b.mul(s_stride, ir.Constant(L.i64, k))))
+        for u, a in enumerate(row):
+            L.store(b.load(a), L.at(obase, u * L.lanes))
+
+
+@intrinsic
+def correlate3x3_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, row, C, wp, w_off, bp, b_off):
+    """Accumulate a block of :data:`CHANNEL_BLOCK` output channels at
+    ``POSITION_VECTORS * lanes`` consecutive flat positions, over all ``C`` input channels.
+
+    For k < K, p < P (P = positions), with ``x = xf[x_off + ci*plane :]`` for each channel::
+
+        stage[s_off + k*s_stride + p] = bp[b_off + k]
+            + sum over ci, then i, then j, of  wp[w_off + ((ci*3 + i)*3 + j)*K + k] * x[i*row + p + j]
+
+    accumulated in exactly that order with fused multiply-adds, whatever the block's position.
+    ``wp`` is the filter packed as (C, 3, 3, K) for this channel block, ``xf`` a flat zero-padded
+    input whose rows are ``row`` elements wide (so output p's taps sit at p + i*row + j). Reads
+    ``xf[x_off + ci*plane + i*row : ... + (POSITION_VECTORS + 1) * lanes]``: the caller provides
+    that much input (slack after the last plane).
+    """
+    dtype = stage.dtype
+    V = lanes(dtype.bitwidth // 8)
+    K, U = CHANNEL_BLOCK, POSITION_VECTORS
+
+    def codegen(context, builder, sig, args):
+        stage_, s_off_, s_stride_, xf_, x_off_, plane_, row_, C_, wp_, w_off_, bp_, b_off_ = args
+        L = _Lanes(context, builder, dtype, V)
+        i64 = L.i64
+        sdata = _data(context, builder, sig.args[0], stage_)
+        xdata = _data(context, builder, sig.args[3], xf_)
+        wdata = _data(context, builder, sig.args[8], wp_)
+        bdata = _data(context, builder, sig.args[10], bp_)
+        acc = _bias_accumulators(L, bdata, b_off_, K, U)
+        with cgutils.for_range(builder, C_) as loop:
+            ci = loop.index
+            xbase = L.at(xdata, builder.add(x_off_, builder.mul(ci, plane_)))
+            wbase = L.at(wdata, builder.add(w_off_, builder.mul(ci, ir.Constant(i64, 9 * K))))
+            cur = [[builder.load(acc[k][u]) for u in range(U)] for k in range(K)]
+            for i in range(3):
+                rbase = L.at(xbase, builder.mul(row_, ir.Constant(i64, i)))
+                vecs = [L.load(L.at(rbase, m * V)) for m in range(U + 1)]
+                for j in range(3):
+                    xs = [vecs[u] if j == 0 else L.shifted(vecs[u], vecs[u + 1], j) for u in range(U)]
+                    for k in range(K):
+                        wv = L.splat(builder.load(L.at(wbase, (i * 3 + j) * K + k)))
+                        for u in range(U):
+                            cur[k][u] = L.fma(wv, xs[u], cur[k][u])
+            for k in range(K):
+                for u in range(U):
+                    builder.store(cur[k][u], acc[k][u])
+        _store_accumulators(L, acc, sdata, s_off_, s_stride_)
+        return context.get_dummy_value()
+
+    return types.none(stage, s_off, s_stride, xf, x_off, plane, row, C, wp, w_off, bp, b_off), codegen
+
+
+@intrinsic
+def correlate_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, row, C, wp, w_off, bp, b_off, geom):
+    """:func:`correlate3x3_block` for any filter at stride 1: ``geom = (kh, kw, dh, dw)``.
+
+    For k < K and the P = ``POSITION_VECTORS * lanes`` positions p::
+
+        stage[s_off + k*s_stride + p] = bp[b_off + k]
+            + sum over ci, then i < kh, then j < kw, of
+              wp[w_off + ((ci*kh + i)*kw + j)*K + k] * xf[x_off + ci*plane + i*dh*row + j*dw + p]
+
+    with fused multiply-adds in that order. The taps are runtime loops, so each is a vector load
+    at its own offset (no lane shifts): 16 multiply-adds per 4 loads and 4 broadcasts. Reads
+    ``xf`` up to ``x_off + (C-1)*plane + (kh-1)*dh*row + (kw-1)*dw + P`` (exclusive).
+    """
+    dtype = stage.dtype
+    V = lanes(dtype.bitwidth // 8)
+    K, U = CHANNEL_BLOCK, POSITION_VECTORS
+
+    def codegen(context, builder, sig, args):
+        stage_, s_off_, s_stride_, xf_, x_off_, plane_, row_, C_, wp_, w_off_, bp_, b_off_, geom_ = args
+        L = _Lanes(context, builder, dtype, V)
+        i64 = L.i64
+        kh_, kw_, dh_, dw_ = (builder.extract_value(geom_, q) for q in range(4))
+        sdata = _data(context, builder, sig.args[0], stage_)
+        xdata = _data(context, builder, sig.args[3], xf_)
+        wdata = _data(context, builder, sig.args[8], wp_)
+        bdata = _data(context, builder, sig.args[10], bp_)
+        acc = _bias_accumulators(L, bdata, b_off_, K, U)
+        taps = builder.mul(kh_, kw_)
+        with cgutils.for_range(builder, C_) as cloop:
+            ci = cloop.index
+            xbase = L.at(xdata, builder.add(x_off_, builder.mul(ci, plane_)))
+            wci = builder.add(w_off_, builder.mul(builder.mul(ci, taps), ir.Constant(i64, K)))
+            with cgutils.for_range(builder, kh_) as iloop:
+                rbase = L.at(xbase, builder.mul(builder.mul(iloop.index, dh_), row_))
+                wi = builder.add(wci, builder.mul(builder.mul(iloop.index, kw_), ir.Constant(i64, K)))
+                with cgutils.for_range(builder, kw_) as jloop:
+                    tbase = L.at(rbase, builder.mul(jloop.index, dw_))
+                    wt = L.at(wdata, builder.add(wi, builder.mul(jloop.index, ir.Constant(i64, K))))
+                    xs = [L.load(L.at(tbase, u * V)) for u in range(U)]
+                    for k in range(K):
+                        wv = L.splat(builder.load(L.at(wt, k)))
+                        for u in range(U):
+                            builder.store(L.fma(wv, xs[u], builder.load(acc[k][u])), acc[k][u])
+        _store_accumulators(L, acc, sdata, s_off_, s_stride_)
+        return context.get_dummy_value()
+
+    return types.none(stage, s_off, s_stride, xf, x_off, plane, row, C, wp, w_off, bp, b_off, geom), codegen

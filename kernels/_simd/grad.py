@@ -1,0 +1,146 @@
+"""Filter gradient: ``grad_w[co, ci, i, j] = sum over positions of g * shifted x``, short sums in
+registers in the working precision, added to float64 accumulators per lane.
+
+:func:`grad3x3_rows` (and ``grad3x3_rows_single``) form all nine 3x3 taps of a position vector
+from three loads and lane shifts; :func:`grad_tap_rows` one tap of any filter at a time. The
+callers that keep them in bounds are the filter-gradient kernels of
+:mod:`kernels.conv.filter_grad`.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .vectors import VECTOR_BYTES, _data, _Lanes
+
+#: Output channels per :func:`grad3x3_rows` block: 2 x 9 accumulator vectors plus two gradient
+#: vectors and the input rows fit in the 32 registers; the last odd channel uses a block of 1.
+GRAD_CHANNEL_BLOCK = 2
+#: Output channels per :func:`grad_tap_rows` block (any filter: one tap at a time, so four
+#: gradient vectors share each input vector).
+TAP_CHANNEL_BLOCK = 4
+
+
+def _zero_accumulators(L, n):
+    """n accumulator slots (promoted to registers by LLVM), zero in every lane."""
+    acc = [cgutils.alloca_once(L.builder, L.ty) for _ in range(n)]
+    for a in acc:
+        L.builder.store(ir.Constant(L.ty, [0.0] * L.lanes), a)
+    return acc
+
+
+def _add_widened(L, adata, t, slot):
+    """``adata[t*lanes :][:lanes] += slot`` with adata float64 (the slot widened first)."""
+    b = L.builder
+    v64 = ir.VectorType(ir.DoubleType(), L.lanes)
+    a = b.load(slot)
+    if a.type != v64:
+        a = b.fpext(a, v64)
+    ptr = b.bitcast(L.at(adata, t * L.lanes), v64.as_pointer())
+    b.store(b.fadd(b.load(ptr, align=8), a), ptr, align=8)
+
+
+def _grad3x3(K: int):
+    """An intrinsic ``f(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec)``.
+
+    With ``V`` lanes, for k < K and taps (i, j), it forms in registers, in ``g``'s dtype::
+
+        a[k, i, j] = sum_{r < rows, u < nvec}  g[g_off + k*g_cstride + r*g_rstride + u*V + lane]
+                                              * xf[x_off + (r + i)*x_rstride + u*V + lane + j]
+
+    lane by lane (fused multiply-adds in the order r, then u), then adds each lane, widened to
+    float64, to ``acc64[((k*3 + i)*3 + j)*V + lane]``: short sums in the working precision,
+    the long one in float64. Reads ``xf`` up to ``(rows + 1)*x_rstride + (nvec + 1)*V`` past
+    ``x_off`` (the vector after each span feeds its last lanes' shifted taps).
+    """
+
+    @intrinsic
+    def grad(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec):
+        dtype = g.dtype
+        V = VECTOR_BYTES * 8 // dtype.bitwidth
+
+        def codegen(context, builder, sig, args):
+            acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_ = args
+            L = _Lanes(context, builder, dtype, V)
+            i64 = L.i64
+            gdata = _data(context, builder, sig.args[1], g_)
+            xdata = _data(context, builder, sig.args[5], xf_)
+            adata = _data(context, builder, sig.args[0], acc64_)
+            acc = _zero_accumulators(L, K * 9)
+            with cgutils.for_range(builder, rows_) as rloop:
+                r = rloop.index
+                gbase = L.at(gdata, builder.add(g_off_, builder.mul(r, g_rs_)))
+                xbase = L.at(xdata, builder.add(x_off_, builder.mul(r, x_rs_)))
+                with cgutils.for_range(builder, nvec_) as uloop:
+                    off = builder.mul(uloop.index, ir.Constant(i64, V))
+                    gv = [L.load(L.at(gbase, builder.add(off, builder.mul(g_cs_, ir.Constant(i64, k)))))
+                          for k in range(K)]
+                    cur = [builder.load(a) for a in acc]
+                    for i in range(3):
+                        rb = L.at(xbase, builder.add(off, builder.mul(x_rs_, ir.Constant(i64, i))))
+                        lo, hi = L.load(rb), L.load(L.at(rb, V))
+                        for j in range(3):
+                            xs = lo if j == 0 else L.shifted(lo, hi, j)
+                            for k in range(K):
+                                t = (k * 3 + i) * 3 + j
+                                cur[t] = L.fma(gv[k], xs, cur[t])
+                    for a, c in zip(acc, cur):
+                        builder.store(c, a)
+            for t in range(K * 9):
+                _add_widened(L, adata, t, acc[t])
+            return context.get_dummy_value()
+
+        return types.none(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec), codegen
+
+    return grad
+
+
+@intrinsic
+def grad_tap_rows(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K):
+    """One filter tap of the gradient for any filter: for k < ``K`` (at most
+    :data:`TAP_CHANNEL_BLOCK`) and the V lanes::
+
+        a[k] = sum_{r < rows, u < nvec}  g[g_off + k*g_cstride + r*g_rstride + u*V + lane]
+                                        * xf[x_off + r*x_rstride + u*V + lane]
+
+    in ``g``'s dtype (fused multiply-adds, order r then u), each lane then added, widened to
+    float64, to ``acc64[k*V + lane]``. The tap's offset is folded into ``x_off`` by the caller.
+    Reads ``xf`` up to ``x_off + (rows - 1)*x_rstride + nvec*V`` (exclusive).
+    """
+    dtype = g.dtype
+    V = VECTOR_BYTES * 8 // dtype.bitwidth
+    KB = TAP_CHANNEL_BLOCK
+
+    def codegen(context, builder, sig, args):
+        acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_, K_ = args
+        L = _Lanes(context, builder, dtype, V)
+        i64 = L.i64
+        gdata = _data(context, builder, sig.args[1], g_)
+        xdata = _data(context, builder, sig.args[5], xf_)
+        adata = _data(context, builder, sig.args[0], acc64_)
+        acc = _zero_accumulators(L, KB)
+        with cgutils.for_range(builder, rows_) as rloop:
+            r = rloop.index
+            gbase = L.at(gdata, builder.add(g_off_, builder.mul(r, g_rs_)))
+            xbase = L.at(xdata, builder.add(x_off_, builder.mul(r, x_rs_)))
+            with cgutils.for_range(builder, nvec_) as uloop:
+                off = builder.mul(uloop.index, ir.Constant(i64, V))
+                xv = L.load(L.at(xbase, off))
+                for k in range(KB):  # channels past K compute on channel 0's data, unused
+                    kk = builder.select(builder.icmp_signed("<", ir.Constant(i64, k), K_),
+                                        ir.Constant(i64, k), ir.Constant(i64, 0))
+                    gv = L.load(L.at(gbase, builder.add(off, builder.mul(g_cs_, kk))))
+                    builder.store(L.fma(gv, xv, builder.load(acc[k])), acc[k])
+        for k in range(KB):
+            with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, k), K_)):
+                _add_widened(L, adata, k, acc[k])
+        return context.get_dummy_value()
+
+    return types.none(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K), codegen
+
+
+grad3x3_rows = _grad3x3(GRAD_CHANNEL_BLOCK)
+grad3x3_rows_single = _grad3x3(1)

@@ -1,0 +1,101 @@
+"""The vector vocabulary the intrinsics of :mod:`kernels._simd` share: the vector width, the
+``_Lanes`` IR helper (splat, lane shift, fused multiply-add, loads and stores, ordinary or
+non-temporal), the data pointer of an array argument, and two small intrinsics (an array's
+address for alignment arithmetic, the store fence that orders non-temporal stores).
+"""
+
+from __future__ import annotations
+
+import platform
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+#: Bytes per vector register the blocks are written for (AVX-512; LLVM splits them on narrower
+#: hardware, correctly if less profitably).
+VECTOR_BYTES = 64
+#: Non-temporal stores need a store fence that only x86 spells ``sfence``; elsewhere the
+#: streaming path is simply never taken.
+STREAMING_SUPPORTED = platform.machine().lower() in ("x86_64", "amd64")
+
+
+def _data(context, builder, arrty, value):
+    return cgutils.create_struct_proxy(arrty)(context, builder, value=value).data
+
+
+class _Lanes:
+    """IR helpers shared by the intrinsics: values of ``lanes`` elements of ``dtype`` (a vector,
+    or the scalar itself when ``lanes`` is 1), in the function ``builder`` is writing."""
+
+    def __init__(self, context, builder, dtype, lanes):
+        self.builder, self.lanes = builder, lanes
+        self.i32, self.i64 = ir.IntType(32), ir.IntType(64)
+        scalar = context.get_value_type(dtype)
+        self.ty = ir.VectorType(scalar, lanes) if lanes > 1 else scalar
+        self.align = dtype.bitwidth // 8
+        suffix = "f64" if dtype.bitwidth == 64 else "f32"
+        name = f"llvm.fma.v{lanes}{suffix}" if lanes > 1 else f"llvm.fma.{suffix}"
+        self._fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(self.ty, [self.ty] * 3), name)
+
+    def _mask(self, indices):
+        return ir.Constant(ir.VectorType(self.i32, self.lanes), list(indices))
+
+    def splat(self, s):
+        """``s`` in every lane."""
+        if self.lanes == 1:
+            return s
+        undef = ir.Constant(self.ty, ir.Undefined)
+        v = self.builder.insert_element(undef, s, ir.Constant(self.i32, 0))
+        return self.builder.shuffle_vector(v, undef, self._mask([0] * self.lanes))
+
+    def shifted(self, a, b, k):
+        """Lanes k .. k + lanes - 1 of the concatenation a|b (a lane shift, no memory access)."""
+        return self.builder.shuffle_vector(a, b, self._mask(range(k, k + self.lanes)))
+
+    def fma(self, a, b, c):
+        """a * b + c, rounded once."""
+        return self.builder.call(self._fma, [a, b, c])
+
+    def at(self, base, offset):
+        """``base + offset`` elements (offset an IR value or a Python int)."""
+        if not isinstance(offset, ir.Value):
+            offset = ir.Constant(self.i64, offset)
+        return self.builder.gep(base, [offset])
+
+    def load(self, ptr):
+        return self.builder.load(self.builder.bitcast(ptr, self.ty.as_pointer()), align=self.align)
+
+    def store(self, value, ptr, streaming=False):
+        """An ordinary store, or a non-temporal one (``ptr`` then VECTOR_BYTES-aligned)."""
+        st = self.builder.store(value, self.builder.bitcast(ptr, self.ty.as_pointer()),
+                                align=VECTOR_BYTES if streaming else self.align)
+        if streaming:
+            st.set_metadata("nontemporal", self.builder.module.add_metadata([ir.Constant(self.i32, 1)]))
+
+
+@intrinsic
+def address(typingctx, a):
+    """The address of ``a``'s first element, as an int64 (for alignment arithmetic)."""
+    def codegen(context, builder, sig, args):
+        return builder.ptrtoint(_data(context, builder, sig.args[0], args[0]), ir.IntType(64))
+    return types.int64(a), codegen
+
+
+@intrinsic
+def store_fence(typingctx):
+    """``sfence``: every earlier non-temporal store is globally visible before any later store."""
+    def codegen(context, builder, sig, args):
+        if STREAMING_SUPPORTED:
+            fty = ir.FunctionType(ir.VoidType(), [])
+            builder.call(cgutils.get_or_insert_function(builder.module, fty, "llvm.x86.sse.sfence"), [])
+        else:  # never reached through conv (streaming is off), but keep the ordering promise
+            builder.fence("seq_cst")
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
+def lanes(itemsize: int) -> int:
+    """Elements of one :data:`VECTOR_BYTES` vector."""
+    return VECTOR_BYTES // itemsize

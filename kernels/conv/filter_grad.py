@@ -1,0 +1,188 @@
+"""The parameter gradients of a correlation: ``grad_w`` and ``grad_bias``, long reductions summed
+in float64 in a fixed order (the result does not depend on the thread count).
+
+:func:`_grad_w3x3_kernel` (3x3, stride 1, dilation 1) and :func:`_grad_w_taps_kernel` (any
+filter at column stride 1) run the explicit-SIMD blocks of :mod:`kernels._simd.grad`: short sums
+in the working precision, everything longer in float64. :func:`_grad_w_kernel` is the exact
+scalar float64 reduction kept for non-finite data at a column stride above 1.
+:func:`_grad_bias_kernel` sums ``grad_out`` per output channel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from kernels import _simd
+from kernels._config import jit
+
+from .tiles import _GRAD_CHANNEL_GROUP, _GRAD_ROWS
+
+
+@jit(parallel=True)
+def _grad_w_kernel(g, xp, gw, sh, sw, dh, dw):
+    """gw[co, ci, i, j] = sum_{n,y,x} g[n, co, y, x] * xp[n, ci, y*sh + i*dh, x*sw + j*dw].
+
+    ``xp`` is the zero-padded input and ``gw`` float64: each (co, ci) pair is one task that sums
+    its N*H_out*W_out products in float64 in a fixed order, so the result does not depend on the
+    thread count. (3x3, stride 1, dilation 1 has its own kernel: :func:`_grad_w3x3_kernel`.)
+    """
+    N, Co, Ho, Wo = g.shape
+    C = xp.shape[1]
+    kh, kw = gw.shape[2], gw.shape[3]
+    for t in prange(Co * C):
+        co = t // C
+        ci = t - co * C
+        for i in range(kh):
+            for j in range(kw):
+                s = 0.0
+                for n in range(N):
+                    for y in range(Ho):
+                        grow = g[n, co, y]
+                        xr = xp[n, ci, y * sh + i * dh, j * dw :]
+                        if sw == 1:
+                            for x in range(Wo):
+                                s += np.float64(grow[x]) * xr[x]
+                        else:
+                            for x in range(Wo):
+                                s += np.float64(grow[x]) * xr[x * sw]
+                gw[co, ci, i, j] = s
+
+
+@jit(parallel=True)
+def _grad_w3x3_kernel(g, xflat, C, Hp, Wp, gw):
+    """gw[co, ci, i, j] = sum_{n,y,x} g[n, co, y, x] * xpad[n, ci, y + i, x + j] (3x3, stride 1,
+    dilation 1), ``xflat`` the zero-padded input flat with a vector of zero slack after it.
+
+    One task per (block of output channels, group of input channels). Explicit SIMD blocks
+    (:func:`kernels._simd.grad3x3_rows`) form the nine products of each position vector from
+    three loads and lane shifts and sum :data:`_GRAD_ROWS` rows of them per lane in the working
+    precision; everything longer is summed in float64 (per lane, then the lanes in order), so
+    float32 gradients keep float64-grade sums over the N*H*W positions. The columns past the last
+    whole vector of each row are summed in float64 directly. Fixed order throughout: the result
+    does not depend on the thread count.
+    """
+    N, Co, Ho, Wo = g.shape
+    K = _simd.GRAD_CHANNEL_BLOCK
+    G = _GRAD_CHANNEL_GROUP
+    V = _simd.VECTOR_BYTES // g.itemsize
+    nvec = Wo // V
+    xv = nvec * V
+    ncb = (Co + K - 1) // K
+    ngr = (C + G - 1) // G
+    gflat = g.reshape(g.size)
+    plane = Hp * Wp
+    HWo = Ho * Wo
+    T = K * 9 * V  # accumulator lanes per input channel
+    for t in prange(ncb * ngr):
+        cb = t // ngr
+        c0 = cb * K
+        kk = min(K, Co - c0)
+        ci0 = (t - cb * ngr) * G
+        ci1 = min(ci0 + G, C)
+        acc = np.zeros((ci1 - ci0) * T)
+        tail = np.zeros((ci1 - ci0) * K * 9)
+        for n in range(N):
+            goff = (n * Co + c0) * HWo
+            if nvec > 0:
+                for y0 in range(0, Ho, _GRAD_ROWS):
+                    rows = min(_GRAD_ROWS, Ho - y0)
+                    # the group's input channels in turn, while these rows of g stay in L1
+                    for ci in range(ci0, ci1):
+                        a = acc[(ci - ci0) * T :]
+                        xoff = (n * C + ci) * plane + y0 * Wp
+                        if kk == K:
+                            _simd.grad3x3_rows(a, gflat, goff + y0 * Wo, HWo, Wo, xflat, xoff, Wp, rows, nvec)
+                        else:
+                            _simd.grad3x3_rows_single(a, gflat, goff + y0 * Wo, HWo, Wo, xflat, xoff, Wp, rows, nvec)
+            if xv < Wo:
+                for ci in range(ci0, ci1):
+                    xoff = (n * C + ci) * plane
+                    for k in range(kk):
+                        tk = ((ci - ci0) * K + k) * 9
+                        for y in range(Ho):
+                            for x in range(xv, Wo):
+                                gv = np.float64(gflat[goff + k * HWo + y * Wo + x])
+                                for i in range(3):
+                                    xr = xoff + (y + i) * Wp + x
+                                    for j in range(3):
+                                        tail[tk + i * 3 + j] += gv * xflat[xr + j]
+        for ci in range(ci0, ci1):
+            for k in range(kk):
+                for tap in range(9):
+                    s = tail[((ci - ci0) * K + k) * 9 + tap]
+                    base = (ci - ci0) * T + (k * 9 + tap) * V
+                    for lane in range(V):
+                        s += acc[base + lane]
+                    gw[c0 + k, ci, tap // 3, tap % 3] = s
+
+
+@jit(parallel=True)
+def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw):
+    """gw[co, ci, i, j] = sum_{n,y,x} g[n, co, y, x] * xpad[n, ci, y*sh + i*dh, x + j*dw] for any
+    filter at column stride 1, ``xflat`` the zero-padded input flat.
+
+    One task per (block of output channels, input channel); for each band of
+    :data:`_GRAD_ROWS` rows of g (which stays in L1) every tap in turn runs
+    :func:`kernels._simd.grad_tap_rows`: sums over the band in the working precision, float64
+    beyond, float64 scalars for the columns past the last whole vector. Fixed order throughout.
+    """
+    N, Co, Ho, Wo = g.shape
+    kh, kw = gw.shape[2], gw.shape[3]
+    K = _simd.TAP_CHANNEL_BLOCK
+    V = _simd.VECTOR_BYTES // g.itemsize
+    nvec = Wo // V
+    xv = nvec * V
+    ncb = (Co + K - 1) // K
+    taps = kh * kw
+    gflat = g.reshape(g.size)
+    plane = Hp * Wp
+    HWo = Ho * Wo
+    for t in prange(ncb * C):
+        cb = t // C
+        ci = t - cb * C
+        c0 = cb * K
+        kk = min(K, Co - c0)
+        acc = np.zeros(taps * K * V)
+        tail = np.zeros(taps * K)
+        for n in range(N):
+            goff = (n * Co + c0) * HWo
+            xoff = (n * C + ci) * plane
+            if nvec > 0:
+                for y0 in range(0, Ho, _GRAD_ROWS):
+                    rows = min(_GRAD_ROWS, Ho - y0)
+                    for tap in range(taps):
+                        i = tap // kw
+                        j = tap - i * kw
+                        _simd.grad_tap_rows(acc[tap * K * V :], gflat, goff + y0 * Wo, HWo, Wo, xflat,
+                                            xoff + (y0 * sh + i * dh) * Wp + j * dw, sh * Wp, rows, nvec, kk)
+            for k in range(kk):
+                for y in range(Ho):
+                    for x in range(xv, Wo):
+                        gval = np.float64(gflat[goff + k * HWo + y * Wo + x])
+                        for tap in range(taps):
+                            i = tap // kw
+                            j = tap - i * kw
+                            tail[tap * K + k] += gval * xflat[xoff + (y * sh + i * dh) * Wp + x + j * dw]
+        for k in range(kk):
+            for tap in range(taps):
+                s = tail[tap * K + k]
+                base = (tap * K + k) * V
+                for lane in range(V):
+                    s += acc[base + lane]
+                gw[c0 + k, ci, tap // kw, tap % kw] = s
+
+
+@jit(parallel=True)
+def _grad_bias_kernel(g, gb):
+    """gb[co] = sum_{n,y,x} g[n, co, y, x], in float64, one task per output channel (numpy's
+    ``g.sum(axis=(0, 2, 3), dtype=float64)`` took 0.6 ms of a 6 ms float32 backward pass)."""
+    N, Co = g.shape[0], g.shape[1]
+    P = g.shape[2] * g.shape[3]
+    for co in prange(Co):
+        s = 0.0
+        for n in range(N):
+            plane = g[n, co].reshape(P)
+            for p in range(P):
+                s += np.float64(plane[p])
+        gb[co] = s

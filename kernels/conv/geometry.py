@@ -1,0 +1,141 @@
+"""Validation at the door and the zero-padded copies of the input.
+
+:func:`_prepare` checks and coerces the arguments every public function shares (dtype, ndim,
+channel agreement, stride, dilation, the ``padding`` forms, the output's size) into 4-D
+operands and their geometry; :func:`_bias_array` the bias. :func:`_pad_flat` and :func:`_pad`
+build the explicitly zero-padded copies the blocked kernels, the filter gradient and a
+non-finite filter need. Nothing unchecked reaches the compiled kernels.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from numba import prange
+
+from kernels import _validate as V
+from kernels._config import jit
+
+
+def _padding(padding, kh, kw, dh, dw, stride, flipped=False):
+    """(top, bottom, left, right) zero padding from the public ``padding`` argument.
+
+    ``flipped``: the filter will be applied rotated by 180 degrees (:func:`convolve2d`). Its
+    ``'same'`` output is the centred part of its ``'full'`` output, as ``scipy.signal`` defines
+    it, which is the correlation with the odd pixel of padding at the top/left instead.
+    """
+    ekh, ekw = dh * (kh - 1), dw * (kw - 1)  # dilated kernel extent minus one
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0, 0, 0, 0)
+        if mode == "full":
+            return (ekh, ekh, ekw, ekw)
+        if mode == "same":
+            if stride != (1, 1):
+                raise ValueError(f"padding='same' needs stride 1, got stride={stride}")
+            # PyTorch's rule: the odd pixel of an even extent goes to the bottom/right (which is
+            # also scipy.signal.correlate2d's 'same'); the flipped filter mirrors it.
+            top, left = (ekh - ekh // 2, ekw - ekw // 2) if flipped else (ekh // 2, ekw // 2)
+            return (top, ekh - top, left, ekw - left)
+        raise ValueError(f"padding must be an int, a pair of ints, 'valid', 'same' or 'full', got {padding!r}")
+    ph, pw = V.int_pair(padding, "padding", minimum=0)
+    return (ph, ph, pw, pw)
+
+
+def _bias_array(bias, co, dtype, two_d):
+    if bias is None:
+        return np.zeros(co, dtype=dtype)
+    if two_d and isinstance(bias, numbers.Real) and not isinstance(bias, (bool, np.bool_)):
+        # a Python (or NumPy) real scalar takes the dtype of x; arrays must already match it
+        return np.full(1, float(bias), dtype=dtype)
+    if two_d:
+        b = V.float_array(bias, "bias", ndim=(0, 1), dtype=dtype, like="x")
+        if b.size != 1:
+            raise ValueError(f"bias for a 2-D x must be a scalar, shape () or (1,), got shape {b.shape}")
+        return np.ascontiguousarray(b.reshape(1))
+    b = V.float_array(bias, "bias", ndim=1, dtype=dtype, like="x")
+    if b.shape != (co,):
+        raise ValueError(f"bias must have shape ({co},) (one per output channel of w), got {b.shape}")
+    return np.ascontiguousarray(b)
+
+
+def _prepare(x, w, stride, padding, dilation, flipped=False):
+    """Validate and coerce the common arguments; returns a dict of 4-D operands and geometry.
+
+    A batch of zero images is accepted (its result is empty, as in PyTorch); an empty image or
+    filter is not."""
+    x = V.float_array(x, "x", ndim=(2, 4), empty_batch=True)
+    two_d = x.ndim == 2
+    w = V.float_array(w, "w", ndim=2 if two_d else 4)
+    if w.dtype != x.dtype:
+        raise TypeError(f"w must have dtype {x.dtype} like x, got {w.dtype}")
+    sh, sw = V.int_pair(stride, "stride")
+    dh, dw = V.int_pair(dilation, "dilation")
+    if two_d:
+        x4, w4 = x[None, None], w[None, None]
+    else:
+        x4, w4 = x, w
+        if w.shape[1] != x.shape[1]:
+            raise ValueError(
+                f"w has {w.shape[1]} input channels (shape {w.shape}) but x has {x.shape[1]} (shape {x.shape})"
+            )
+    kh, kw = w4.shape[2], w4.shape[3]
+    pt, pb, pl, pr = _padding(padding, kh, kw, dh, dw, (sh, sw), flipped)
+    H, W = x4.shape[2], x4.shape[3]
+    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if eh > H + pt + pb or ew > W + pl + pr:
+        raise ValueError(
+            f"w's (dilated) extent {(eh, ew)} is larger than the padded input {(H + pt + pb, W + pl + pr)} "
+            f"(x shape {x.shape}, w shape {w.shape}, padding={padding!r}, dilation={(dh, dw)})"
+        )
+    Ho = (H + pt + pb - eh) // sh + 1
+    Wo = (W + pl + pr - ew) // sw + 1
+    # A huge padding or dilation implies a huge output: refuse it by name rather than let the
+    # allocator fail, or the machine swap. (A forward pass pads a copy of x only where that copy
+    # is no larger than the output; the backward pass checks its own padded copy.)
+    V.check_allocation(
+        x4.shape[0] * w4.shape[0] * Ho * Wo * x.dtype.itemsize,
+        f"the output {(x4.shape[0], w4.shape[0], Ho, Wo)} implied by x shape {x.shape}, w shape {w.shape}, "
+        f"padding={padding!r}, stride={(sh, sw)} and dilation={(dh, dw)}",
+    )
+    return dict(x=x, w=w, x4=x4, w4=w4, two_d=two_d, stride=(sh, sw), dilation=(dh, dw),
+                pad=(pt, pb, pl, pr), out_hw=(Ho, Wo))
+
+
+@jit(parallel=True)
+def _pad_kernel(x, xp, pt, pl):
+    """xp[n, c] = x[n, c] surrounded by zeros (pt rows above, pl columns left), one plane per task."""
+    N, C, H, W = x.shape
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        dst = xp[n, c]
+        dst[:, :] = 0
+        for h in range(H):
+            drow = dst[pt + h, pl : pl + W]
+            srow = x[n, c, h]
+            for k in range(W):
+                drow[k] = srow[k]
+
+
+def _pad_flat(xc, pads, slack=0):
+    """The C-contiguous batch ``xc`` zero-padded (pads = top, bottom, left, right), flat, followed
+    by ``slack`` zeros; returns it and the padded shape."""
+    pt, pb, pl, pr = pads
+    N, C, H, W = xc.shape
+    shape = (N, C, H + pt + pb, W + pl + pr)
+    size = int(np.prod(shape, dtype=object))
+    V.check_allocation((size + slack) * xc.itemsize,
+                       f"the zero-padded copy {shape} of x that padding={pads} (after dilation) implies")
+    flat = np.empty(size + slack, dtype=xc.dtype)
+    flat[size:] = 0
+    _pad_kernel(xc, flat[:size].reshape(shape), pt, pl)
+    return flat, shape
+
+
+def _pad(xc, pads):
+    """A zero-padded copy of the C-contiguous batch ``xc`` (pads = top, bottom, left, right)."""
+    flat, shape = _pad_flat(xc, pads)
+    return flat.reshape(shape)
