@@ -334,6 +334,20 @@ def test_property_forward_and_backward_match_reference(problem):
 
 
 @given(conv_problems())
+def test_property_convolve2d_matches_reference(problem):
+    """convolve2d over random shapes, batches, dilations and paddings, 'same' with even extents
+    included (issue 17): the reference computes 'same' as the centred part of 'full', SciPy's
+    definition, independently of the kernels' padding rule."""
+    x, w, b, kw = problem
+    got = kernels.convolve2d(x, w, b, **kw)
+    ref = naive.convolve2d(x, w, b, **kw)
+    assert got.shape == ref.shape
+    b_abs = None if b is None else np.abs(np.asarray(b, dtype=np.float64))
+    scale = naive.convolve2d(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64), b_abs, **kw)
+    assert_close(got, ref, scale, x.dtype)
+
+
+@given(conv_problems())
 def test_property_linearity_and_bias_shift(problem):
     """correlate2d is linear in x and adding c to the bias adds c to every output."""
     x, w, b, kw = problem
