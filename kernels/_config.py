@@ -18,6 +18,13 @@ its bytecode and argument types, not on ``parallel``/``fastmath``/``boundscheck`
 Numba 0.68), so a cached default kernel would silently be loaded in place of the one asked for,
 and a bounds-checked or serial build would be saved over the default one.
 
+Numba stamps a cached kernel with the content of the file that defines it, so an edit to a
+function it calls in *another* file (a kernel in ``conv/direct.py`` calling an intrinsic in
+``_simd/stencil.py``) would leave the stale machine code in the cache. The package's kernels
+are therefore stamped with a hash of every library source file of the package
+(:func:`package_stamp`): any edit recompiles them all. An installed package never changes, so
+this costs users nothing but one hash of the sources (about 1 ms) per process.
+
 Fast-math is the LLVM flag set *without* ``nnan`` and ``ninf``: the compiler may reassociate
 sums and fuse multiply-adds (which vectorises reductions), but may not assume that NaN and inf
 never occur, so divergence checks such as ``not np.isfinite(x)`` stay honest.
@@ -25,9 +32,12 @@ never occur, so divergence checks such as ``not np.isfinite(x)`` stay honest.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 
 import numba
+from numba.core import caching as _caching
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -48,6 +58,69 @@ CACHE: bool = (_flag("KERNELS_CACHE", True) and PARALLEL and bool(FASTMATH) and 
 #: and the per-block partial results are combined serially in block order, so results are
 #: bit-identical for any ``NUMBA_NUM_THREADS``.
 REDUCTION_BLOCK: int = 256
+
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: Applications live here; they define no kernels, so editing them recompiles nothing.
+_APPS_DIR = os.path.join(PACKAGE_DIR, "apps")
+
+
+def _library_sources() -> list[str]:
+    paths = []
+    for root, dirs, files in os.walk(PACKAGE_DIR):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and os.path.join(root, d) != _APPS_DIR)
+        paths += [os.path.join(root, f) for f in sorted(files) if f.endswith(".py")]
+    return paths
+
+
+@functools.lru_cache(maxsize=None)
+def package_stamp(paths: tuple[str, ...] | None = None) -> str:
+    """SHA-256 over the names and contents of the library's source files (``kernels/`` less
+    ``kernels/apps/``): the freshness stamp of every cached kernel of the package."""
+    h = hashlib.sha256()
+    for path in paths if paths is not None else _library_sources():
+        h.update(os.path.relpath(path, PACKAGE_DIR).encode() + b"\0")
+        with open(path, "rb") as fh:
+            h.update(hashlib.sha256(fh.read()).digest())
+    return h.hexdigest()
+
+
+def _in_library(py_file: str) -> bool:
+    path = os.path.abspath(py_file)
+    return path.startswith(PACKAGE_DIR + os.sep) and not path.startswith(_APPS_DIR + os.sep)
+
+
+def _package_stamped(base):
+    """Numba's cache locator ``base``, for this package's files only, stamped by
+    :func:`package_stamp` instead of the one defining file."""
+
+    class Locator(base):
+        def get_source_stamp(self):
+            return package_stamp()
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            return super().from_function(py_func, py_file) if _in_library(py_file) else None
+
+    Locator.__name__ = Locator.__qualname__ = f"PackageStamped{base.__name__}"
+    return Locator
+
+
+def _install_locators() -> bool:
+    """Put the package-stamped locators first in Numba's list (they decline other files, which
+    fall through to Numba's own). False where this Numba lays out its cache differently."""
+    try:
+        impl = _caching.CacheImpl
+        bases = [_caching.UserProvidedCacheLocator, _caching.InTreeCacheLocator, _caching.UserWideCacheLocator]
+    except AttributeError:
+        return False
+    if any(getattr(c, "__name__", "").startswith("PackageStamped") for c in impl._locator_classes):
+        return True
+    impl._locator_classes[:0] = [_package_stamped(b) for b in bases]
+    return True
+
+
+PACKAGE_STAMPED_CACHE: bool = _install_locators()
 
 
 def jit(*, parallel: bool = False, fastmath: bool = True, cache: bool | None = None, **options):
@@ -77,6 +150,7 @@ def describe() -> dict:
         "parallel": PARALLEL,
         "fastmath": sorted(FASTMATH) if FASTMATH else False,
         "cache": CACHE,
+        "cache_stamp": "package" if PACKAGE_STAMPED_CACHE else "file",
         "boundscheck": bool(BOUNDSCHECK) or os.environ.get("NUMBA_BOUNDSCHECK") == "1",
         "reduction_block": REDUCTION_BLOCK,
         "numba_threads": numba.get_num_threads(),
