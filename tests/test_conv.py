@@ -266,9 +266,8 @@ def test_backward_matches_central_finite_differences(xs, ws, kw):
 # ------------------------------------------------------------------ hypothesis properties
 
 
-def _filter_fits(xshape, wshape, *, stride, padding, dilation):
-    """Whether the dilated filter fits inside the padded input (else the call is a ValueError)."""
-    (H, W), (kh, kw) = xshape[-2:], wshape[-2:]
+def _min_image(kh, kw, *, padding, dilation):
+    """The smallest (H, W) into whose padded form the dilated filter fits."""
     eh, ew = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
     if isinstance(padding, str):
         ph2 = {"valid": 0, "same": eh - 1, "full": 2 * (eh - 1)}[padding]
@@ -276,7 +275,13 @@ def _filter_fits(xshape, wshape, *, stride, padding, dilation):
     else:
         ph, pw = (padding, padding) if isinstance(padding, int) else padding
         ph2, pw2 = 2 * ph, 2 * pw
-    return H + ph2 >= eh and W + pw2 >= ew
+    return eh - ph2, ew - pw2
+
+
+def _filter_fits(xshape, wshape, *, stride, padding, dilation):
+    """Whether the dilated filter fits inside the padded input (else the call is a ValueError)."""
+    hmin, wmin = _min_image(*wshape[-2:], padding=padding, dilation=dilation)
+    return xshape[-2] >= hmin and xshape[-1] >= wmin
 
 
 @st.composite
@@ -300,14 +305,8 @@ def conv_problems(draw, fit=True):
         stride = (1, 1)
     H, W = draw(st.integers(1, 10)), draw(st.integers(1, 10))
     if fit:
-        eh, ew = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
-        if isinstance(padding, str):
-            ph2 = {"valid": 0, "same": eh - 1, "full": 2 * (eh - 1)}[padding]
-            pw2 = {"valid": 0, "same": ew - 1, "full": 2 * (ew - 1)}[padding]
-        else:
-            ph, pw = (padding, padding) if isinstance(padding, int) else padding
-            ph2, pw2 = 2 * ph, 2 * pw
-        H, W = max(H, eh - ph2), max(W, ew - pw2)
+        hmin, wmin = _min_image(kh, kw, padding=padding, dilation=dilation)
+        H, W = max(H, hmin), max(W, wmin)
     N, C, Co = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 6))) if batch else (1, 1, 1)
     seed = draw(st.integers(0, 2**32 - 1))
     rng = _rng(seed)
