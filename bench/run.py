@@ -124,6 +124,11 @@ def _env(quick):
     # An uninstalled checkout still finds `kernels`; an installed one is unaffected.
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Some machines set these for old OpenBLAS builds that misdetect the processor; they pin a
+    # current NumPy to an older, slower kernel. The peers get NumPy at its best: both unset
+    # together (which kernel then ran is in benchmarks.json: machine_info.kernels.threads).
+    env.pop("OPENBLAS_CORETYPE", None)
+    env.pop("OPENBLAS_L2_SIZE", None)
     if quick:
         env["KERNELS_BENCH_QUICK"] = "1"
     return env

@@ -39,6 +39,8 @@ import os
 import numba
 from numba.core import caching as _caching
 
+from . import _threads
+
 
 def _flag(name: str, default: bool) -> bool:
     value = os.environ.get(name)
@@ -144,6 +146,10 @@ def jit(*, parallel: bool = False, fastmath: bool = True, cache: bool | None = N
     return numba.njit(**opts)
 
 
+# Numba's and OpenBLAS's pools set to share the cores (kernels/_threads.py says why and how).
+_threads.configure(PARALLEL)
+
+
 def describe() -> dict:
     """The compile options in force, for reports."""
     return {
@@ -154,5 +160,6 @@ def describe() -> dict:
         "boundscheck": bool(BOUNDSCHECK) or os.environ.get("NUMBA_BOUNDSCHECK") == "1",
         "reduction_block": REDUCTION_BLOCK,
         "numba_threads": numba.get_num_threads(),
+        "thread_pools": _threads.describe(),
         "numba_version": numba.__version__,
     }

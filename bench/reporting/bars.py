@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .formatting import fmt_against, fmt_slope
+from .formatting import fmt_against, fmt_slope, fmt_time
 from .load import Index, group_parts, impl_of, median, module_of
 
-CRITERIA = ("min_speedup", "min_bandwidth_fraction", "min_flops_fraction")
+CRITERIA = ("min_speedup", "min_bandwidth_fraction", "min_flops_fraction", "min_ratio", "max_ratio")
 
 PASS, FAIL, NOT_RUN = "PASS", "FAIL", "NOT RUN"
 
@@ -95,6 +95,9 @@ def evaluate_bar(bar: dict, index: Index) -> Verdict:
                            f"so the minimum is unknown: {why_missing(index, bar, missing)}")
         return Verdict(bar, PASS, measured, target_txt, f"limited by {limiting}")
 
+    if kind in ("min_ratio", "max_ratio"):
+        return _ratio_verdict(bar, kind, target, main, index)
+
     if kind == "min_bandwidth_fraction":
         target_txt = f">= {target:.0%} of triad"
         if main is None:
@@ -130,6 +133,26 @@ def evaluate_bar(bar: dict, index: Index) -> Verdict:
     status = PASS if frac >= target else FAIL
     return Verdict(bar, status, f"{fmt_against(frac, target, pct=True)} ({rate / 1e9:.1f} GFLOP/s)", target_txt,
                    f"{dtype} GEMM peak {peak[0] / 1e9:.1f} GFLOP/s")
+
+
+def _ratio_verdict(bar, kind, target, main, index) -> Verdict:
+    """A bar on calls timed alternating inside one benchmark (``bench/bench_interleaved.py``):
+    ``ratio=(a, b)`` names two of the medians the benchmark keeps in
+    ``extra_info["medians_s"]``; the bar holds when ``a / b`` is at least ``min_ratio`` or at
+    most ``max_ratio``."""
+    a, b = bar.get("ratio", (None, None))
+    target_txt = f">= {target:.3g}x" if kind == "min_ratio" else f"<= {target:.3g}x"
+    if main is None:
+        return Verdict(bar, NOT_RUN, "—", target_txt, why_missing(index, bar, [bar.get("impl")]))
+    medians = (main.get("extra_info") or {}).get("medians_s") or {}
+    if a not in medians or b not in medians:
+        return Verdict(bar, NOT_RUN, "—", target_txt,
+                       f"{bar.get('group')} [{bar.get('impl')}] has no medians {a!r} and {b!r} "
+                       f"(it has {', '.join(sorted(medians)) or 'none'})")
+    value = medians[a] / medians[b]
+    ok = value >= target if kind == "min_ratio" else value <= target
+    return Verdict(bar, PASS if ok else FAIL, f"{value:.3g}x ({a} / {b})", target_txt,
+                   f"{fmt_time(medians[a])} / {fmt_time(medians[b])}, medians of calls alternating in one loop")
 
 
 def memory_verdicts(memory) -> list:

@@ -136,6 +136,11 @@ def render_benchmarks_md(index: Index, verdicts: list, barset: BarSet) -> str:
         header = ("impl", "median", "IQR", "IQR/median", "rounds", "vs numpy",
                   f"vs best peer ({best})" if best else "vs best peer (none)", "roofline")
         out += [md_table(header, rows), ""]
+        for impl, b, _, _ in rows_data:
+            medians = (b.get("extra_info") or {}).get("medians_s")
+            if medians:  # calls timed alternating inside one benchmark (bench_interleaved.py)
+                out += [f"Calls alternating in one loop ({impl}; the row above times whole rounds):", "",
+                        md_table(("call", "median"), [(k, fmt_time(v)) for k, v in medians.items()]), ""]
         for v in by_group.pop(group, []):
             out.append(verdict_line(v))
         out.append("")
