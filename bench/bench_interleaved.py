@@ -77,6 +77,7 @@ def _timed(fn):
 
 def _interleave(benchmark, k, n, group):
     """Time K and N alone and each right after the other, in the rounds the docstring gives."""
+    benchmark.group = group
     k()
     n()  # warm: compiled code, BLAS threads, caches
     samples = {"kernels alone": [], "kernels after the other": [], "numpy alone": [], "numpy after the other": []}
@@ -92,11 +93,12 @@ def _interleave(benchmark, k, n, group):
         samples["numpy after the other"].append(_timed(n))
 
     benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
-    _record(benchmark, group, samples)
+    _record(benchmark, samples)
 
 
 def _alternate(benchmark, calls: dict, group, rounds=ROUNDS):
     """One call of each implementation per round, the order rotating from round to round."""
+    benchmark.group = group
     for fn in calls.values():
         fn()
     names = list(calls)
@@ -110,11 +112,10 @@ def _alternate(benchmark, calls: dict, group, rounds=ROUNDS):
             samples[name].append(_timed(calls[name]))
 
     benchmark.pedantic(one_round, rounds=rounds, iterations=1)
-    _record(benchmark, group, samples)
+    _record(benchmark, samples)
 
 
-def _record(benchmark, group, samples):
-    benchmark.group = group
+def _record(benchmark, samples):
     benchmark.extra_info["impl"] = "alternating"
     benchmark.extra_info["medians_s"] = {name: statistics.median(v) for name, v in samples.items() if v}
     benchmark.extra_info["samples"] = {name: len(v) for name, v in samples.items()}
