@@ -42,7 +42,21 @@ FAMILIES = {
 COLD_ROUNDS = 1 if QUICK else 2
 CACHED_ROUNDS = 1 if QUICK else 3
 
-BARS: list = []  # compile time has no bar in the issues; it is reported for information
+# Issue 12's cold-start bars. A "cold" figure is a whole fresh process (interpreter, imports, two
+# calls) with an empty compile cache, "cached" the same with the cache the cold run left.
+BARS: list = [
+    dict(issue=12, text=f"empty cache: import plus the first {FAMILIES[f][0]} call <= 3 s",
+         group=f"compile|{FAMILIES[f][0]} tiny|float64", impl="cold", max_seconds=3.0)
+    for f in FAMILIES
+] + [
+    dict(issue=12, text="warm cache: import plus the first batched correlate2d <= 1.0 s",
+         group="compile|correlate2d tiny|float64", impl="cached", max_seconds=1.0),
+    dict(issue=12, text="warm cache: import plus the first batched correlate2d no slower than import torch plus "
+                        "its first conv2d",
+         group="compile|correlate2d tiny|float64", impl="cached", versus=("torch",), min_speedup=1.0),
+    dict(issue=12, text="empty cache: python -m kernels hw2 <= 12 s",
+         group="compile|python -m kernels hw2|float64", impl="cold", max_seconds=12.0),
+]
 
 _CHILD = r"""
 import json, sys, time
@@ -161,3 +175,65 @@ def test_compile_cached(benchmark, family, populated_caches):
     _summarise(benchmark, family, "cached", results)
     assert all(r["cache_misses"] == 0 and r["cache_hits"] > 0 for r in results), (
         f"cached run recompiled instead of loading from {populated_caches[family]}: {results}")
+
+
+_TORCH_CHILD = r"""
+import json, time
+t0 = time.perf_counter()
+import numpy as np
+import torch
+t1 = time.perf_counter()
+rng = np.random.default_rng(0)
+x = torch.from_numpy(rng.standard_normal((2, 3, 8, 8)))
+w = torch.from_numpy(rng.standard_normal((4, 3, 3, 3)))
+t2 = time.perf_counter()
+torch.nn.functional.conv2d(x, w, padding=1)
+t3 = time.perf_counter()
+torch.nn.functional.conv2d(x, w, padding=1)
+t4 = time.perf_counter()
+print("KERNELS_COMPILE_JSON " + json.dumps(dict(import_s=t1 - t0, first_call_s=t3 - t2, second_call_s=t4 - t3,
+                                               cache_hits=0, cache_misses=0)))
+"""
+
+
+def test_compile_torch_reference(benchmark):
+    """The reference for the warm-cache bar: a fresh process importing torch and calling its
+    conv2d twice on the same tiny input (torch ships compiled code: nothing to cache)."""
+    pytest.importorskip("torch")
+    results: list = []
+
+    def run():
+        proc = subprocess.run([sys.executable, "-c", _TORCH_CHILD], cwd=ROOT, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("KERNELS_COMPILE_JSON ")][-1]
+        results.append(json.loads(line.split(" ", 1)[1]))
+
+    benchmark.group = _group("conv")
+    benchmark.pedantic(run, rounds=CACHED_ROUNDS, iterations=1)
+    benchmark.extra_info.update(impl="torch", family="conv", function="torch.nn.functional.conv2d",
+                                rounds=len(results),
+                                **{k: statistics.median(r[k] for r in results)
+                                   for k in ("import_s", "first_call_s", "second_call_s")})
+
+
+@pytest.mark.parametrize("phase", ["cold", "cached"])
+def test_compile_hw2_command(benchmark, phase, tmp_path):
+    """``python -m kernels hw2`` in a fresh process, empty compile cache (``cold``) or the one
+    the cold run left (``cached``): what a newcomer's first and second runs cost."""
+    cache = tmp_path / "numba-cache"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), KERNELS_CACHE="1")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "-m", "kernels", "hw2", "--out", str(tmp_path / "out")] + (["--quick"] if QUICK else [])
+    if phase == "cached":  # populate, untimed
+        subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900, check=True)
+
+    def run():
+        if phase == "cold":
+            shutil.rmtree(cache, ignore_errors=True)
+        proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    benchmark.group = "compile|python -m kernels hw2|float64"
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update(impl=phase, family="hw2", function="python -m kernels hw2")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .formatting import fmt_against, fmt_slope, fmt_time
 from .load import Index, group_parts, impl_of, median, module_of
 
-CRITERIA = ("min_speedup", "min_bandwidth_fraction", "min_flops_fraction", "min_ratio", "max_ratio")
+CRITERIA = ("min_speedup", "min_bandwidth_fraction", "min_flops_fraction", "min_ratio", "max_ratio", "max_seconds")
 
 PASS, FAIL, NOT_RUN = "PASS", "FAIL", "NOT RUN"
 
@@ -97,6 +97,14 @@ def evaluate_bar(bar: dict, index: Index) -> Verdict:
 
     if kind in ("min_ratio", "max_ratio"):
         return _ratio_verdict(bar, kind, target, main, index)
+
+    if kind == "max_seconds":
+        target_txt = f"<= {fmt_time(target)}"
+        if main is None:
+            return Verdict(bar, NOT_RUN, "—", target_txt, why_missing(index, bar, [impl]))
+        value = median(main)
+        return Verdict(bar, PASS if value <= target else FAIL, fmt_time(value), target_txt,
+                       "median wall time of the whole process")
 
     if kind == "min_bandwidth_fraction":
         target_txt = f">= {target:.0%} of triad"

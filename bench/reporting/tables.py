@@ -162,8 +162,11 @@ def render_benchmarks_md(index: Index, verdicts: list, barset: BarSet) -> str:
                              fmt_time(ex.get("first_call_s")), fmt_time(ex.get("second_call_s")),
                              str(b["stats"]["rounds"]),
                              f"{sum(ex.get('cache_hits', []))}/{sum(ex.get('cache_misses', []))}"))
-        out += [md_table(("function", "phase", "process", "import kernels", "first call",
+        out += [md_table(("function", "phase", "process", "import", "first call",
                           "second call", "rounds", "cache hits/misses"), rows), ""]
+        for group in compile_groups:
+            out += [verdict_line(v) for v in by_group.pop(group, [])]
+        out.append("")
 
     leftover = [v for g, vs in sorted(by_group.items(), key=lambda kv: str(kv[0])) for v in vs]
     if leftover:
