@@ -467,7 +467,11 @@ def test_validation_errors():
 def test_public_api_is_exported():
     for name in ("hypergrad", "optimal_lr_one_step", "tune_lr", "unroll_graph"):
         assert callable(getattr(kernels, name))
-    assert kernels.hypergrad is hypergrad
+    # kernels.hypergrad is the module (no shadowing), and calling it calls the function hypergrad
+    assert kernels.hypergrad is sys.modules["kernels.hypergrad"] and callable(kernels.hypergrad)
+    X, t = np.random.default_rng(0).standard_normal((6, 3)), np.ones(6)
+    got, want = kernels.hypergrad(X, t, lr=0.01, l2=0.1, steps=3), hypergrad(X, t, lr=0.01, l2=0.1, steps=3)
+    assert (got.loss, got.d_lr, got.d_l2) == (want.loss, want.d_lr, want.d_l2) and np.array_equal(got.w, want.w)
 
 
 # --- question 2.1.1 ------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import kernels
 from kernels import naive
 from kernels.apps import reliability as R
 
-hg = importlib.import_module("kernels.hypergrad")  # the module (kernels.hypergrad is also the function)
+hg = importlib.import_module("kernels.hypergrad")  # the module (which, called, runs the function hypergrad)
 
 
 # --------------------------------------------------------------------------- float32 accuracy
@@ -77,7 +77,7 @@ def test_reverse_refuses_a_trajectory_larger_than_memory_up_front():
 
 
 def test_refusal_threshold_is_margin_times_available(monkeypatch):
-    monkeypatch.setattr(hg, "available_memory", lambda: 10_000)
+    monkeypatch.setattr(hg._problem, "available_memory", lambda: 10_000)  # where _check_memory reads it
     X, t = np.eye(3), np.ones(3)
     lr = 0.1
     limit = hg.MEMORY_MARGIN * 10_000

@@ -136,7 +136,7 @@ def test_passes_bit_identical_across_thread_counts_and_serial_parallel(monkeypat
                 kernels.adam(X, t, lr=1e-2, steps=20, batch_size=600, seed=3, record_every=5))
 
     results = [run()]  # serial: 1100 x 7 float64 is far below the threshold
-    monkeypatch.setattr(optim, "_PARALLEL_MIN_BYTES", 0)  # every pass parallel
+    monkeypatch.setattr(optim.linreg, "_PARALLEL_MIN_BYTES", 0)  # every pass parallel
     before = numba.get_num_threads()
     try:
         for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
@@ -165,7 +165,7 @@ def test_gram_form_matches_residual_form(problem, monkeypatch, name, kw):
     assert not optim._gram(X * 1e160, t, 100)[0]  # G would overflow: the residual form
     w0 = np.linspace(-0.5, 0.5, X.shape[1])
     a = call(kernels, name, X, t, w0=w0, steps=100, record_every=1, **kw)
-    monkeypatch.setattr(optim, "_GRAM", False)
+    monkeypatch.setattr(optim.linreg, "_GRAM", False)
     b = call(kernels, name, X, t, w0=w0, steps=100, record_every=1, **kw)
     assert rel_err(a.trajectory, b.trajectory) <= 1e-12
     for k in (0, 50, 100):
@@ -356,7 +356,7 @@ def test_sgd_steps_cross_epochs_and_chunks(problem, monkeypatch):
     b = kernels.sgd(X, t, lr=0.02, batch_size=6, steps=5 * nb, seed=2, record_every=3)
     assert np.array_equal(a.trajectory, b.trajectory) and np.array_equal(a.w, b.w)
     # permutations handed to the kernel one epoch at a time: the same run, bit for bit
-    monkeypatch.setattr(optim, "_PERM_CHUNK", 1)
+    monkeypatch.setattr(optim.drivers, "_PERM_CHUNK", 1)
     c = kernels.sgd(X, t, lr=0.02, batch_size=6, epochs=5, seed=2, record_every=3)
     assert np.array_equal(a.trajectory, c.trajectory) and np.array_equal(a.losses, c.losses)
     # a run that stops mid-epoch is a prefix of the longer run

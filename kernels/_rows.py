@@ -1,0 +1,231 @@
+"""The row sweep: the fused pass over the rows of ``X`` that every linear-regression kernel is
+made of.
+
+For each row ``x_i`` of ``X`` (loaded from memory once, and used again while it is in cache):
+
+* the *residual half* (``w`` given): ``r_i = x_i . w - t_i``, the sum of ``r_i^2`` (the loss)
+  and ``acc += c_i x_i`` with ``c_i = coef r_i`` (the gradient ``X^T (X w - t)``, scaled);
+* the *Hessian half* (``v`` given): ``p_i = x_i . v`` into ``s[i]`` and ``h += p_i x_i`` (the
+  Hessian-vector product ``X^T X v``).
+
+Either half or both run in one sweep: :mod:`kernels.optim` uses the residual half (a gradient
+or a loss per step), :mod:`kernels.hypergrad` all three forms (the gradient of a forward step,
+the Hessian-vector product of a reverse step, and both at once for a tangent or for a reverse
+step overlapped with a recomputed forward step).
+
+The optional parts are arguments that are an array or ``None`` (``rows``, ``w``, ``v``,
+``acc``, ``coef``, ``wide``): Numba compiles one specialisation per combination, with the
+``None`` branches pruned before typing, so a gradient pass carries no trace of the Hessian half
+and costs nothing for it. Rows are taken in groups, four at a time, or eight with ``wide``. The
+two callers keep the groupings and ``coef`` placements they always had, because those fix the
+order of the floating-point sums and their results are promised bit for bit: eight rows per
+group and the scale applied after the sum (``coef=None``) for the optimizers, where eight ran
+about 10% faster than four on (4000, 2000); four rows and the scale inside (``c_i = (2/n)
+r_i``) for the hypergradients, whose fused sweep keeps eight dot products in registers. The
+groups are register blocking: the rows of a group share each load of ``w`` (and ``v``) in the
+dot products and update ``acc`` (and ``h``) in one read-modify-write, and both inner loops run
+over contiguous ``d`` and vectorise.
+
+Blocks (the optimizers' determinism): a pass over many rows is cut into blocks of
+``REDUCTION_BLOCK`` rows, each summed into its own buffer (:func:`residual_block`), and the
+buffers are added in block order (:func:`reduce_blocks`); :func:`serial_blocks` runs the
+blocks one after the other. The ``prange`` over blocks lives in the callers' top-level kernels:
+a cached caller of a parallel callee segfaults when loaded from the cache (numba issue #8578).
+
+The small functions here are inlined by Numba into their callers (``inline="always"``): left to
+LLVM, a call into another module was not always inlined, and a call per step or per sweep cost
+up to 40% on small problems.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._config import REDUCTION_BLOCK, jit
+
+
+def _sweep(X, t, w, v, rows, start, end, acc, s, h, coef, wide):  # pragma: no cover - compiled
+    """One pass over batch rows ``start <= ii < end``; batch row ``ii`` is ``X[rows[ii]]``, or
+    ``X[ii]`` when ``rows`` is None or empty. Returns ``sum r_i^2`` (0 without the residual
+    half). Groups of eight rows when ``wide`` is given (``True``), of four when it is None.
+
+    Residual half, when ``w`` is an array: ``r_i = x_i . w - t_i``, and ``acc += c_i x_i``
+    with ``c_i = coef r_i`` (``r_i`` when ``coef`` is None); ``acc`` None: the sum of squares
+    only (a loss pass). Hessian half, when ``v`` is an array: ``s[ii] = x_i . v`` and
+    ``h += s[ii] x_i``; it takes four rows per group, so it needs ``wide`` None (its only
+    caller, the hypergradients, uses four). Accumulates into ``acc`` and ``h`` (see
+    :func:`zero`). All sums in float64 whatever the dtype of ``X``.
+    """
+    d = X.shape[1]
+    indexed = rows is not None and rows.shape[0] > 0
+    group = 4 if wide is None else 8
+    ss = 0.0
+    split = end - (end - start) % group  # whole groups up to here, then one row at a time
+    for ii in range(start, split, group):
+        if rows is not None and indexed:
+            i0, i1, i2, i3 = rows[ii], rows[ii + 1], rows[ii + 2], rows[ii + 3]
+        else:
+            i0, i1, i2, i3 = ii, ii + 1, ii + 2, ii + 3
+        x0, x1, x2, x3 = X[i0], X[i1], X[i2], X[i3]
+        if wide is not None:
+            if rows is not None and indexed:
+                i4, i5, i6, i7 = rows[ii + 4], rows[ii + 5], rows[ii + 6], rows[ii + 7]
+            else:
+                i4, i5, i6, i7 = ii + 4, ii + 5, ii + 6, ii + 7
+            x4, x5, x6, x7 = X[i4], X[i5], X[i6], X[i7]
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+        p0 = p1 = p2 = p3 = 0.0
+        for j in range(d):
+            if w is not None:
+                wj = w[j]
+                a0 += x0[j] * wj
+                a1 += x1[j] * wj
+                a2 += x2[j] * wj
+                a3 += x3[j] * wj
+                if wide is not None:
+                    a4 += x4[j] * wj
+                    a5 += x5[j] * wj
+                    a6 += x6[j] * wj
+                    a7 += x7[j] * wj
+            if v is not None:
+                vj = v[j]
+                p0 += x0[j] * vj
+                p1 += x1[j] * vj
+                p2 += x2[j] * vj
+                p3 += x3[j] * vj
+        if w is not None:
+            r0, r1, r2, r3 = a0 - t[i0], a1 - t[i1], a2 - t[i2], a3 - t[i3]
+            ss += r0 * r0
+            ss += r1 * r1
+            ss += r2 * r2
+            ss += r3 * r3
+            if wide is not None:
+                r4, r5, r6, r7 = a4 - t[i4], a5 - t[i5], a6 - t[i6], a7 - t[i7]
+                ss += r4 * r4
+                ss += r5 * r5
+                ss += r6 * r6
+                ss += r7 * r7
+            if coef is not None:
+                r0, r1, r2, r3 = coef * r0, coef * r1, coef * r2, coef * r3
+                if wide is not None:
+                    r4, r5, r6, r7 = coef * r4, coef * r5, coef * r6, coef * r7
+        if v is not None:
+            s[ii], s[ii + 1], s[ii + 2], s[ii + 3] = p0, p1, p2, p3
+        if acc is not None or v is not None:
+            for j in range(d):
+                # each x_i[j] loaded once for both halves (a store to acc could alias a reload)
+                y0, y1, y2, y3 = x0[j], x1[j], x2[j], x3[j]
+                if acc is not None:
+                    aj = acc[j]
+                    q = r0 * y0 + r1 * y1 + r2 * y2 + r3 * y3
+                    if wide is not None:
+                        q = q + r4 * x4[j] + r5 * x5[j] + r6 * x6[j] + r7 * x7[j]
+                    acc[j] = aj + q  # one expression, as acc[j] += (...) would be
+                if v is not None:
+                    h[j] += p0 * y0 + p1 * y1 + p2 * y2 + p3 * y3
+    for ii in range(split, end):
+        i = ii
+        if rows is not None and indexed:
+            i = rows[ii]
+        xi = X[i]
+        a = 0.0
+        p = 0.0
+        for j in range(d):
+            if w is not None:
+                a += xi[j] * w[j]
+            if v is not None:
+                p += xi[j] * v[j]
+        if w is not None:
+            r = a - t[i]
+            ss += r * r
+            if coef is not None:
+                r = coef * r
+        if v is not None:
+            s[ii] = p
+        if acc is not None or v is not None:
+            for j in range(d):
+                y = xi[j]
+                if acc is not None:
+                    acc[j] += r * y
+                if v is not None:
+                    h[j] += p * y
+    return ss
+
+
+#: The sweep, compiled on its own: what the optimizers' blocks call (Numba cannot inline a
+#: function into a ``prange`` body). A block is at least a few rows of work, so the call is cheap.
+sweep = jit()(_sweep)
+#: The sweep inlined by Numba into its caller: the hypergradients' three sweep functions
+#: (gradient, Hessian-vector product, both) each hold one copy. Their sweeps are small and many
+#: (one over a (30, 8) ``X`` takes ~65 ns), and a call through the sweep's ~50 scalar arguments
+#: cost about a fourth of that.
+sweep_inlined = jit(inline="always")(_sweep)
+
+
+@jit(inline="always")
+def zero(acc, h):  # pragma: no cover - compiled
+    """Zero the accumulators given (each an array or None) before a pass on its own."""
+    if acc is not None:
+        for j in range(acc.shape[0]):
+            acc[j] = 0.0
+    if h is not None:
+        for j in range(h.shape[0]):
+            h[j] = 0.0
+
+
+@jit(inline="always")
+def residual_block(X, t, w, rows, start, end, acc):  # pragma: no cover - compiled
+    """The optimizers' block: ``acc = sum r_i x_i`` over batch rows ``start:end`` (``acc``
+    None: nothing but the sum), eight rows per group; returns ``sum r_i^2``."""
+    zero(acc, None)
+    return sweep(X, t, w, None, rows, start, end, acc, None, None, None, True)
+
+
+@jit(inline="always")
+def reduce_blocks(part, spart, nblk, g):  # pragma: no cover - compiled
+    """Sum the per-block results in block order: ``g = sum_b part[b]`` (unless ``part`` is
+    None); returns ``sum_b spart[b]``. The order is fixed by the blocks, not by the threads,
+    so the result is bit-identical for any ``NUMBA_NUM_THREADS``."""
+    d = g.shape[0]
+    if part is not None:
+        for j in range(d):
+            g[j] = 0.0
+    ss = 0.0
+    for b in range(nblk):
+        ss += spart[b]
+        if part is not None:
+            pb = part[b]
+            for j in range(d):
+                g[j] += pb[j]
+    return ss
+
+
+@jit(inline="always")
+def serial_blocks(X, t, w, rows, start, end, g, part, spart):  # pragma: no cover - compiled
+    """The blocks of a pass over batch rows ``start:end`` one after the other on this thread,
+    into ``part``/``spart``, reduced by :func:`reduce_blocks` (``part`` None: the sum of
+    squares only): the very arithmetic of the parallel path, so both give the same bits."""
+    B = REDUCTION_BLOCK
+    nblk = (end - start + B - 1) // B
+    for b in range(nblk):
+        lo = start + b * B
+        if part is None:
+            spart[b] = residual_block(X, t, w, rows, lo, min(lo + B, end), None)
+        else:
+            spart[b] = residual_block(X, t, w, rows, lo, min(lo + B, end), part[b])
+    return reduce_blocks(part, spart, nblk, g)
+
+
+@jit(inline="always")
+def sumsq(w):  # pragma: no cover - compiled
+    """``||w||^2`` in float64."""
+    s = 0.0
+    for j in range(w.shape[0]):
+        s += w[j] * w[j]
+    return s
+
+
+@jit(inline="always")
+def no_rows():  # pragma: no cover - compiled
+    """The empty row index: a sweep over consecutive rows."""
+    return np.empty(0, dtype=np.int64)

@@ -1,0 +1,371 @@
+"""The optimizers on linear regression: ``gd``, ``sgd``, ``rmsprop``, ``adagrad``, ``adam``.
+
+Each is the one time-stepping loop (:func:`_drive`) that, per step, takes the gradient of the
+step's batch in one pass over its rows (:mod:`kernels._rows`) and applies an update rule
+(:mod:`kernels.optim.rules`, where the update formulas are), chosen by its id.
+
+``l2`` is the penalty inside the loss: it enters ``g`` as ``2 l2 w``, so it is what PyTorch
+calls ``weight_decay`` (its coupled form, ``weight_decay = 2 l2``). ``weight_decay=lam`` here is
+the homework's decoupled form: ``w`` is multiplied by ``(1 - lam)`` itself, *not* by
+``(1 - lr lam)`` as in ``torch.optim.AdamW(weight_decay=lam)``; ``adam(weight_decay=lam)``
+equals ``AdamW(lr, weight_decay=lam / lr)``. Under GD, ``l2 = c`` and ``weight_decay = 2 lr c``
+are the same update (question 2.3.2); under the adaptive methods they are not.
+
+Mini-batches (``sgd``, and ``rmsprop``/``adagrad``/``adam`` with ``batch_size``): each epoch
+draws a fresh permutation of the rows, ``numpy.random.default_rng(seed).permutation(n)`` once
+per epoch in order, and walks it in consecutive batches of ``batch_size`` rows; the last batch
+of an epoch is short when ``batch_size`` does not divide ``n`` (it is used, not dropped), so an
+epoch is ``ceil(n / batch_size)`` steps and ``steps`` may end mid-epoch. The permutations are
+drawn in Python (a bounded chunk of epochs at a time) and handed to the kernel, so the NumPy
+reference :mod:`kernels.naive.optim` with the same seed uses the very same indices.
+
+Results, recording and divergence (the :class:`OptimResult` fields):
+
+* ``w`` is the returned iterate ``w_k`` with ``k = steps`` (the number of updates applied).
+* ``record_every = r > 0`` records ``w`` and the *full-data* loss ``L(w)`` at steps
+  ``0, r, 2r, ...`` and at the returned step: ``trajectory`` ``(k, d)``, ``losses`` ``(k,)``,
+  ``recorded_steps`` ``(k,)``. Full batch, the loss of a recorded step comes free from the
+  fused gradient pass; mini-batch, each recorded step costs one extra pass over ``X``.
+* ``record_every = 0`` (the default) records nothing while running, so memory does not grow
+  with ``steps``: ``trajectory`` is ``(0, d)``, and ``losses`` and ``recorded_steps`` hold one
+  entry, the full-data loss of the returned ``w`` and its step. (Every run ends with that one
+  full-data pass, which also checks the returned ``w``.)
+* ``w0`` (default zeros), like ``loss``'s and ``grad``'s ``w``, must be finite: a ``ValueError``
+  otherwise (a weight vector is a parameter, checked in O(d)). NaN or inf in the data ``X``,
+  ``t`` is not checked (that would cost a pass): it propagates as IEEE arithmetic says, and an
+  optimizer reports it as divergence.
+* Divergence: iterate ``w_k`` is bad when one of its weights, or the loss computed at it (the
+  batch loss of step ``k``; the full-data loss at a recorded or the last step), is not
+  finite. The loop stops at the first bad iterate, ``diverged=True``, ``diverged_at=k``, and
+  the last good iterate ``w_{k-1}`` is returned (``steps = k - 1``; if ``w_0`` itself is bad,
+  ``w_0`` is returned with ``steps = 0``). Nothing raises inside compiled code. Without
+  divergence ``diverged_at = -1``.
+
+dtype policy: as :mod:`kernels.optim.linreg`; ``w`` and ``trajectory`` have the dtype of ``X``,
+and every weight and optimizer state is float64 inside: a float32 run equals the float64 run on
+the same (exactly widened) data, rounded once at the end.
+
+Numerical note: with a constant ``lr``, an adaptive method that has reached its noise floor
+(``|w - w*| ~ lr``) takes steps of about ``lr * sign(g)``, a chaotic map that multiplies a
+last-bit difference by about 10 per step; two correct implementations (this one, the NumPy
+reference, PyTorch) then agree only up to that point. The tests compare trajectories in the
+transient phase, before it.
+
+Gram form: a full-batch run with ``4 d <= n`` and ``steps >= d`` forms ``G = X^T X`` and
+``X^T t`` once (NumPy's BLAS, float64) and then steps in O(d^2) without reading ``X``; its
+recorded and final losses still come from passes over ``X`` (see :func:`linreg._gram`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import prange
+
+from .. import _validate
+from .._config import REDUCTION_BLOCK, jit
+from .._rows import reduce_blocks, residual_block, serial_blocks, sumsq
+from . import rules
+from .linreg import _NO_GRAM, _buffers, _data, _full_loss, _gram, _l2, _loss_serial, _par_rows, _weights
+
+__all__ = ["OptimResult", "gd", "sgd", "rmsprop", "adagrad", "adam"]
+
+#: At most this many permutation entries (int64) are held at once: whole epochs, at least one.
+_PERM_CHUNK = 1 << 20
+
+# info[] slots shared between the wrapper and the driver
+_I_STEPS, _I_DIVERGED_AT, _I_RECORDED = 0, 1, 2
+
+
+@dataclass(frozen=True, eq=False)
+class OptimResult:
+    """What an optimizer returns (see the module docstring for the exact semantics).
+
+    w : (d,) final (last good) weights, the dtype of ``X``.
+    losses : (k,) float64 full-data losses at ``recorded_steps`` (k = 1 when ``record_every=0``).
+    trajectory : (k, d) recorded weights, the dtype of ``X``; (0, d) when ``record_every=0``.
+    recorded_steps : (k,) int64 step index of each entry of ``losses`` (and of ``trajectory``).
+    steps : number of updates applied to produce ``w``.
+    diverged : whether the run stopped at a non-finite weight or loss.
+    diverged_at : index of the first non-finite iterate, -1 when the run did not diverge.
+    """
+
+    w: np.ndarray
+    losses: np.ndarray
+    trajectory: np.ndarray
+    recorded_steps: np.ndarray
+    steps: int
+    diverged: bool
+    diverged_at: int
+
+    @property
+    def loss(self) -> float:
+        """Full-data loss of the returned ``w``."""
+        return float(self.losses[-1])
+
+
+# --------------------------------------------------------------------------- the compiled loop
+
+@jit(parallel=True)
+def _drive(
+    X, t, perm, full, batch, nbatches, epoch0, s0, s1,
+    rule, lr, hyper, l2, wd, record_every, par_rows, gram, G, Xt_t, t_t,
+    w, w_prev, state, g, part, spart, losses, traj, rec_steps, info,
+):  # pragma: no cover - compiled
+    """Run steps ``s0 <= s < s1`` of the optimizer whose update rule has id ``rule``
+    (:data:`rules.SGD`, ...), updating ``w`` and ``state`` in place.
+
+    ``perm[e]`` is the row permutation of epoch ``epoch0 + e`` (unused when ``full``). The
+    time loop is serial; a step's gradient pass is parallel over row blocks when the batch has
+    at least ``par_rows`` rows. With ``gram`` (full batch only) a step reads no ``X``: its
+    gradient sum is ``G w - X^T t`` with ``G = X^T X`` and its squared residual
+    ``w.G w - 2 (X^T t).w + t.t``, both O(d^2); recorded losses still come from a pass over
+    ``X`` (the Gram form of the loss cancels). ``info`` carries the returned step,
+    ``diverged_at`` and the number of records across calls; ``w_prev`` holds the iterate
+    before the last update, so that the last good iterate can be returned.
+    """
+    n = X.shape[0]
+    d = X.shape[1]
+    B = REDUCTION_BLOCK
+    empty = np.empty(0, dtype=np.int64)
+    for s in range(s0, s1):
+        if full:
+            rows = empty
+            start = 0
+            end = n
+        else:
+            e = s // nbatches
+            start = (s - e * nbatches) * batch
+            end = min(start + batch, n)
+            rows = perm[e - epoch0]
+        mb = end - start
+        wsq = sumsq(w)
+        nblk = (mb + B - 1) // B
+        if gram:
+            wgw = 0.0
+            bw = 0.0
+            for i in range(d):
+                gi = G[i]
+                acc = 0.0
+                for j in range(d):
+                    acc += gi[j] * w[j]
+                g[i] = acc - Xt_t[i]
+                wgw += w[i] * acc
+                bw += Xt_t[i] * w[i]
+            # ||X w - t||^2 by the Gram form: good enough to tell finite from not (the
+            # divergence check); never recorded, as it cancels when the residual is small
+            ss = wgw - 2.0 * bw + t_t
+        elif mb < par_rows:
+            ss = serial_blocks(X, t, w, rows, start, end, g, part, spart)
+        else:
+            for b in prange(nblk):
+                lo = start + b * B
+                spart[b] = residual_block(X, t, w, rows, lo, min(lo + B, end), part[b])
+            ss = reduce_blocks(part, spart, nblk, g)
+        lb = ss / mb + l2 * wsq
+        if record_every > 0 and s % record_every == 0 and np.isfinite(lb):
+            if full and not gram:
+                lf = lb
+            else:
+                # the full-data loss of a recorded step: one more pass (g is left alone)
+                if n < par_rows:
+                    lf = _loss_serial(X, t, w, l2, spart, g)
+                else:
+                    nfb = (n + B - 1) // B
+                    for b in prange(nfb):
+                        spart[b] = residual_block(X, t, w, empty, b * B, min(b * B + B, n), None)
+                    lf = reduce_blocks(None, spart, nfb, g) / n + l2 * wsq
+            if np.isfinite(lf):
+                k = info[2]
+                losses[k] = lf
+                for j in range(d):
+                    traj[k, j] = w[j]
+                rec_steps[k] = s
+                info[2] = k + 1
+            else:
+                lb = lf
+        if not np.isfinite(lb):
+            # w_s is bad: step back to w_{s-1}, which step s - 1 left in w_prev
+            info[1] = s
+            if s > 0:
+                for j in range(d):
+                    w[j] = w_prev[j]
+                info[0] = s - 1
+            return
+        if rules.update(rule, w, g, 2.0 / mb, l2, state, s, lr, hyper, 1.0 - wd, w_prev) != 0.0:
+            for j in range(d):
+                w[j] = w_prev[j]
+            info[1] = s + 1
+            info[0] = s
+            return
+        info[0] = s + 1
+
+
+# --------------------------------------------------------------------------- the wrappers
+
+
+def _run_checks(X, t, *, lr, steps, epochs, batch_size, seed, w0, l2, weight_decay, record_every):
+    """Validate the arguments every optimizer shares; return ``X, t`` (C-contiguous), the
+    number of steps, and ``w0`` as a fresh float64 array. Shared with the NumPy reference."""
+    X, t = _data(X, t)
+    n = X.shape[0]
+    _validate.finite_float(lr, "lr", low=0.0, low_open=True)
+    _l2(l2)
+    _validate.finite_float(weight_decay, "weight_decay", low=0.0, high=1.0, high_open=True)
+    _validate.positive_int(record_every, "record_every", minimum=0)
+    _validate.positive_int(seed, "seed", minimum=0)  # used only by mini-batches, checked always
+    nbatches = 1
+    if batch_size is not None:
+        batch_size = _validate.positive_int(batch_size, "batch_size")
+        if batch_size > n:
+            raise ValueError(f"batch_size must be <= n = {n} (the rows of X), got {batch_size}")
+        nbatches = -(-n // batch_size)
+    if epochs is not None:
+        if steps is not None:
+            raise ValueError(f"give exactly one of steps and epochs, got steps={steps!r} and epochs={epochs!r}")
+        steps = _validate.positive_int(epochs, "epochs", minimum=0) * nbatches
+        if steps > _validate.MAX_INT:
+            raise ValueError(f"epochs={epochs} times {nbatches} batches per epoch is {steps} steps, "
+                             f"more than compiled code counts (int64, {_validate.MAX_INT})")
+    elif steps is None:
+        raise ValueError("give exactly one of steps and epochs, got neither")
+    else:
+        steps = _validate.positive_int(steps, "steps", minimum=0)
+    return X, t, steps, _weights(w0, "w0", X, allow_none=True, finite=True)
+
+
+def _run(rule, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight_decay, record_every,
+         b1=0.0, b2=0.0, eps=0.0):
+    X, t, steps, w = _run_checks(X, t, lr=lr, steps=steps, epochs=epochs, batch_size=batch_size, seed=seed,
+                                 w0=w0, l2=l2, weight_decay=weight_decay, record_every=record_every)
+    n, d = X.shape
+    lr, l2, wd, record_every = float(lr), float(l2), float(weight_decay), int(record_every)
+    full = batch_size is None
+    if not full:
+        batch_size = int(batch_size)
+    nbatches = 1 if full else -(-n // batch_size)
+
+    w_prev = w.copy()
+    state = np.zeros((2, d))
+    part, spart, g = _buffers(n, d)  # sized for a full-data pass (recorded and final losses)
+    nrec = 1 + (-(-steps // record_every) if record_every else 0)
+    losses = np.empty(nrec if record_every else 1)
+    traj = np.empty((nrec if record_every else 0, d), dtype=X.dtype)
+    rec_steps = np.empty(nrec if record_every else 1, dtype=np.int64)
+    info = np.zeros(3, dtype=np.int64)
+    info[_I_DIVERGED_AT] = -1
+    gram, G, Xt_t, t_t = _gram(X, t, steps) if full else (False, *_NO_GRAM)
+    args = (rule, lr, (float(b1), float(b2), float(eps)), l2, wd, record_every, _par_rows(X), gram, G, Xt_t, t_t,
+            w, w_prev, state, g, part, spart, losses, traj, rec_steps, info)
+
+    if full:
+        perm = np.empty((1, 0), dtype=np.int64)
+        _drive(X, t, perm, True, n, 1, 0, 0, steps, *args)
+    else:
+        rng = np.random.default_rng(seed)
+        epochs_total = -(-steps // nbatches)
+        per_chunk = max(1, _PERM_CHUNK // n)
+        for e0 in range(0, epochs_total, per_chunk):
+            ne = min(per_chunk, epochs_total - e0)
+            perm = np.empty((ne, n), dtype=np.int64)
+            for k in range(ne):
+                perm[k] = rng.permutation(n)
+            s1 = min(steps, (e0 + ne) * nbatches)
+            _drive(X, t, perm, False, batch_size, nbatches, e0, e0 * nbatches, s1, *args)
+            if info[_I_DIVERGED_AT] >= 0:
+                break
+
+    # the full-data loss of the returned iterate; a non-finite one makes it the bad iterate
+    done = int(info[_I_STEPS])
+    lf = _full_loss(X, t, w, l2, spart, g)
+    if info[_I_DIVERGED_AT] < 0 and not math.isfinite(lf):
+        info[_I_DIVERGED_AT] = done
+        if done > 0:
+            w[:] = w_prev
+            done -= 1
+            lf = _full_loss(X, t, w, l2, spart, g)
+    diverged_at = int(info[_I_DIVERGED_AT])
+    k = int(info[_I_RECORDED])
+    if record_every:
+        if k == 0 or rec_steps[k - 1] != done:
+            losses[k], traj[k], rec_steps[k] = lf, w, done
+            k += 1
+        losses, traj, rec_steps = losses[:k].copy(), traj[:k].copy(), rec_steps[:k].copy()
+    else:
+        losses[0], rec_steps[0] = lf, done
+    return OptimResult(
+        w=w.astype(X.dtype),
+        losses=losses,
+        trajectory=traj,
+        recorded_steps=rec_steps,
+        steps=done,
+        diverged=diverged_at >= 0,
+        diverged_at=diverged_at,
+    )
+
+
+def _beta(value, name):
+    return _validate.finite_float(value, name, low=0.0, high=1.0, high_open=True)
+
+
+def _eps(value):
+    return _validate.finite_float(value, "eps", low=0.0)
+
+
+def gd(X, t, *, lr, steps, w0=None, l2=0.0, weight_decay=0.0, record_every=0) -> OptimResult:
+    """Full-batch gradient descent, ``w <- (1 - weight_decay) w - lr grad L(w)`` (eq. (5)),
+    ``steps`` times from ``w0`` (zeros by default). See :mod:`kernels.optim` for the loss, and
+    this module's docstring for the result, recording, divergence and the dtype policy."""
+    return _run(rules.SGD, X, t, lr=lr, steps=steps, batch_size=None, seed=0, w0=w0, l2=l2,
+                weight_decay=weight_decay, record_every=record_every)
+
+
+def sgd(X, t, *, lr, batch_size, steps=None, epochs=None, seed=0, w0=None, l2=0.0, weight_decay=0.0,
+        record_every=0) -> OptimResult:
+    """Mini-batch SGD, equation (2) (plus ``l2`` and decoupled ``weight_decay``).
+
+    Batches of ``batch_size`` rows without replacement: a fresh permutation per epoch from
+    ``numpy.random.default_rng(seed)``, consecutive batches, the last one short if need be.
+    Give exactly one of ``steps`` (may stop mid-epoch) and ``epochs`` (``epochs *
+    ceil(n / batch_size)`` steps). ``batch_size = n`` is full-batch GD up to the order of the
+    sum."""
+    return _run(rules.SGD, X, t, lr=lr, steps=steps, epochs=epochs, batch_size=batch_size, seed=seed, w0=w0,
+                l2=l2, weight_decay=weight_decay, record_every=record_every)
+
+
+def rmsprop(X, t, *, lr, beta=0.9, eps=1e-8, steps, batch_size=None, seed=0, w0=None, l2=0.0,
+            weight_decay=0.0, record_every=0) -> OptimResult:
+    """RMSProp, equations (3)-(4): ``v_k = beta v_{k-1} + (1 - beta) g_k^2`` (``v_{-1} = 0``),
+    ``w <- (1 - weight_decay) w - lr g_k / (sqrt(v_k) + eps)``; PyTorch's ``RMSprop(lr,
+    alpha=beta, eps=eps)``. ``beta`` in [0, 1), ``eps >= 0``. ``batch_size=None`` is full
+    batch; otherwise mini-batches sampled as in :func:`sgd`."""
+    b2 = _beta(beta, "beta")
+    return _run(rules.RMSPROP, X, t, lr=lr, steps=steps, batch_size=batch_size, seed=seed, w0=w0, l2=l2,
+                weight_decay=weight_decay, record_every=record_every, b2=b2, eps=_eps(eps))
+
+
+def adagrad(X, t, *, lr, eps=1e-10, steps, batch_size=None, seed=0, w0=None, l2=0.0, weight_decay=0.0,
+            record_every=0) -> OptimResult:
+    """Adagrad: ``s_k = s_{k-1} + g_k^2`` (``s_{-1} = 0``), ``w <- (1 - weight_decay) w - lr
+    g_k / (sqrt(s_k) + eps)``; PyTorch's ``Adagrad(lr, eps=eps)`` (``lr_decay=0``,
+    ``initial_accumulator_value=0``; ``eps`` defaults to PyTorch's 1e-10). ``eps >= 0``."""
+    return _run(rules.ADAGRAD, X, t, lr=lr, steps=steps, batch_size=batch_size, seed=seed, w0=w0, l2=l2,
+                weight_decay=weight_decay, record_every=record_every, eps=_eps(eps))
+
+
+def adam(X, t, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, steps, batch_size=None, seed=0, w0=None, l2=0.0,
+         weight_decay=0.0, record_every=0) -> OptimResult:
+    """Adam (Kingma and Ba, arXiv:1412.6980), bias-corrected, ``eps`` outside the square root,
+    as ``torch.optim.Adam(lr, betas=(beta1, beta2), eps=eps)``::
+
+        m_k = beta1 m_{k-1} + (1 - beta1) g_k,   v_k = beta2 v_{k-1} + (1 - beta2) g_k^2
+        w <- (1 - weight_decay) w - (lr / (1 - beta1^(k+1))) m_k / (sqrt(v_k) / sqrt(1 - beta2^(k+1)) + eps)
+
+    for step ``k = 0, 1, ...``. ``weight_decay`` is the homework's decoupled ``(1 - lam)``
+    factor: ``AdamW(lr, weight_decay=lam / lr)``, not ``Adam(weight_decay)`` (that is ``l2``)."""
+    b1 = _beta(beta1, "beta1")
+    b2 = _beta(beta2, "beta2")
+    return _run(rules.ADAM, X, t, lr=lr, steps=steps, batch_size=batch_size, seed=seed, w0=w0, l2=l2,
+                weight_decay=weight_decay, record_every=record_every, b1=b1, b2=b2, eps=_eps(eps))

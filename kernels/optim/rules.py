@@ -1,0 +1,209 @@
+"""Optimizer update rules, one small compiled function each (homework sections 1.2 and 2.3).
+
+Every rule updates a parameter vector ``w`` in place from its gradient and its state. The
+gradient comes in as a summed data gradient ``g`` and its scale ``c``, and the rule folds in the
+penalty ``l2 ||w||^2`` of section 2.3 weight by weight (:func:`l2_gradient`): it uses
+``c g + 2 l2 w``. Every rule ends with the decoupled weight decay of equation (5)
+(:func:`decay_step`)::
+
+    w <- (1 - weight_decay) w - lr u
+
+=========  ================================================================  ===================
+rule       ``u`` (``k`` is the step, from 0)                                 same as (PyTorch)
+=========  ================================================================  ===================
+sgd        ``g`` (equation (2) on a mini-batch, GD on the full batch)        ``SGD(lr)``
+rmsprop    ``v <- beta v + (1 - beta) g^2;  u = g / (sqrt(v) + eps)``        ``RMSprop(lr,
+           (equations (3)-(4): ``v`` includes the current gradient,          alpha=beta, eps)``
+           ``v_{-1} = 0``, ``eps`` outside the square root)
+adagrad    ``s <- s + g^2;  u = g / (sqrt(s) + eps)``                        ``Adagrad(lr, eps)``
+adam       ``m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2``;            ``Adam(lr, betas,
+           ``u = (m / (1 - b1^(k+1))) / (sqrt(v) / sqrt(1 - b2^(k+1)) + eps)``  eps)``
+           (bias-corrected, ``eps`` outside the square root)
+=========  ================================================================  ===================
+
+One signature for all, so that a loop can take any of them::
+
+    rule(w, g, c, tl2, state, k, lr, hyper, keep, w_prev) -> bad
+
+``c`` is the scale of ``g`` and ``tl2 = 2 l2``. ``state`` is a float64 ``(2, d)`` array, zero
+before the first step: row 0 is Adam's first moment ``m``, row 1 the second moment ``v``
+(RMSProp, Adam) or the sum of squares ``s`` (Adagrad); SGD has none. ``hyper = (b1, b2, eps)``
+(RMSProp's ``beta`` is ``b2``), ``keep = 1 - weight_decay``. ``w_prev`` receives the weights
+before the update, and the result ``bad`` is 0.0 when every updated weight is finite and NaN
+otherwise (``x * 0`` is 0 for finite ``x`` and NaN for inf or NaN: a check that costs no branch
+in the loop).
+
+Python can call the rules on NumPy arrays, either directly (float64, C-contiguous) or through
+:func:`apply`, which checks its arguments::
+
+    state = rules.init(d)
+    for k in range(steps):
+        g = kernels.grad(X, t, w)
+        rules.apply("adam", w, g, state, k=k, lr=1e-2)
+
+A compiled loop calls them through :func:`update` with the rule's id (:data:`SGD`, ...), as the
+optimizers' loop in :mod:`kernels.optim.drivers` does: everything here is inlined by Numba
+(``inline="always"``), so the loop compiles to the code it would have with the formulas written
+in it. Why this way, and not a loop compiled once per rule or a rule passed as a function:
+
+* the rules run under fast-math, which lets LLVM reassociate and fuse ``keep w_j - lr (c g_j +
+  2 l2 w_j)``; the last bit of the result then depends on the code around the loop. Inlined into
+  the one loop, next to the other rules, the rules give the bits the optimizers always gave (a
+  loop compiled per rule rounds GD differently in the last bit);
+* a rule left to LLVM's inliner (a plain ``@jit`` callee) gave different bits in a process that
+  compiled the loop (which ran the rule's own machine code) and in one that loaded the loop from
+  the on-disk cache (which ran the loop's copy of the rule, optimised again with the loop):
+  inlining by Numba is what makes the results independent of the cache;
+* a jitted function passed as an argument compiles, but its type names the function object, so
+  the loop would never load from the on-disk cache;
+* one compiled loop for all rules also keeps compile time where it was.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _validate
+from .._config import jit
+
+__all__ = ["decay_step", "l2_gradient", "sgd", "rmsprop", "adagrad", "adam", "RULES", "SGD", "RMSPROP", "ADAGRAD",
+           "ADAM", "update", "init", "apply"]
+
+
+# The penalty and the decay are composed with each rule weight by weight, inside its one loop,
+# not as passes of their own over w (fast-math fuses across them: for SGD ``keep w_j - lr (c g_j
+# + 2 l2 w_j)`` is one expression). Each rule loads w_j first and hands it to both helpers: the
+# order of the loads ranks the operands LLVM reassociates, so it is the order the bits need.
+
+
+@jit(inline="always")
+def l2_gradient(gj, wj, c, tl2):  # pragma: no cover - compiled
+    """The gradient of one weight with the penalty ``l2 ||w||^2`` of section 2.3 folded in:
+    ``c g_j + 2 l2 w_j``, from the summed data gradient ``g_j``, its scale ``c`` (``2 / b``
+    for a batch of ``b`` rows) and ``tl2 = 2 l2`` (PyTorch's coupled ``weight_decay``)."""
+    return c * gj + tl2 * wj
+
+
+@jit(inline="always")
+def decay_step(w, w_prev, j, wj, keep, lr, u):  # pragma: no cover - compiled
+    """Decoupled weight decay, equation (5), on weight ``j`` (whose value is ``wj``):
+    ``w_j <- keep w_j - lr u`` with ``keep = 1 - weight_decay``; the old value goes to
+    ``w_prev[j]``. Returns ``new w_j * 0`` (0.0, or NaN for a non-finite weight)."""
+    nw = keep * wj - lr * u
+    w_prev[j] = wj
+    w[j] = nw
+    return nw * 0.0
+
+
+@jit(inline="always")
+def sgd(w, g, c, tl2, state, k, lr, hyper, keep, w_prev):  # pragma: no cover - compiled
+    """Gradient descent, equation (2): ``u = g``. No state."""
+    bad = 0.0
+    for j in range(w.shape[0]):
+        wj = w[j]
+        bad += decay_step(w, w_prev, j, wj, keep, lr, l2_gradient(g[j], wj, c, tl2))
+    return bad
+
+
+@jit(inline="always")
+def rmsprop(w, g, c, tl2, state, k, lr, hyper, keep, w_prev):  # pragma: no cover - compiled
+    """RMSProp, equations (3)-(4): ``v <- b2 v + (1 - b2) g^2`` (``state[1]``),
+    ``u = g / (sqrt(v) + eps)``."""
+    beta, eps = hyper[1], hyper[2]
+    v = state[1]
+    bad = 0.0
+    for j in range(w.shape[0]):
+        wj = w[j]
+        gj = l2_gradient(g[j], wj, c, tl2)
+        vj = beta * v[j] + (1.0 - beta) * (gj * gj)
+        v[j] = vj
+        bad += decay_step(w, w_prev, j, wj, keep, lr, gj / (np.sqrt(vj) + eps))
+    return bad
+
+
+@jit(inline="always")
+def adagrad(w, g, c, tl2, state, k, lr, hyper, keep, w_prev):  # pragma: no cover - compiled
+    """Adagrad: ``s <- s + g^2`` (``state[1]``), ``u = g / (sqrt(s) + eps)``."""
+    eps = hyper[2]
+    s = state[1]
+    bad = 0.0
+    for j in range(w.shape[0]):
+        wj = w[j]
+        gj = l2_gradient(g[j], wj, c, tl2)
+        sj = s[j] + gj * gj
+        s[j] = sj
+        bad += decay_step(w, w_prev, j, wj, keep, lr, gj / (np.sqrt(sj) + eps))
+    return bad
+
+
+@jit(inline="always")
+def adam(w, g, c, tl2, state, k, lr, hyper, keep, w_prev):  # pragma: no cover - compiled
+    """Adam (Kingma and Ba, arXiv:1412.6980): ``m <- b1 m + (1 - b1) g`` (``state[0]``),
+    ``v <- b2 v + (1 - b2) g^2`` (``state[1]``), and the bias-corrected step
+    ``(lr / (1 - b1^(k+1))) m / (sqrt(v) / sqrt(1 - b2^(k+1)) + eps)``."""
+    b1, b2, eps = hyper[0], hyper[1], hyper[2]
+    k1 = k + 1
+    step_size = lr / (1.0 - b1**k1)
+    bc2_sqrt = np.sqrt(1.0 - b2**k1)
+    m = state[0]
+    v = state[1]
+    bad = 0.0
+    for j in range(w.shape[0]):
+        wj = w[j]
+        gj = l2_gradient(g[j], wj, c, tl2)
+        mj = b1 * m[j] + (1.0 - b1) * gj
+        vj = b2 * v[j] + (1.0 - b2) * (gj * gj)
+        m[j] = mj
+        v[j] = vj
+        bad += decay_step(w, w_prev, j, wj, keep, step_size, mj / (np.sqrt(vj) / bc2_sqrt + eps))
+    return bad
+
+
+RULES = {"sgd": sgd, "rmsprop": rmsprop, "adagrad": adagrad, "adam": adam}
+SGD, RMSPROP, ADAGRAD, ADAM = range(4)  #: rule ids for :func:`update`, in the order of RULES
+
+
+@jit(inline="always")
+def update(rule, w, g, c, l2, state, k, lr, hyper, keep, w_prev):  # pragma: no cover - compiled
+    """Apply the rule with id ``rule`` (:data:`SGD`, :data:`RMSPROP`, :data:`ADAGRAD`,
+    :data:`ADAM`), the others' signature otherwise: how a compiled loop takes its rule as data."""
+    tl2 = 2.0 * l2
+    if rule == SGD:
+        return sgd(w, g, c, tl2, state, k, lr, hyper, keep, w_prev)
+    if rule == RMSPROP:
+        return rmsprop(w, g, c, tl2, state, k, lr, hyper, keep, w_prev)
+    if rule == ADAGRAD:
+        return adagrad(w, g, c, tl2, state, k, lr, hyper, keep, w_prev)
+    return adam(w, g, c, tl2, state, k, lr, hyper, keep, w_prev)
+
+
+def init(d) -> np.ndarray:
+    """The state every rule starts from: zeros, float64, shape ``(2, d)``."""
+    return np.zeros((2, _validate.positive_int(d, "d")))
+
+
+def apply(rule, w, g, state, *, k=0, lr, b1=0.9, b2=0.999, eps=1e-8, l2=0.0, weight_decay=0.0) -> bool:
+    """One update of ``w`` (and ``state``) in place by the rule named ``rule`` (a key of
+    :data:`RULES`) at step ``k``; returns whether every updated weight is finite.
+
+    ``w``, ``g``: float64 ``(d,)``; ``state``: float64 ``(2, d)`` from :func:`init`, carried
+    from step to step. ``b1``/``b2``/``eps`` as in the table above (RMSProp reads ``b2`` as
+    its ``beta``); ``g`` is the gradient of the data term, ``l2`` the penalty added to it.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {sorted(RULES)}, got {rule!r}")
+    for arr, name, shape in ((w, "w", None), (g, "g", np.shape(w)), (state, "state", (2,) + np.shape(w))):
+        if not (isinstance(arr, np.ndarray) and arr.dtype == np.float64 and arr.flags.c_contiguous
+                and arr.flags.writeable and arr.ndim == (1 if shape is None else len(shape))):
+            ndim = 1 if shape is None else len(shape)
+            raise TypeError(f"{name} must be a writeable C-contiguous {ndim}-d float64 array, got "
+                            f"{type(arr).__name__} {getattr(arr, 'dtype', '')} {np.shape(arr)}")
+        if shape is not None and arr.shape != shape:
+            raise ValueError(f"{name} must have shape {shape} to match w, got {arr.shape}")
+    k = _validate.positive_int(k, "k", minimum=0)
+    lr = _validate.finite_float(lr, "lr", low=0.0, low_open=True)
+    hyper = tuple(_validate.finite_float(x, name, low=0.0, high=hi, high_open=hi is not None)
+                  for x, name, hi in ((b1, "b1", 1.0), (b2, "b2", 1.0), (eps, "eps", None)))
+    l2 = _validate.finite_float(l2, "l2", low=0.0)
+    keep = 1.0 - _validate.finite_float(weight_decay, "weight_decay", low=0.0, high=1.0, high_open=True)
+    return RULES[rule](w, g, 1.0, 2.0 * l2, state, k, lr, hyper, keep, np.empty_like(w)) == 0.0
