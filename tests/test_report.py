@@ -109,7 +109,7 @@ BARS = [
     dict(issue=2, text="group that never ran", group="corr|4096x4096 k3|float64", impl="numba",
          versus=("torch",), min_speedup=15.0),
     dict(issue=2, text="impl that was skipped", group=G, impl="jax", versus=("torch",), min_speedup=1.0),
-    dict(issue=2, text="unknown criterion", group=G, impl="numba", max_seconds=1.0),
+    dict(issue=2, text="unknown criterion", group=G, impl="numba", max_joules=1.0),
 ]
 '''
 
@@ -249,7 +249,7 @@ def test_missing_reason_comes_from_the_same_dtype_only(workspace):
 
 def test_unknown_criterion_is_not_run_not_dropped(verdicts):
     v = verdicts["unknown criterion"]
-    assert v.status == report.NOT_RUN and "max_seconds" in v.reason
+    assert v.status == report.NOT_RUN and "max_joules" in v.reason
 
 
 def test_no_benchmark_json_makes_every_bar_not_run(workspace):
@@ -432,3 +432,24 @@ def test_kernels_command_stage_checks_the_command_exists(fake_root, tmp_path):
     assert (results / "hw2.md").read_text() == "answers"  # --out follows --results
     assert stages["reliability"]["status"] == "not available"
     assert "no 'reliability' command" in stages["reliability"]["detail"]
+
+
+def test_ratio_and_seconds_bars(workspace):
+    """min_ratio/max_ratio read medians a benchmark keeps in extra_info (calls alternating in one
+    loop, bench_interleaved.py); max_seconds bounds a median wall time (bench_compile.py)."""
+    b = {"group": "alt|x|float64", "name": "t", "extra_info": {"impl": "alternating",
+         "medians_s": {"kernels": 0.001, "numpy": 0.003}}, "stats": {"median": 0.5, "iqr": 0.0, "rounds": 3}}
+    index = report.Index({"benchmarks": [b]})
+    bar = dict(text="t", group="alt|x|float64", impl="alternating", ratio=("numpy", "kernels"), min_ratio=2.5)
+    v = report.evaluate_bar(bar, index)
+    assert v.status == report.PASS and v.measured.startswith("3x")
+    assert report.evaluate_bar(dict(bar, min_ratio=3.5), index).status == report.FAIL
+    assert report.evaluate_bar(dict(bar, min_ratio=None, max_ratio=2.0) | {"min_ratio": None}, index).status \
+        == report.NOT_RUN  # two criteria named: refused, not guessed
+    up = dict(text="t", group="alt|x|float64", impl="alternating", ratio=("kernels", "numpy"), max_ratio=1.2)
+    assert report.evaluate_bar(up, index).status == report.PASS
+    missing = report.evaluate_bar(dict(up, ratio=("kernels", "torch")), index)
+    assert missing.status == report.NOT_RUN and "torch" in missing.reason
+    sec = dict(text="t", group="alt|x|float64", impl="alternating", max_seconds=0.4)
+    assert report.evaluate_bar(sec, index).status == report.FAIL
+    assert report.evaluate_bar(dict(sec, max_seconds=0.6), index).status == report.PASS
