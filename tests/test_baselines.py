@@ -3,23 +3,15 @@ against compute what kernels computes (same batches from the same seed)."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
 import kernels
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 @pytest.fixture(scope="module")
-def baselines():
-    spec = importlib.util.spec_from_file_location("bench_baselines", os.path.join(HERE, "..", "bench", "baselines.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def baselines(bench_module):
+    return bench_module("baselines")
 
 
 @pytest.fixture(scope="module")
