@@ -11,12 +11,14 @@ JSON's ``"kernels_outcomes"`` with their reasons, so a report can say why a bar 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 import sys
 
 import pytest
+from gitstate import git_state
 
 THREADS = int(os.environ.get("KERNELS_BENCH_THREADS", os.cpu_count() or 1))
 
@@ -204,7 +206,7 @@ def machine_description() -> dict:
         desc["kernels_config"] = _config.describe()
     except Exception as exc:
         desc["kernels_config"] = f"unavailable: {exc}"
-    desc["git"] = _git_state()
+    desc["git"] = _GIT_AT_START
     return desc
 
 
@@ -251,17 +253,11 @@ def _mem_total_gib():
     return None
 
 
-def _git_state() -> dict:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                capture_output=True, text=True, timeout=10).stdout
-        return {"commit": commit or None, "dirty": bool(status.strip()),
-                "dirty_files": [ln[3:] for ln in status.splitlines()][:50]}
-    except (OSError, subprocess.SubprocessError) as exc:
-        return {"commit": None, "error": str(exc)}
+# The tree as it was when the run began: the JSON is written at the end, after the run has
+# itself rewritten results/, which says nothing about the code that was measured. bench/run.py
+# takes it once for all its stages and passes it on.
+_GIT_AT_START = (json.loads(os.environ["KERNELS_GIT_AT_START"]) if os.environ.get("KERNELS_GIT_AT_START")
+                 else git_state(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

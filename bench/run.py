@@ -42,6 +42,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+from gitstate import git_state  # noqa: E402  (beside this file)
 STAGES = ("bench", "memory", "hw2", "reliability", "report")
 
 # Timing budget: the whole job must finish in under 15 minutes on 2 cores. A fast benchmark costs
@@ -57,6 +60,10 @@ BUDGET_S = 15 * 60  # the issue's bar for the whole job on the 2-core machine
 TIMEOUT_S = {"bench": 11 * 60, "memory": 8 * 60, "hw2": 5 * 60, "reliability": 6 * 60, "report": 3 * 60}
 
 OK, ERROR, NOT_AVAILABLE, SKIPPED = "ok", "error", "not available", "skipped"
+
+
+#: The checkout when the job started (before it rewrites results/), passed to every stage.
+GIT_AT_START: dict = {}
 
 
 def _now():
@@ -129,6 +136,7 @@ def _env(quick):
     # together (which kernel then ran is in benchmarks.json: machine_info.kernels.threads).
     env.pop("OPENBLAS_CORETYPE", None)
     env.pop("OPENBLAS_L2_SIZE", None)
+    env["KERNELS_GIT_AT_START"] = json.dumps(GIT_AT_START)
     if quick:
         env["KERNELS_BENCH_QUICK"] = "1"
     return env
@@ -269,6 +277,7 @@ def main(argv=None) -> int:
     args.results = os.path.abspath(args.results)
     os.makedirs(args.results, exist_ok=True)
 
+    GIT_AT_START.update(git_state(ROOT))
     job = Job(args.results, args.quick, argv)
     job.say(f"stages: {', '.join(stages)}" + (" (quick smoke run)" if args.quick else "")
             + f"; results into {args.results}")
