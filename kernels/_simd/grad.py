@@ -24,6 +24,14 @@ GRAD_CHANNEL_BLOCK = 2
 TAP_CHANNEL_BLOCK = 4
 
 
+def _operands(context, builder, sig, args, dtype, V):
+    """The lanes helper and the data pointers of ``g`` (argument 1), ``xf`` (5) and ``acc64`` (0),
+    the operands both gradient intrinsics share, emitted in that order."""
+    L = _Lanes(context, builder, dtype, V)
+    return (L, _data(context, builder, sig.args[1], args[1]), _data(context, builder, sig.args[5], args[5]),
+            _data(context, builder, sig.args[0], args[0]))
+
+
 def _zero_accumulators(L, n):
     """n accumulator slots (promoted to registers by LLVM), zero in every lane."""
     acc = [cgutils.alloca_once(L.builder, L.ty) for _ in range(n)]
@@ -64,11 +72,8 @@ def _grad3x3(K: int):
 
         def codegen(context, builder, sig, args):
             acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_ = args
-            L = _Lanes(context, builder, dtype, V)
+            L, gdata, xdata, adata = _operands(context, builder, sig, args, dtype, V)
             i64 = L.i64
-            gdata = _data(context, builder, sig.args[1], g_)
-            xdata = _data(context, builder, sig.args[5], xf_)
-            adata = _data(context, builder, sig.args[0], acc64_)
             acc = _zero_accumulators(L, K * 9)
             with cgutils.for_range(builder, rows_) as rloop:
                 r = rloop.index
@@ -116,11 +121,8 @@ def grad_tap_rows(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x
 
     def codegen(context, builder, sig, args):
         acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_, K_ = args
-        L = _Lanes(context, builder, dtype, V)
+        L, gdata, xdata, adata = _operands(context, builder, sig, args, dtype, V)
         i64 = L.i64
-        gdata = _data(context, builder, sig.args[1], g_)
-        xdata = _data(context, builder, sig.args[5], xf_)
-        adata = _data(context, builder, sig.args[0], acc64_)
         acc = _zero_accumulators(L, KB)
         with cgutils.for_range(builder, rows_) as rloop:
             r = rloop.index
