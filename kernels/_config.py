@@ -21,9 +21,13 @@ and a bounds-checked or serial build would be saved over the default one.
 Numba stamps a cached kernel with the content of the file that defines it, so an edit to a
 function it calls in *another* file (a kernel in ``conv/direct.py`` calling an intrinsic in
 ``_simd/stencil.py``) would leave the stale machine code in the cache. The package's kernels
-are therefore stamped with a hash of every library source file of the package
-(:func:`package_stamp`): any edit recompiles them all. An installed package never changes, so
-this costs users nothing but one hash of the sources (about 1 ms) per process.
+are therefore stamped with a hash of the library source files their defining module reaches
+through its imports, transitively (:func:`import_closure`, :func:`package_stamp`): an edit to
+a file recompiles every kernel that can call into it, and no other (an edit to
+``kernels/nn/`` leaves the convolution's cache valid, since ``kernels/conv/`` never imports
+it). A compiled kernel can only call code its module imports (the package passes no compiled
+function as an argument), so the closure covers every callee. An installed package never
+changes, so this costs users nothing but one read of the sources (a few ms) per process.
 
 Fast-math is the LLVM flag set *without* ``nnan`` and ``ninf``: the compiler may reassociate
 sums and fuse multiply-adds (which vectorises reductions), but may not assume that NaN and inf
@@ -35,6 +39,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 
 import numba
 from numba.core import caching as _caching
@@ -75,15 +80,80 @@ def _library_sources() -> list[str]:
     return paths
 
 
+_FROM_IMPORT = re.compile(rb"^[ \t]*from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]*)", re.M)
+_PLAIN_IMPORT = re.compile(rb"^[ \t]*import[ \t]+([^\n#]*)", re.M)
+
+
+def _module_of(path: str, root: str = os.path.dirname(PACKAGE_DIR)) -> str:
+    parts = os.path.relpath(path, root)[:-3].split(os.sep)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 @functools.lru_cache(maxsize=None)
-def package_stamp(paths: tuple[str, ...] | None = None) -> str:
-    """SHA-256 over the names and contents of the library's source files (``kernels/`` less
-    ``kernels/apps/``): the freshness stamp of every cached kernel of the package."""
-    h = hashlib.sha256()
-    for path in paths if paths is not None else _library_sources():
-        h.update(os.path.relpath(path, PACKAGE_DIR).encode() + b"\0")
+def _sources(paths: tuple[str, ...], root: str) -> dict:
+    """module name (relative to ``root``) -> (path, content) for ``paths``."""
+    out = {}
+    for path in paths:
         with open(path, "rb") as fh:
-            h.update(hashlib.sha256(fh.read()).digest())
+            out[_module_of(path, root)] = (path, fh.read())
+    return out
+
+
+def _imported_modules(module: str, path: str, text: bytes, known) -> set[str]:
+    """The modules of ``known`` that ``text`` imports (module level or inside functions)."""
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+    found = set()
+    for target, names in _FROM_IMPORT.findall(text):
+        target = target.decode()
+        dots = len(target) - len(target.lstrip("."))
+        if dots:
+            base = package.split(".")
+            base = base[: len(base) - (dots - 1)]
+            target = ".".join(base + ([target[dots:]] if target[dots:] else []))
+        for name in names.decode().strip("()").replace("\n", " ").split(","):
+            name = name.strip().split(" ")[0]
+            sub = f"{target}.{name}"
+            found.add(sub if sub in known else target)
+    for names in _PLAIN_IMPORT.findall(text):
+        for name in names.decode().split(","):
+            found.add(name.strip().split(" ")[0])
+    out = set()
+    for name in found:  # `import kernels.a.b` names a module; keep its longest known prefix
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        if name:
+            out.add(name)
+    return out
+
+
+def import_closure(module: str, paths: tuple[str, ...] | None = None,
+                   root: str = os.path.dirname(PACKAGE_DIR)) -> list[str]:
+    """The library modules ``module`` reaches through its imports, itself included, sorted.
+    ``paths`` (default: the library's sources) are named as modules relative to ``root``."""
+    sources = _sources(paths if paths is not None else tuple(_library_sources()), root)
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in sources:
+            continue
+        seen.add(name)
+        path, text = sources[name]
+        todo += _imported_modules(name, path, text, sources)
+    return sorted(seen)
+
+
+@functools.lru_cache(maxsize=None)
+def package_stamp(module: str = "kernels", paths: tuple[str, ...] | None = None,
+                  root: str = os.path.dirname(PACKAGE_DIR)) -> str:
+    """SHA-256 over the names and contents of the library source files (``kernels/`` less
+    ``kernels/apps/``) in the import closure of ``module``: the freshness stamp of every cached
+    kernel that ``module`` defines. ``kernels`` itself reaches every library module."""
+    sources = _sources(paths if paths is not None else tuple(_library_sources()), root)
+    h = hashlib.sha256()
+    for name in import_closure(module, paths, root):
+        path, text = sources[name]
+        h.update(os.path.relpath(path, PACKAGE_DIR).encode() + b"\0")
+        h.update(hashlib.sha256(text).digest())
     return h.hexdigest()
 
 
@@ -98,7 +168,7 @@ def _package_stamped(base):
 
     class Locator(base):
         def get_source_stamp(self):
-            return package_stamp()
+            return package_stamp(_module_of(self._py_file))
 
         @classmethod
         def from_function(cls, py_func, py_file):

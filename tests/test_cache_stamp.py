@@ -1,5 +1,7 @@
-"""The on-disk cache of compiled kernels is stamped with the whole library's sources
-(kernels/_config.py): an edit to a callee in another file must not leave stale machine code."""
+"""The on-disk cache of compiled kernels is stamped with the sources of every library module the
+kernel's module reaches through its imports (kernels/_config.py): an edit to a callee in another
+file must not leave stale machine code, and an edit to a module no kernel of a file can call must
+not throw that file's cache away."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ def test_kernels_use_the_package_stamped_locator():
 
     locator = pool._maxpool2x2_kernel._cache._impl._locator
     assert type(locator).__name__.startswith("PackageStamped")
-    assert locator.get_source_stamp() == _config.package_stamp()
+    assert locator.get_source_stamp() == _config.package_stamp("kernels.pool")
+    assert locator.get_source_stamp() != _config.package_stamp("kernels")
 
 
 def test_the_stamp_covers_every_library_file_and_no_app():
@@ -24,17 +27,50 @@ def test_the_stamp_covers_every_library_file_and_no_app():
     names = {p[len(_config.PACKAGE_DIR) + 1:] for p in sources}
     assert {"_config.py", "pool.py", "conv/direct.py", "_simd/stencil.py", "naive/conv.py"} <= names
     assert not any(n.startswith("apps") for n in names)
+    reached = set(_config.import_closure("kernels"))
+    assert {"kernels.pool", "kernels.conv.direct", "kernels.optim.rules", "kernels.hypergrad.reverse",
+            "kernels._simd.stencil", "kernels._rows"} <= reached
 
 
-def test_an_edit_to_any_file_changes_the_stamp(tmp_path):
-    caller, callee = tmp_path / "caller.py", tmp_path / "callee.py"
-    caller.write_text("def f(x): return g(x)\n")
-    callee.write_text("def g(x): return x + 1\n")
-    paths = (str(caller), str(callee))
-    before = _config.package_stamp(paths)
-    callee.write_text("def g(x): return x + 2\n")
-    _config.package_stamp.cache_clear()
-    assert _config.package_stamp(paths) != before
+def test_the_closure_follows_imports_across_packages_and_no_further():
+    conv = _config.import_closure("kernels.conv.direct")
+    # the docstring's example: a kernel in conv/direct.py calls an intrinsic in _simd/stencil.py
+    assert {"kernels.conv.direct", "kernels.conv.stencil3x3", "kernels._simd", "kernels._simd.stencil",
+            "kernels._config"} <= set(conv)
+    assert not any(m.startswith(("kernels.optim", "kernels.hypergrad", "kernels.pool")) for m in conv)
+    assert "kernels._rows" in _config.import_closure("kernels.hypergrad.reverse")
+
+
+def _package(tmp_path, files):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    return tuple(str(pkg / name) for name in files), str(tmp_path)
+
+
+def test_an_edit_to_a_callee_changes_the_stamp_and_an_unrelated_edit_does_not(tmp_path):
+    files = {
+        "__init__.py": "",
+        "sub/__init__.py": "",
+        "caller.py": "from .sub import (\n    middle,\n)\ndef f(x): return middle.h(x)\n",
+        "sub/middle.py": "def h(x):\n    from ..callee import g\n    return g(x)\n",
+        "callee.py": "def g(x): return x + 1\n",
+        "other.py": "import pkg.caller\ny = 1\n",
+    }
+    paths, root = _package(tmp_path, files)
+    assert _config.import_closure("pkg.caller", paths, root) == ["pkg.callee", "pkg.caller", "pkg.sub", "pkg.sub.middle"]
+
+    def stamp():
+        _config._sources.cache_clear()
+        _config.package_stamp.cache_clear()
+        return _config.package_stamp("pkg.caller", paths, root)
+
+    before = stamp()
+    (tmp_path / "pkg" / "other.py").write_text("import pkg.caller\ny = 2\n")
+    assert stamp() == before
+    (tmp_path / "pkg" / "callee.py").write_text("def g(x): return x + 2\n")
+    assert stamp() != before
 
 
 def test_files_outside_the_library_keep_numbas_own_locators(tmp_path):
