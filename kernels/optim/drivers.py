@@ -1,6 +1,7 @@
 """The optimizers on linear regression: ``gd``, ``sgd``, ``rmsprop``, ``adagrad``, ``adam``.
 
-Each is the one time-stepping loop (:func:`_drive`) that, per step, takes the gradient of the
+Each is the one time-stepping loop (:func:`_steps`, built parallel as ``_drive`` and serial as
+``_drive_serial``) that, per step, takes the gradient of the
 step's batch in one pass over its rows (:mod:`kernels._rows`) and applies an update rule
 (:mod:`kernels.optim.rules`, where the update formulas are), chosen by its id.
 
@@ -59,6 +60,7 @@ recorded and final losses still come from passes over ``X`` (see :func:`linreg._
 from __future__ import annotations
 
 import math
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,8 +110,15 @@ class OptimResult:
 
 # --------------------------------------------------------------------------- the compiled loop
 
-@jit(parallel=True)
-def _drive(
+
+def _copy_function(f, name):
+    """``f`` under another name: a second dispatcher of the same code with its own cache file."""
+    g = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__, f.__closure__)
+    g.__qualname__, g.__module__, g.__doc__ = name, f.__module__, f.__doc__
+    return g
+
+
+def _steps(
     X, t, perm, full, batch, nbatches, epoch0, s0, s1,
     rule, lr, hyper, l2, wd, record_every, par_rows, gram, G, Xt_t, t_t,
     w, w_prev, state, g, part, spart, losses, traj, rec_steps, info,
@@ -203,6 +212,17 @@ def _drive(
         info[0] = s + 1
 
 
+# Two builds of the same loop: the parallel one for runs that make a pass over at least
+# `par_rows` rows, and a serial one, which compiles in a fraction of the time (no parfor
+# lowering) and carries no thread-pool call per step, for the rest: mini-batches smaller than
+# `par_rows` and data smaller than it. Same arithmetic, same bits. Each is compiled from its own
+# copy of the function (its own name, so its own entry in the on-disk cache, which keys a kernel
+# on its bytecode and not on `parallel`); inlining `_steps` into two wrappers instead cost
+# seconds of compile time (Numba's inliner deep-copies the whole loop's IR).
+_drive = jit(parallel=True)(_steps)
+_drive_serial = jit()(_copy_function(_steps, "_drive_serial"))
+
+
 # --------------------------------------------------------------------------- the wrappers
 
 
@@ -257,12 +277,16 @@ def _run(rule, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
     info = np.zeros(3, dtype=np.int64)
     info[_I_DIVERGED_AT] = -1
     gram, G, Xt_t, t_t = _gram(X, t, steps) if full else (False, *_NO_GRAM)
-    args = (rule, lr, (float(b1), float(b2), float(eps)), l2, wd, record_every, _par_rows(X), gram, G, Xt_t, t_t,
+    par_rows = _par_rows(X)
+    args = (rule, lr, (float(b1), float(b2), float(eps)), l2, wd, record_every, par_rows, gram, G, Xt_t, t_t,
             w, w_prev, state, g, part, spart, losses, traj, rec_steps, info)
+    # a pass over par_rows rows or more runs in parallel: a step's batch, or a recorded loss
+    parallel = (not gram and (n if full else batch_size) >= par_rows) or (record_every and n >= par_rows)
+    drive = _drive if parallel else _drive_serial
 
     if full:
         perm = np.empty((1, 0), dtype=np.int64)
-        _drive(X, t, perm, True, n, 1, 0, 0, steps, *args)
+        drive(X, t, perm, True, n, 1, 0, 0, steps, *args)
     else:
         rng = np.random.default_rng(seed)
         epochs_total = -(-steps // nbatches)
@@ -273,7 +297,7 @@ def _run(rule, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
             for k in range(ne):
                 perm[k] = rng.permutation(n)
             s1 = min(steps, (e0 + ne) * nbatches)
-            _drive(X, t, perm, False, batch_size, nbatches, e0, e0 * nbatches, s1, *args)
+            drive(X, t, perm, False, batch_size, nbatches, e0, e0 * nbatches, s1, *args)
             if info[_I_DIVERGED_AT] >= 0:
                 break
 
