@@ -148,6 +148,34 @@ def test_filter_gradient_3x3_blocks_and_tails(shape, co, dtype):
         check_backward(g, x, w, **kw)
 
 
+@pytest.mark.parametrize("grads", [("x",), ("w",), ("bias",), ("x", "bias"), ("w", "bias"), ()])
+@pytest.mark.parametrize("xs,ws,kw", [((2, 3, 9, 8), (4, 3, 3, 3), dict(padding=1)),
+                                      ((2, 3, 9, 8), (2, 3, 2, 3), dict(stride=2, dilation=(1, 2))),
+                                      ((7, 6), (3, 3), dict(padding="same")),
+                                      ((0, 3, 9, 8), (4, 3, 3, 3), {})])
+def test_correlate2d_backward_computes_only_the_gradients_asked_for(xs, ws, kw, grads):
+    rng = _rng(5)
+    x, w = _data(xs, "float64", rng), _data(ws, "float64", rng)
+    g = _data(kernels.correlate2d(x, w, **kw).shape, "float64", rng)
+    full = kernels.correlate2d_backward(g, x, w, **kw)
+    some = kernels.correlate2d_backward(g, x, w, grads=grads, **kw)
+    ref = naive.correlate2d_backward(g, x, w, grads=grads, **kw)
+    for name, a, b, r in zip(("x", "w", "bias"), full, some, ref):
+        if name in grads:
+            np.testing.assert_array_equal(a, b)
+            assert r is not None and r.shape == b.shape
+        else:
+            assert b is None and r is None
+
+
+def test_correlate2d_backward_grads_argument_is_checked():
+    x, w = np.ones((5, 5)), np.ones((3, 3))
+    with pytest.raises(ValueError, match="grads"):
+        kernels.correlate2d_backward(np.ones((3, 3)), x, w, grads=("x", "input"))
+    with pytest.raises(TypeError, match="grads"):
+        kernels.correlate2d_backward(np.ones((3, 3)), x, w, grads="x")
+
+
 def test_correlate2d_backward_overpadded_and_strided_paths():
     # padding beyond the filter extent and stride > 1 take the BLAS + col2im route for grad_x
     rng = _rng(4)

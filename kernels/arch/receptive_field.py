@@ -51,7 +51,8 @@ def _conv_backward(g, layer, row):
     wts = np.ones((1, 1, layer.kernel, layer.kernel))
     # the padding is asymmetric for 'same' with an even extent or a stride: pad explicitly and
     # keep the gradient of the real pixels only
-    gx, _, _ = correlate2d_backward(g, x, wts, stride=layer.stride, padding=0, dilation=layer.dilation)
+    gx, _, _ = correlate2d_backward(g, x, wts, stride=layer.stride, padding=0, dilation=layer.dilation,
+                                    grads=("x",))
     return gx[:, :, pt : pt + h, pl : pl + w]
 
 

@@ -63,7 +63,7 @@ def _accumulate_tap_scatter(prow, grow, sw, off):
             prow[xo * sw + off] += grow[xo]
 
 
-def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
+def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, grads=("x", "w", "bias")):
     """Gradients of :func:`correlate2d`: ``(grad_x, grad_w, grad_bias)`` for upstream ``grad_out``.
 
     Formulas (``L`` a scalar loss, ``g = dL/d out``)::
@@ -76,6 +76,10 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
     ``grad_w`` like ``w``, ``grad_bias`` is ``(C_out,)`` for a batch and a 0-d array for a 2-D
     ``x`` (whose bias is a scalar). ``grad_out`` must have the forward output's shape and the
     dtype of ``x`` and ``w``; the arguments otherwise follow :func:`correlate2d`.
+
+    ``grads`` names the gradients to compute, any of ``"x"``, ``"w"``, ``"bias"`` (all three by
+    default); the others are returned as ``None`` and cost nothing (PyTorch's ``output_mask``:
+    the first layer of a network needs no ``grad_x``, an input-saliency map no ``grad_w``).
 
     dtype rules: float32 and float64 keep their dtype. ``grad_w`` and ``grad_bias`` are long
     reductions over ``N*H_out*W_out`` terms, so for float32 they accumulate in float64 and round
@@ -91,6 +95,7 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
     the forward kernel; at larger strides its columns come from a NumPy matrix product (BLAS), one
     image at a time, scattered back by a compiled col2im parallel over input channels.
     """
+    want = _wanted(grads)
     p = _prepare(x, w, stride, padding, dilation)
     x4, w4, two_d = p["x4"], p["w4"], p["two_d"]
     dtype = x4.dtype
@@ -104,13 +109,43 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
     if g.shape != g_shape:
         raise ValueError(f"grad_out must have the forward output's shape {g_shape}, got {g.shape}")
     if N == 0:  # an empty batch: no image, so no gradient flows to w or the bias (PyTorch's zeros)
-        return (np.empty((N, C, H, W), dtype=dtype), np.zeros((Co, C, kh, kw), dtype=dtype),
-                np.zeros(Co, dtype=dtype))
+        return (np.empty((N, C, H, W), dtype=dtype) if want["x"] else None,
+                np.zeros((Co, C, kh, kw), dtype=dtype) if want["w"] else None,
+                np.zeros(Co, dtype=dtype) if want["bias"] else None)
     g4 = np.ascontiguousarray(g.reshape(N, Co, Ho, Wo))
     xc = np.ascontiguousarray(x4)
     wc = np.ascontiguousarray(w4)
+    grad_w = _filter_grad(g4, xc, p, Co, C, kh, kw) if want["w"] else None
+    grad_x = _input_grad(g4, wc, p, N, C, H, W, Co, kh, kw, Ho, Wo) if want["x"] else None
+    grad_b = None
+    if want["bias"]:
+        grad_b = np.empty(Co, dtype=np.float64)
+        _grad_bias_kernel(g4, grad_b)
+        grad_b = grad_b.astype(dtype)
+    if two_d:
+        return (None if grad_x is None else grad_x[0, 0], None if grad_w is None else grad_w[0, 0],
+                None if grad_b is None else grad_b.reshape(()))
+    return grad_x, grad_w, grad_b
+
+
+_GRADS = ("x", "w", "bias")
+
+
+def _wanted(grads) -> dict:
+    if isinstance(grads, str) or not all(isinstance(name, str) for name in grads):
+        raise TypeError(f"grads must be a tuple of names among {_GRADS}, got {grads!r}")
+    unknown = [name for name in grads if name not in _GRADS]
+    if unknown:
+        raise ValueError(f"grads names {unknown!r}; expected names among {_GRADS}")
+    return {name: name in grads for name in _GRADS}
+
+
+def _filter_grad(g4, xc, p, Co, C, kh, kw):
+    """``grad_w`` of :func:`correlate2d_backward`, in the dtype of ``xc``."""
+    dtype = xc.dtype
     (sh, sw), (dh, dw) = p["stride"], p["dilation"]
     pt, pb, pl, pr = p["pad"]
+    N, _, Ho, Wo = g4.shape
     acc = np.float64
     # grad_w: one float64 reduction per (co, ci) over the zero-padded input.
     grad_w = np.empty((Co, C, kh, kw), dtype=acc)
@@ -135,6 +170,14 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
         else:
             xpad = xc if not (pt or pb or pl or pr) else _pad(xc, p["pad"])
             _grad_w_kernel(g4, xpad, grad_w, sh, sw, dh, dw)
+    return grad_w.astype(dtype).reshape(Co, C, kh, kw)
+
+
+def _input_grad(g4, wc, p, N, C, H, W, Co, kh, kw, Ho, Wo):
+    """``grad_x`` of :func:`correlate2d_backward`, in the dtype of ``wc``."""
+    dtype = wc.dtype
+    (sh, sw), (dh, dw) = p["stride"], p["dilation"]
+    pt, pb, pl, pr = p["pad"]
     # grad_x is itself a correlation: of grad_out with the filter rotated by 180 degrees and its
     # channel axes swapped, padded by the filter extent minus the forward padding; at a stride
     # above 1, of grad_out spread out by the stride with zeros between (the zeros are products
@@ -159,10 +202,4 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
             with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf propagate, like the kernels
                 np.matmul(w2t, g4[n].reshape(Co, P), out=gcols)
             _col2im_kernel(gcols, grad_x, n, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo)
-    grad_b = np.empty(Co, dtype=acc)
-    _grad_bias_kernel(g4, grad_b)
-    grad_b = grad_b.astype(dtype)
-    grad_w = grad_w.astype(dtype).reshape(Co, C, kh, kw)
-    if two_d:
-        return grad_x[0, 0], grad_w[0, 0], grad_b.reshape(())
-    return grad_x, grad_w, grad_b
+    return grad_x

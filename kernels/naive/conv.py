@@ -107,8 +107,9 @@ def _scatter(g4, xp, w4, gxp, gw, sh, sw, dh, dw, Ho, Wo):
                     gwin[:, c] += float(w4[o, c, i, j]) * g4[:, o]
 
 
-def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
-    """(grad_x, grad_w, grad_bias) of :func:`correlate2d` by scattering each tap's window back."""
+def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, grads=("x", "w", "bias")):
+    """(grad_x, grad_w, grad_bias) of :func:`correlate2d` by scattering each tap's window back;
+    the ones ``grads`` does not name are None."""
     two_d, x4, w4, xp, (sh, sw), (dh, dw), (pt, pl), (Ho, Wo) = _geometry(x, w, stride, padding, dilation)
     g = np.asarray(grad_out, dtype=np.float64)
     g4 = g[None, None] if two_d else g
@@ -121,5 +122,5 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1):
     gb = g4.sum(axis=(0, 2, 3))
     dt = x4.dtype
     if two_d:
-        return gx[0, 0].astype(dt), gw[0, 0].astype(dt), gb.reshape(()).astype(dt)
-    return gx.astype(dt), gw.astype(dt), gb.astype(dt)
+        gx, gw, gb = gx[0, 0], gw[0, 0], gb.reshape(())
+    return tuple(a.astype(dt) if name in grads else None for a, name in ((gx, "x"), (gw, "w"), (gb, "bias")))
