@@ -380,7 +380,9 @@ def test_cli_help_lists_hw2_and_its_options():
     assert bad.returncode == 2 and "unknown command" in bad.stderr
 
 
-def test_cli_hw2_end_to_end(tmp_path):
+def test_cli_hw2_end_to_end(tmp_path, q22, q23):
+    """The command runs its two groups of sections in two processes (hw2._GROUPS): the answers
+    are the ones computed here, in this process, to the last bit."""
     out = tmp_path / "res"
     p = subprocess.run([sys.executable, "-m", "kernels", "hw2", "--out", str(out), "--quick"], cwd=ROOT, env=_env(),
                        capture_output=True, text=True, timeout=300)
@@ -402,6 +404,9 @@ def test_cli_hw2_end_to_end(tmp_path):
         assert " ".join(f"{int(x):>2}" for x in row) in md
     assert "O(t)" in md and "O(1)" in md
     assert "hw2_rmsprop.png" in md and "hw2_graph.png" in md and "hw2_lr.png" in md
+    assert "in 2 process(es)" in p.stderr and all(f"{name} done" in p.stderr for group in hw2._GROUPS for name in group)
+    assert res["q2_2"]["eta_closed"] == q22["eta_closed"]
+    assert json.loads(json.dumps(q23, default=hw2._jsonable)) == res["q2_3"]
 
 
 def test_missing_matplotlib_names_the_bench_extra(monkeypatch):

@@ -95,40 +95,83 @@ def machine_info():
     )
 
 
-def compute_all(spec=DEFAULT_SPEC, quick=False, memory_json=None, progress=None):
+def _sections(spec, quick, memory_json):
+    """name -> the function computing that answer."""
+    return {
+        "q1_1_1": lambda: q1_1_1(quick),
+        "q1_2": lambda: q1_2(quick),
+        "q2_1_1": lambda: q2_1_1(2),
+        "q2_1_2": lambda: q2_1_2(memory_json, quick),
+        "q2_2": lambda: q2_2(quick),
+        "q2_3": lambda: q2_3(quick),
+        "q3_1": q3_1,
+        "q3_2": lambda: q3_2(spec),
+        "q3_3": lambda: q3_3(spec, 5),
+    }
+
+
+#: The sections in two groups that call disjoint kernel families (optimizers and hypergradients;
+#: convolution and pooling), so that two processes compile disjoint sets of kernels.
+_GROUPS = (("q3_1", "q3_2", "q3_3"), ("q1_1_1", "q1_2", "q2_1_1", "q2_1_2", "q2_2", "q2_3"))
+
+
+def _run_group(names, spec, quick, memory_json, say_progress, threads=None):
+    """Run the sections ``names`` in this process: ``{name: answer}``, ``{name: seconds}``."""
+    if threads is not None:
+        import numba
+
+        numba.set_num_threads(threads)
+    sections = _sections(spec, quick, memory_json)
+    answers, seconds = {}, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for name in names:
+            t0 = time.perf_counter()
+            answers[name] = sections[name]()
+            seconds[name] = time.perf_counter() - t0
+            if say_progress is not None:
+                say_progress(name, seconds[name])
+    return answers, seconds
+
+
+def _say(name, seconds):
+    print(f"hw2: {name} done in {seconds:.1f} s", file=sys.stderr, flush=True)
+
+
+def compute_all(spec=DEFAULT_SPEC, quick=False, memory_json=None, progress=None, workers=1):
     """Every answer, as plain data, with the seconds each took; ``progress(name, seconds)`` is
-    called after each section."""
-    sections = [
-        ("q1_1_1", lambda: q1_1_1(quick)),
-        ("q1_2", lambda: q1_2(quick)),
-        ("q2_1_1", lambda: q2_1_1(2)),
-        ("q2_1_2", lambda: q2_1_2(memory_json, quick)),
-        ("q2_2", lambda: q2_2(quick)),
-        ("q2_3", lambda: q2_3(quick)),
-        ("q3_1", q3_1),
-        ("q3_2", lambda: q3_2(spec)),
-        ("q3_3", lambda: q3_3(spec, 5)),
-    ]
+    called after each section.
+
+    ``workers=2`` runs the two groups of sections (:data:`_GROUPS`) in two fresh processes at
+    once, one thread each, and ``progress`` must then be picklable (a module-level function):
+    on a first run most of the time is spent compiling, one core per process, so two processes
+    halve it. The answers do not depend on it (the kernels give the same bits on any number of
+    threads)."""
     res = dict(spec=spec, quick=bool(quick), seconds={})
-    for name, fn in sections:
-        t0 = time.perf_counter()
-        res[name] = fn()
-        res["seconds"][name] = time.perf_counter() - t0
-        if progress is not None:
-            progress(name, res["seconds"][name])
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=len(_GROUPS), mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs = [pool.submit(_run_group, names, spec, quick, memory_json, progress, 1) for names in _GROUPS]
+            parts = [job.result() for job in jobs]
+    else:
+        parts = [_run_group(list(_sections(spec, quick, memory_json)), spec, quick, memory_json, progress)]
+    for answers, seconds in parts:
+        res.update(answers)
+        res["seconds"].update(seconds)
     return res
 
 
-def write_report(out="results", spec=DEFAULT_SPEC, quick=False, memory_json=None, progress=None):
+def write_report(out="results", spec=DEFAULT_SPEC, quick=False, memory_json=None, progress=None, workers=1):
     """Compute every answer, write ``hw2.md``, ``hw2.json`` and the figures into ``out``;
-    returns the data. ``memory_json`` defaults to ``out/memory.json``."""
+    returns the data. ``memory_json`` defaults to ``out/memory.json``; ``workers`` as in
+    :func:`compute_all`."""
     _pyplot()  # fail early, before minutes of work, if matplotlib is missing
     os.makedirs(out, exist_ok=True)
     if memory_json is None:
         memory_json = os.path.join(out, "memory.json")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = compute_all(spec=spec, quick=quick, memory_json=memory_json, progress=progress)
+    res = compute_all(spec=spec, quick=quick, memory_json=memory_json, progress=progress, workers=workers)
     meta = machine_info()
     plot_rmsprop(res["q1_2"], os.path.join(out, FIGURES["rmsprop"]))
     plot_graph(res["q2_1_1"], os.path.join(out, FIGURES["graph"]))
@@ -164,15 +207,13 @@ def main(argv=None):
     except ValueError as exc:
         p.error(f"--spec: {exc}")
     t0 = time.perf_counter()
-    # A newcomer's first run compiles every kernel it calls (about 40 s on 2 cores, against a few
-    # seconds once they are cached on disk): say so, and say where it is, instead of sitting silent.
-    print("hw2: answering 9 sections; the first run also compiles the kernels (tens of seconds), "
-          "later runs load them from the disk cache", file=sys.stderr, flush=True)
-
-    def progress(name, seconds):
-        print(f"hw2: {name} done in {seconds:.1f} s", file=sys.stderr, flush=True)
-
-    write_report(out=args.out, spec=args.spec, quick=args.quick, memory_json=args.memory_json, progress=progress)
+    workers = 2 if (os.cpu_count() or 1) >= 2 else 1
+    # A newcomer's first run compiles every kernel it calls (tens of seconds of one core, against
+    # a few seconds once they are cached on disk): say so instead of sitting silent.
+    print(f"hw2: answering 9 sections in {workers} process(es); the first run also compiles the kernels "
+          "(a few tens of seconds), later runs load them from the disk cache", file=sys.stderr, flush=True)
+    write_report(out=args.out, spec=args.spec, quick=args.quick, memory_json=args.memory_json, progress=_say,
+                 workers=workers)
     print(f"hw2: wrote {os.path.join(args.out, 'hw2.md')} and {len(FIGURES)} figures in {time.perf_counter() - t0:.1f} s",
           flush=True)
     return 0
