@@ -12,10 +12,8 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from numba import prange
 
 from kernels import _validate as V
-from kernels._config import jit
 
 
 def _padding(padding, kh, kw, dh, dw, stride, flipped=False):
@@ -104,22 +102,6 @@ def _prepare(x, w, stride, padding, dilation, flipped=False):
                 pad=(pt, pb, pl, pr), out_hw=(Ho, Wo))
 
 
-@jit(parallel=True)
-def _pad_kernel(x, xp, pt, pl):
-    """xp[n, c] = x[n, c] surrounded by zeros (pt rows above, pl columns left), one plane per task."""
-    N, C, H, W = x.shape
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        dst = xp[n, c]
-        dst[:, :] = 0
-        for h in range(H):
-            drow = dst[pt + h, pl : pl + W]
-            srow = x[n, c, h]
-            for k in range(W):
-                drow[k] = srow[k]
-
-
 def _pad_flat(xc, pads, slack=0):
     """The C-contiguous batch ``xc`` zero-padded (pads = top, bottom, left, right), flat, followed
     by ``slack`` zeros; returns it and the padded shape."""
@@ -131,7 +113,15 @@ def _pad_flat(xc, pads, slack=0):
                        f"the zero-padded copy {shape} of x that padding={pads} (after dilation) implies")
     flat = np.empty(size + slack, dtype=xc.dtype)
     flat[size:] = 0
-    _pad_kernel(xc, flat[:size].reshape(shape), pt, pl)
+    # NumPy's copies, one pass over each byte: a compiled parallel copy ran no faster than the
+    # memory allows and cost a second of compilation on a first call.
+    xp = flat[:size].reshape(shape)
+    xp[:, :, :pt] = 0
+    xp[:, :, pt + H:] = 0
+    inner = xp[:, :, pt : pt + H]
+    inner[..., :pl] = 0
+    inner[..., pl + W:] = 0
+    inner[..., pl : pl + W] = xc
     return flat, shape
 
 
