@@ -4,6 +4,9 @@ They are written as LLVM IR through Numba intrinsics: vector types, lane shifts 
 non-temporal stores are not expressible in Numba's Python subset. One file per family of
 blocks, all re-exported here (``from kernels import _simd; _simd.correlate3x3_block``):
 
+* :mod:`~kernels._simd.target`: the target the code is compiled for (:data:`TARGET`: the host,
+  or what ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` say), from which the vector width, the
+  register blocks and the multiply-add follow;
 * :mod:`~kernels._simd.vectors`: the vector width, the ``_Lanes`` IR helper, :func:`address`
   and :func:`store_fence`;
 * :mod:`~kernels._simd.stencil`: the single-channel 3x3 stencil (lane shifts, row groups,
@@ -34,10 +37,11 @@ from .stencil import (
     stencil3x3_row_streaming,
     stencil3x3_scalar,
 )
-from .vectors import STREAMING_SUPPORTED, VECTOR_BYTES, address, lanes, store_fence
+from .target import TARGET
+from .vectors import MULADD, STREAMING_SUPPORTED, VECTOR_BYTES, address, lanes, store_fence
 
 __all__ = [
-    "VECTOR_BYTES", "STREAMING_SUPPORTED", "address", "store_fence", "lanes",
+    "TARGET", "VECTOR_BYTES", "STREAMING_SUPPORTED", "MULADD", "address", "store_fence", "lanes",
     "STENCIL_ROWS", "GROUP_VECTORS", "ROW_VECTORS", "stencil3x3_scalar", "stencil3x3_group",
     "stencil3x3_group_streaming", "stencil3x3_row", "stencil3x3_row_streaming",
     "CHANNEL_BLOCK", "POSITION_VECTORS", "correlate3x3_block", "correlate_block",

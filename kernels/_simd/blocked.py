@@ -15,14 +15,16 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .target import TARGET
 from .vectors import _data, _Lanes, lanes
 
 #: Output channels and vectors of positions a :data:`correlate3x3_block` keeps in registers:
 #: 4 x 4 accumulators, 5 loaded rows, 4 shifted ones and a broadcast weight fit the 32 vector
-#: registers of AVX-512 without spilling (4x4 and 4x3 were fastest of 4x4, 8x2, 2x8, 4x3, 6x2
-#: and 8x3 on the 2-core EPYC).
+#: registers of AVX-512 and NEON without spilling (4x4 and 4x3 were fastest of 4x4, 8x2, 2x8,
+#: 4x3, 6x2 and 8x3 on the 2-core EPYC); with 16 registers (AVX2, SSE2), 4 x 2: 8 accumulators,
+#: 3 loaded rows, 2 shifted ones and a broadcast (14).
 CHANNEL_BLOCK = 4
-POSITION_VECTORS = 4
+POSITION_VECTORS = 4 if TARGET.registers >= 32 else 2
 
 
 def _bias_accumulators(L, bdata, b_off, K, U):

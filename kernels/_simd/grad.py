@@ -14,11 +14,13 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .target import TARGET
 from .vectors import VECTOR_BYTES, _data, _Lanes
 
 #: Output channels per :func:`grad3x3_rows` block: 2 x 9 accumulator vectors plus two gradient
-#: vectors and the input rows fit in the 32 registers; the last odd channel uses a block of 1.
-GRAD_CHANNEL_BLOCK = 2
+#: vectors and the input rows fit in 32 registers (the last odd channel uses a block of 1); in
+#: 16, one channel's 9.
+GRAD_CHANNEL_BLOCK = 2 if TARGET.registers >= 32 else 1
 #: Output channels per :func:`grad_tap_rows` block (any filter: one tap at a time, so four
 #: gradient vectors share each input vector).
 TAP_CHANNEL_BLOCK = 4

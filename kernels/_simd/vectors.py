@@ -1,24 +1,27 @@
 """The vector vocabulary the intrinsics of :mod:`kernels._simd` share: the vector width, the
-``_Lanes`` IR helper (splat, lane shift, fused multiply-add, loads and stores, ordinary or
+``_Lanes`` IR helper (splat, lane shift, multiply-add, loads and stores, ordinary or
 non-temporal), the data pointer of an array argument, and two small intrinsics (an array's
 address for alignment arithmetic, the store fence that orders non-temporal stores).
 """
 
 from __future__ import annotations
 
-import platform
-
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-#: Bytes per vector register the blocks are written for (AVX-512; LLVM splits them on narrower
-#: hardware, correctly if less profitably).
-VECTOR_BYTES = 64
+from .target import TARGET
+
+#: Bytes per vector register of the target the code is compiled for (:mod:`.target`): 64 with
+#: AVX-512, 32 with AVX2, 16 with SSE2 or NEON.
+VECTOR_BYTES = TARGET.vector_bytes
 #: Non-temporal stores need a store fence that only x86 spells ``sfence``; elsewhere the
 #: streaming path is simply never taken.
-STREAMING_SUPPORTED = platform.machine().lower() in ("x86_64", "amd64")
+STREAMING_SUPPORTED = TARGET.arch == "x86_64"
+#: The multiply-add every block uses: fused where the target has the instruction, else the one
+#: LLVM may split into a multiply and an add (:mod:`.target`).
+MULADD = "fma" if TARGET.fma else "fmuladd"
 
 
 def _data(context, builder, arrty, value):
@@ -36,7 +39,7 @@ class _Lanes:
         self.ty = ir.VectorType(scalar, lanes) if lanes > 1 else scalar
         self.align = dtype.bitwidth // 8
         suffix = "f64" if dtype.bitwidth == 64 else "f32"
-        name = f"llvm.fma.v{lanes}{suffix}" if lanes > 1 else f"llvm.fma.{suffix}"
+        name = f"llvm.{MULADD}.v{lanes}{suffix}" if lanes > 1 else f"llvm.{MULADD}.{suffix}"
         self._fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(self.ty, [self.ty] * 3), name)
 
     def _mask(self, indices):
@@ -55,7 +58,7 @@ class _Lanes:
         return self.builder.shuffle_vector(a, b, self._mask(range(k, k + self.lanes)))
 
     def fma(self, a, b, c):
-        """a * b + c, rounded once."""
+        """a * b + c: rounded once where the target fuses (:data:`MULADD`), else twice."""
         return self.builder.call(self._fma, [a, b, c])
 
     def at(self, base, offset):
