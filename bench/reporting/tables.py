@@ -138,7 +138,9 @@ def render_benchmarks_md(index: Index, verdicts: list, barset: BarSet) -> str:
         out += [md_table(header, rows), ""]
         for impl, b, _, _ in rows_data:
             medians = (b.get("extra_info") or {}).get("medians_s")
-            if medians:  # calls timed alternating inside one benchmark (bench_interleaved.py)
+            if (b.get("extra_info") or {}).get("targets"):  # bench_targets.py: one table per target
+                out += targets_table(b["extra_info"])
+            elif medians:  # calls timed alternating inside one benchmark (bench_interleaved.py)
                 out += [f"Calls alternating in one loop ({impl}; the row above times whole rounds):", "",
                         md_table(("call", "median"), [(k, fmt_time(v)) for k, v in medians.items()]), ""]
         for v in by_group.pop(group, []):
@@ -181,6 +183,43 @@ def render_benchmarks_md(index: Index, verdicts: list, barset: BarSet) -> str:
         out += [md_table(("test", "outcome", "reason"),
                          [(o["nodeid"], o["outcome"], o["reason"]) for o in skipped]), ""]
     return "\n".join(out)
+
+
+def targets_table(extra: dict) -> list:
+    """The per-target table of ``bench/bench_targets.py``: each case's medians for the host, an
+    AVX2 and a generic x86-64 build of the kernels, PyTorch's beside them, and the ratios the
+    bars read."""
+    medians, targets = extra.get("medians_s", {}), extra.get("targets", {})
+    names = [t for t in ("host", "avx2", "generic") if t in targets]
+
+    def m(target, case, dtype, lib):
+        return medians.get(f"{target} {case} {dtype} {lib}")
+
+    def ratio(a, b):
+        return f"{a / b:.2f}x" if a and b else "—"
+
+    out = ["Per target (one process each; medians of calls alternating with the peers, 2 threads). "
+           "`kernels / peer` is the kernels' time over the fastest peer's (below 1: faster); "
+           "`generic / avx2` the baseline x86-64 build's time over the AVX2 build's.", ""]
+    out += [md_table(("target", "kernels ISA", "vector bytes", "oneDNN ISA", "oneDNN convolution"),
+                     [(t, str(targets[t].get("isa")), str(targets[t].get("vector_bytes")),
+                       str((targets[t].get("onednn") or {}).get("isa")),
+                       str((targets[t].get("onednn") or {}).get("convolution"))) for t in names]), ""]
+    header = ["case", "dtype"]
+    for t in names:
+        header += [f"{t} kernels", f"{t} kernels / peer"]
+    header += ["generic / avx2"]
+    rows = []
+    for case, dtype, libs in extra.get("cases", []):
+        peers = [lib for lib in libs if lib != "kernels"]
+        row = [case, dtype]
+        for t in names:
+            k = m(t, case, dtype, "kernels")
+            best = min((v for v in (m(t, case, dtype, p) for p in peers) if v), default=None)
+            row += [fmt_time(k), ratio(k, best)]
+        row.append(ratio(m("generic", case, dtype, "kernels"), m("avx2", case, dtype, "kernels")))
+        rows.append(row)
+    return out + [md_table(header, rows), ""]
 
 
 # --------------------------------------------------------------------------------------------
