@@ -153,6 +153,33 @@ def test_passes_bit_identical_across_thread_counts_and_serial_parallel(monkeypat
 
 
 @pytest.mark.parametrize("name,kw", [
+    ("rmsprop", dict(lr=1e-2, steps=40, record_every=7)),
+    ("adam", dict(lr=1e-2, steps=41, l2=0.1)),
+    ("gd", dict(lr=1e20, steps=40, record_every=1)),  # diverges at step 8, inside the probe
+    ("adagrad", dict(lr=0.5, steps=30, weight_decay=0.01)),
+])
+def test_full_batch_probe_of_serial_and_parallel_builds_changes_no_bit(monkeypatch, name, kw):
+    """Long full-batch runs on cache-sized data time a few steps on each build and finish on the
+    faster one (drivers._probe): whichever wins, and with a divergence inside the probe, the
+    result is the serial run's, bit for bit."""
+    X, t = make_problem(300, 9, seed=5)
+    monkeypatch.setattr(optim.linreg, "_GRAM", False)
+    monkeypatch.setattr(optim.drivers, "_PROBE_MIN_BYTES", 1 << 62)
+    want = call(kernels, name, X, t, **kw)
+    monkeypatch.setattr(optim.drivers, "_PROBE_MIN_BYTES", 0)
+    calls = []
+    real = optim.drivers._probe
+    monkeypatch.setattr(optim.drivers, "_probe", lambda *a: calls.append(1) or real(*a))
+    got = call(kernels, name, X, t, **kw)
+    assert calls, "the probe did not run"
+    assert (got.steps, got.diverged_at) == (want.steps, want.diverged_at)
+    for field in ("w", "losses", "trajectory", "recorded_steps"):
+        assert np.array_equal(getattr(got, field), getattr(want, field)), field
+    if name == "gd":
+        assert got.diverged and got.diverged_at < 3 * 2 * optim.drivers._PROBE_STEPS
+
+
+@pytest.mark.parametrize("name,kw", [
     ("gd", dict(lr=0.05, l2=0.1, weight_decay=0.01)),
     ("rmsprop", dict(lr=0.003)),
     ("adagrad", dict(lr=0.2)),

@@ -52,6 +52,13 @@ last-bit difference by about 10 per step; two correct implementations (this one,
 reference, PyTorch) then agree only up to that point. The tests compare trajectories in the
 transient phase, before it.
 
+Serial or parallel: a step's pass over its rows runs in parallel when it reads at least
+``linreg._PARALLEL_MIN_BYTES`` (DRAM-bound passes), else on one thread, in a serial build of
+the loop that compiles in a fraction of the time. A long full-batch run on data between 1 MiB
+and that size times a few steps of each build and finishes on the faster one
+(:func:`_probe`): on an idle machine two threads win about 2x, on a busy one one thread does.
+All of these give the same bits.
+
 Gram form: a full-batch run with ``4 d <= n`` and ``steps >= d`` forms ``G = X^T X`` and
 ``X^T t`` once (NumPy's BLAS, float64) and then steps in O(d^2) without reading ``X``; its
 recorded and final losses still come from passes over ``X`` (see :func:`linreg._gram`).
@@ -60,9 +67,11 @@ recorded and final losses still come from passes over ``X`` (see :func:`linreg._
 from __future__ import annotations
 
 import math
+import time
 import types
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -226,6 +235,39 @@ _drive_serial = jit()(_copy_function(_steps, "_drive_serial"))
 # --------------------------------------------------------------------------- the wrappers
 
 
+#: Full-batch runs whose passes stay in the last-level cache (below linreg._PARALLEL_MIN_BYTES,
+#: so serial by default) but read at least this many bytes of ``X`` per step, and run at least
+#: 8 * _PROBE_STEPS steps, time a few steps of each build and finish on the faster one: on an
+#: idle 2-core machine two threads step such a pass about twice as fast; on a busy one a worker
+#: that is not running costs each step a scheduler time slice, and one thread is faster.
+_PROBE_MIN_BYTES = 1 << 20
+_PROBE_STEPS = 3
+
+
+def _probe_pays(X, steps) -> bool:
+    return X.nbytes >= _PROBE_MIN_BYTES and steps >= 8 * _PROBE_STEPS and numba.get_num_threads() > 1
+
+
+def _probe(X, t, perm, n, steps, args, par_rows, info):
+    """Run the first steps alternately on the serial build and on the parallel one (every pass
+    in parallel), _PROBE_STEPS at a time, twice each; return the build that ran its faster
+    chunk faster and the step to go on from. Both give the same bits, so the choice changes
+    only the time. The first chunk of each build warms its caches and threads and is not
+    counted."""
+    best = {_drive_serial: math.inf, _drive: math.inf}
+    s = 0
+    for rnd in range(3):
+        for build, rows in ((_drive_serial, par_rows), (_drive, 1)):
+            start = time.perf_counter()
+            build(X, t, perm, True, n, 1, 0, s, s + _PROBE_STEPS, *args(rows))
+            if rnd:
+                best[build] = min(best[build], time.perf_counter() - start)
+            s += _PROBE_STEPS
+            if info[_I_DIVERGED_AT] >= 0:
+                return build, s
+    return min(best, key=best.get), s
+
+
 def _run_checks(X, t, *, lr, steps, epochs, batch_size, seed, w0, l2, weight_decay, record_every):
     """Validate the arguments every optimizer shares; return ``X, t`` (C-contiguous), the
     number of steps, and ``w0`` as a fresh float64 array. Shared with the NumPy reference."""
@@ -278,15 +320,22 @@ def _run(rule, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
     info[_I_DIVERGED_AT] = -1
     gram, G, Xt_t, t_t = _gram(X, t, steps) if full else (False, *_NO_GRAM)
     par_rows = _par_rows(X)
-    args = (rule, lr, (float(b1), float(b2), float(eps)), l2, wd, record_every, par_rows, gram, G, Xt_t, t_t,
-            w, w_prev, state, g, part, spart, losses, traj, rec_steps, info)
+
+    def args(par_rows):
+        return (rule, lr, (float(b1), float(b2), float(eps)), l2, wd, record_every, par_rows, gram, G, Xt_t, t_t,
+                w, w_prev, state, g, part, spart, losses, traj, rec_steps, info)
+
     # a pass over par_rows rows or more runs in parallel: a step's batch, or a recorded loss
     parallel = (not gram and (n if full else batch_size) >= par_rows) or (record_every and n >= par_rows)
     drive = _drive if parallel else _drive_serial
 
     if full:
         perm = np.empty((1, 0), dtype=np.int64)
-        drive(X, t, perm, True, n, 1, 0, 0, steps, *args)
+        s0 = 0
+        if not parallel and not gram and _probe_pays(X, steps):
+            drive, s0 = _probe(X, t, perm, n, steps, args, par_rows, info)
+        if info[_I_DIVERGED_AT] < 0:
+            drive(X, t, perm, True, n, 1, 0, s0, steps, *args(par_rows if drive is _drive_serial else 1))
     else:
         rng = np.random.default_rng(seed)
         epochs_total = -(-steps // nbatches)
@@ -297,7 +346,7 @@ def _run(rule, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
             for k in range(ne):
                 perm[k] = rng.permutation(n)
             s1 = min(steps, (e0 + ne) * nbatches)
-            drive(X, t, perm, False, batch_size, nbatches, e0, e0 * nbatches, s1, *args)
+            drive(X, t, perm, False, batch_size, nbatches, e0, e0 * nbatches, s1, *args(par_rows))
             if info[_I_DIVERGED_AT] >= 0:
                 break
 
