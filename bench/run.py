@@ -12,6 +12,8 @@ its subprocess's output, so the minutes it takes are visible):
 ``hw2``          ``python -m kernels hw2`` (writes ``results/hw2.md``), if ``kernels/__main__.py``
                  offers it.
 ``reliability``  ``python -m kernels reliability`` (``results/reliability.md``), if offered.
+``train``        ``python -m kernels train`` (``results/train.md``: the CNN on the digits), if offered.
+``tune``         ``python -m kernels tune`` (``results/tune.md``: hyper-parameter search), if offered.
 ``report``       ``python bench/report.py``: README.md, benchmarks.md, memory.md and the figures,
                  from the JSON alone.
 
@@ -45,7 +47,7 @@ ROOT = os.path.dirname(HERE)
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 from gitstate import git_state  # noqa: E402  (beside this file)
-STAGES = ("bench", "memory", "hw2", "reliability", "report")
+STAGES = ("bench", "memory", "hw2", "reliability", "train", "tune", "report")
 
 # Timing budget: the whole job must finish in under 15 minutes on 2 cores. A fast benchmark costs
 # about MAX_TIME plus calibration and its untimed warm-up call (~1 s each, ~100 of them); a slow
@@ -57,7 +59,8 @@ MAX_TIME = 0.5
 MIN_ROUNDS = 5
 BUDGET_S = 15 * 60  # the bar for the whole job on the 2-core machine
 # Per-stage ceilings, so a hung stage cannot hold the job forever; generous against the estimate.
-TIMEOUT_S = {"bench": 11 * 60, "memory": 8 * 60, "hw2": 5 * 60, "reliability": 6 * 60, "report": 3 * 60}
+TIMEOUT_S = {"bench": 11 * 60, "memory": 8 * 60, "hw2": 5 * 60, "reliability": 6 * 60, "train": 6 * 60,
+             "tune": 6 * 60, "report": 3 * 60}
 
 OK, ERROR, NOT_AVAILABLE, SKIPPED = "ok", "error", "not available", "skipped"
 
@@ -250,6 +253,8 @@ RUNNERS = {
     "memory": stage_memory,
     "hw2": lambda job: stage_kernels_command(job, "hw2", "results/hw2.md"),
     "reliability": lambda job: stage_kernels_command(job, "reliability", "results/reliability.md"),
+    "train": lambda job: stage_kernels_command(job, "train", "results/train.md"),
+    "tune": lambda job: stage_kernels_command(job, "tune", "results/tune.md"),
     "report": stage_report,
 }
 

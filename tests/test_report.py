@@ -356,7 +356,7 @@ def test_speedup_figure_rows():
 def test_stage_selection():
     assert run.selected_stages(None, None) == list(run.STAGES)
     assert run.selected_stages(["report", "bench"], None) == ["bench", "report"]
-    assert run.selected_stages(None, ["bench", "memory"]) == ["hw2", "reliability", "report"]
+    assert run.selected_stages(None, ["bench", "memory"]) == ["hw2", "reliability", "train", "tune", "report"]
     with pytest.raises(SystemExit, match="unknown stage"):
         run.selected_stages(["benchmarks"], None)
     with pytest.raises(SystemExit, match="no stage left"):
