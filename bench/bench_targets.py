@@ -206,16 +206,20 @@ def _run_target(target):
 
 @pytest.mark.skipif(T.TARGET.arch != "x86_64", reason="the AVX2 and generic targets are x86 ones")
 def test_targets(benchmark):
-    """All three targets, one process each, in one benchmark (its own timing is the whole run's)."""
+    """All three targets, one process each, in one benchmark (its own timing is the whole run's).
+    The test suite's untimed smoke run takes the host alone: the other targets' compilation (a
+    minute or two each on 2 cores) is what tests/test_targets.py already pays, with the same code."""
     benchmark.group = GROUP
     results = {}
+    targets = ("host",) if benchmark.disabled else TARGETS
 
     def run():
-        for target in TARGETS:
+        for target in targets:
             results[target] = _run_target(target)
 
     benchmark.pedantic(run, rounds=1, iterations=1)
-    assert [results[t]["isa"] for t in ("avx2", "generic")] == ["avx2", "sse2"]
+    expected = {"avx2": "avx2", "generic": "sse2"}
+    assert all(results[t]["isa"] == expected[t] for t in targets if t in expected)
     medians = {}
     for target, res in results.items():
         for name, m in res["medians_s"].items():
