@@ -25,12 +25,7 @@ import pytest
 from kernels._simd import target as T
 
 QUICK = os.environ.get("KERNELS_BENCH_QUICK", "") not in ("", "0")
-ROUNDS = 3 if QUICK else 11
 THREADS = 2
-BATCH = (2, 4, 16, 16) if QUICK else (16, 16, 64, 64)
-FILTERS = (8, 4, 3, 3) if QUICK else (32, 16, 3, 3)
-IMAGE = (128, 128) if QUICK else (2048, 2048)
-POOL = (2, 4, 16, 16) if QUICK else (16, 32, 128, 128)
 GROUP = "targets|conv and pool|" + ("quick" if QUICK else "float32 float64")
 
 
@@ -38,12 +33,27 @@ def _dims(shape):
     return "x".join(map(str, shape))
 
 
-#: (case, dtype, libraries): what each target process times.
-CASES = [(f"conv {_dims(BATCH)} w{_dims(FILTERS)} p1", d, ("kernels", "torch")) for d in ("float32", "float64")]
-CASES += [(f"conv backward {_dims(BATCH)} w{_dims(FILTERS)} p1", d, ("kernels", "torch")) for d in ("float32", "float64")]
-CASES += [(f"conv {_dims(IMAGE)} k3 same", d, ("kernels", "scipy", "torch")) for d in ("float32", "float64")]
-CASES += [(f"maxpool {_dims(POOL)} k2", d, ("kernels", "torch")) for d in ("float32", "float64")]
-CASES += [(f"maxpool backward {_dims(POOL)} k2", d, ("kernels", "torch")) for d in ("float32", "float64")]
+def _spec(quick):
+    """Shapes, rounds and cases (case, dtype, libraries) of a run."""
+    spec = dict(threads=THREADS, rounds=3 if quick else 11,
+                batch=(2, 4, 16, 16) if quick else (16, 16, 64, 64),
+                filters=(8, 4, 3, 3) if quick else (32, 16, 3, 3),
+                image=(128, 128) if quick else (2048, 2048),
+                pool=(2, 4, 16, 16) if quick else (16, 32, 128, 128))
+    conv = f"{_dims(spec['batch'])} w{_dims(spec['filters'])} p1"
+    cases = []
+    for case, libs in ((f"conv {conv}", ("kernels", "torch")), (f"conv backward {conv}", ("kernels", "torch")),
+                       (f"conv {_dims(spec['image'])} k3 same", ("kernels", "scipy", "torch")),
+                       (f"maxpool {_dims(spec['pool'])} k2", ("kernels", "torch")),
+                       (f"maxpool backward {_dims(spec['pool'])} k2", ("kernels", "torch"))):
+        cases += [(case, dtype, libs) for dtype in ("float32", "float64")]
+    spec["cases"] = cases
+    return spec
+
+
+SPEC = _spec(QUICK)
+CASES = SPEC["cases"]
+BATCH, FILTERS, IMAGE = SPEC["batch"], SPEC["filters"], SPEC["image"]
 
 TARGETS = ("host", "avx2", "generic")
 
@@ -192,8 +202,7 @@ def _onednn_isa(stdout: str):
     return {"isa": isa, "convolution": impl}
 
 
-def _run_target(target):
-    spec = dict(threads=THREADS, rounds=ROUNDS, batch=BATCH, filters=FILTERS, image=IMAGE, pool=POOL, cases=CASES)
+def _run_target(target, spec):
     p = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(spec)], env=_env(target), capture_output=True,
                        text=True, timeout=900)
     if p.returncode != 0:
@@ -212,10 +221,11 @@ def test_targets(benchmark):
     benchmark.group = GROUP
     results = {}
     targets = ("host",) if benchmark.disabled else TARGETS
+    spec = _spec(True) if benchmark.disabled else SPEC
 
     def run():
         for target in targets:
-            results[target] = _run_target(target)
+            results[target] = _run_target(target, spec)
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     expected = {"avx2": "avx2", "generic": "sse2"}
@@ -227,4 +237,4 @@ def test_targets(benchmark):
     benchmark.extra_info["impl"] = "alternating"
     benchmark.extra_info["medians_s"] = medians
     benchmark.extra_info["targets"] = {t: {k: v for k, v in r.items() if k != "medians_s"} for t, r in results.items()}
-    benchmark.extra_info["cases"] = [list(c[:2]) + [list(c[2])] for c in CASES]
+    benchmark.extra_info["cases"] = [list(c[:2]) + [list(c[2])] for c in spec["cases"]]
