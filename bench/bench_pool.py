@@ -7,9 +7,11 @@ Three groups per dtype, each timing ``numba`` (kernels), ``numpy`` (the naive re
   Roofline bytes: read the input once, write the output once.
 - ``maxpool2d indices``: ``return_indices=True`` (what a training step needs); PyTorch's CPU
   kernel computes the indices in both cases. Bytes add the int64 indices written.
-- ``maxpool2d_backward``: ``kernels.maxpool2d_backward(g, idx, x.shape)`` vs the function
-  PyTorch's autograd calls for this node, ``aten.max_pool2d_with_indices_backward`` (no graph
-  bookkeeping timed). Bytes: read ``g`` and the indices, write ``grad_x`` once.
+- ``maxpool2d_backward``: ``kernels.maxpool2d_backward(g, idx, x.shape, out=buf)`` into a
+  preallocated buffer, as a training loop calls it (``numba``; ``numba_alloc`` allocates its
+  result every call), vs the function PyTorch's autograd calls for this node,
+  ``aten.max_pool2d_with_indices_backward`` (no graph bookkeeping timed; it allocates, as it does
+  for every user). Bytes: read ``g`` and the indices, write ``grad_x`` once.
 
 Every implementation's result is checked against ``kernels`` (bit-identical) in the untimed
 warm-up call. ``KERNELS_BENCH_QUICK=1`` shrinks the batch to a smoke size (other group names,
@@ -35,6 +37,10 @@ IMPLS = ["numba", "numpy", "torch"]
 BARS = [
     dict(issue=2, text=f"max-pool 2x2 stride 2 on (16, 32, 128, 128) {dtype}: >= 10x faster than PyTorch",
          group=f"maxpool2d|16x32x128x128 k2 s2|{dtype}", impl="numba", versus=("torch",), min_speedup=10.0)
+    for dtype in DTYPES
+] + [
+    dict(issue=13, text=f"max-pool backward 2x2 stride 2 on (16, 32, 128, 128) {dtype}: >= 5x faster than PyTorch",
+         group=f"maxpool2d_backward|16x32x128x128 k2 s2|{dtype}", impl="numba", versus=("torch",), min_speedup=5.0)
     for dtype in DTYPES
 ]
 
@@ -103,11 +109,18 @@ def test_maxpool2d_indices(benchmark, impl, dtype, problems, catalog):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", IMPLS + ["numba_alloc"])
 def test_maxpool2d_backward(benchmark, impl, dtype, problems, catalog):
     x, _, idx, g = problems[dtype]
-    if impl in ("numba", "numpy"):
-        fn, args = catalog("maxpool2d_backward", impl), (g, idx, x.shape)
+    if impl == "numba":
+        buf = np.empty_like(x)
+
+        def fn(g, idx, shape):
+            return kernels.maxpool2d_backward(g, idx, shape, out=buf)
+
+        args = (g, idx, x.shape)
+    elif impl in ("numba_alloc", "numpy"):
+        fn, args = catalog("maxpool2d_backward", "numba" if impl == "numba_alloc" else impl), (g, idx, x.shape)
     else:
         # Not the catalog's maxpool2d_backward_torch (a scatter_add_): the aten op autograd calls.
         torch = _torch()

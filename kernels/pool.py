@@ -186,16 +186,20 @@ def _maxpool2x2_kernel(x, out):  # pragma: no cover - compiled
 
 @jit(parallel=True)
 def _maxpool2d_backward_kernel(grad_y, idx, grad_x):  # pragma: no cover - compiled
-    """``grad_x[n, c, k] += grad_y[n, c, i, j]`` with ``k = idx[n, c, i, j]``, row-major order.
+    """``grad_x[n, c] = 0``, then ``grad_x[n, c, k] += grad_y[n, c, i, j]`` with
+    ``k = idx[n, c, i, j]``, in row-major order.
 
-    ``grad_x`` is (N, C, H*W), zero on entry; one ``prange`` iteration owns one plane, so the
-    scattered additions never race. The caller has checked ``0 <= k < H*W``.
+    ``grad_x`` is (N, C, H*W), overwritten; one ``prange`` iteration owns one plane, zeroes it
+    (in cache, right before its scattered additions: no separate zeroing pass over memory) and
+    adds into it, so the additions never race. The caller has checked ``0 <= k < H*W``.
     """
     N, C, OH, OW = grad_y.shape
     for p in prange(N * C):
         n = p // C
         c = p - n * C
         g = grad_x[n, c]
+        for k in range(g.shape[0]):
+            g[k] = 0
         for oh in range(OH):
             grow = grad_y[n, c, oh]
             irow = idx[n, c, oh]
@@ -307,7 +311,7 @@ def maxpool2d(x, kernel_size=2, *, stride=None, padding=0, return_indices=False)
     return y
 
 
-def maxpool2d_backward(grad_y, indices, input_shape):
+def maxpool2d_backward(grad_y, indices, input_shape, *, out=None):
     """Gradient of :func:`maxpool2d` with respect to its input, routed through ``indices``.
 
     ``grad_x[n, c].flat[indices[n, c, i, j]] += grad_y[n, c, i, j]`` for every output position,
@@ -323,10 +327,13 @@ def maxpool2d_backward(grad_y, indices, input_shape):
         ``[0, H*W)``. Other integer dtypes are converted to int64.
     input_shape : tuple of ints, the shape of the pooled input: same length as ``grad_y.shape``
         and the same leading (batch, channel) sizes.
+    out : optional C-contiguous array of shape ``input_shape`` and ``grad_y``'s dtype, written
+        in place (every element) and returned: a training loop reuses one buffer instead of
+        having fresh memory zeroed and faulted in at every step.
 
     Returns
     -------
-    grad_x : array of shape ``input_shape`` and ``grad_y``'s dtype.
+    grad_x : array of shape ``input_shape`` and ``grad_y``'s dtype (``out`` when given).
 
     Raises
     ------
@@ -365,8 +372,12 @@ def maxpool2d_backward(grad_y, indices, input_shape):
             f"input_shape {input_shape} must share grad_y's leading (batch, channel) sizes {grad_y.shape[:-2]}"
         )
     H, W = input_shape[-2:]
+    if out is not None:
+        out = _validate.out_array(out, "out", input_shape, grad_y.dtype)
+        if not out.flags.c_contiguous:
+            raise ValueError("out must be C-contiguous")
     if grad_y.size == 0:  # an empty batch
-        return np.zeros(input_shape, dtype=grad_y.dtype)
+        return np.zeros(input_shape, dtype=grad_y.dtype) if out is None else out
     if indices.dtype.kind == "u" and int(indices.max()) >= H * W:  # before a cast could wrap it
         raise ValueError(
             f"indices must lie in [0, H*W) = [0, {H * W}) for input_shape {input_shape}, got {int(indices.max())}"
@@ -382,6 +393,6 @@ def maxpool2d_backward(grad_y, indices, input_shape):
         )
     gy4 = _as_4d(grad_y)
     N, C = gy4.shape[:2]
-    grad_x = np.zeros((N, C, H * W), dtype=grad_y.dtype)
-    _maxpool2d_backward_kernel(gy4, _as_4d(indices), grad_x)
-    return grad_x.reshape(input_shape)
+    grad_x = np.empty(input_shape, dtype=grad_y.dtype) if out is None else out
+    _maxpool2d_backward_kernel(gy4, _as_4d(indices), grad_x.reshape(N, C, H * W))
+    return grad_x

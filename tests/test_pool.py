@@ -410,3 +410,33 @@ def test_maxpool2d_backward_rejects_bad_arguments(pooled, mutate, exc, match):
     g, i, s = mutate(np.ones_like(y), idx.copy(), x.shape)
     with pytest.raises(exc, match=match):
         kernels.maxpool2d_backward(g, i, s)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_maxpool2d_backward_into_out_overwrites_every_element(dtype):
+    """``out=`` is written in place and returned; what it held before does not leak into the
+    gradient (each plane is zeroed before the scatter), and a reused buffer gives the same bits."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(dtype)
+    for kw in (dict(), dict(stride=1), dict(kernel_size=3, stride=2, padding=1)):
+        y, idx = kernels.maxpool2d(x, kw.pop("kernel_size", 2), return_indices=True, **kw)
+        g = rng.standard_normal(y.shape).astype(dtype)
+        want = kernels.maxpool2d_backward(g, idx, x.shape)
+        out = np.full(x.shape, np.nan, dtype=dtype)
+        got = kernels.maxpool2d_backward(g, idx, x.shape, out=out)
+        assert got is out
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(kernels.maxpool2d_backward(g, idx, x.shape, out=out), want)
+        np.testing.assert_array_equal(naive.maxpool2d_backward(g, idx, x.shape, out=np.empty_like(x)), want)
+
+
+def test_maxpool2d_backward_out_is_checked():
+    x = np.ones((1, 2, 4, 4))
+    y, idx = kernels.maxpool2d(x, 2, return_indices=True)
+    g = np.ones_like(y)
+    with pytest.raises(ValueError, match="out"):
+        kernels.maxpool2d_backward(g, idx, x.shape, out=np.empty((1, 2, 4, 5)))
+    with pytest.raises(TypeError, match="out"):
+        kernels.maxpool2d_backward(g, idx, x.shape, out=np.empty((1, 2, 4, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernels.maxpool2d_backward(g, idx, x.shape, out=np.empty((1, 2, 4, 8))[..., ::2])

@@ -48,8 +48,9 @@ def maxpool2d(x, kernel_size=2, *, stride=None, padding=0, return_indices=False)
     return m
 
 
-def maxpool2d_backward(grad_y, indices, input_shape):
-    """Reference for :func:`kernels.maxpool2d_backward`: scatter-add through ``indices``."""
+def maxpool2d_backward(grad_y, indices, input_shape, *, out=None):
+    """Reference for :func:`kernels.maxpool2d_backward`: scatter-add through ``indices`` (into
+    ``out`` when given)."""
     grad_y = np.asarray(grad_y)
     indices = np.asarray(indices, dtype=np.int64)
     input_shape = tuple(int(s) for s in input_shape)
@@ -58,4 +59,7 @@ def maxpool2d_backward(grad_y, indices, input_shape):
     grad_x = np.zeros((planes, H * W), dtype=grad_y.dtype)
     plane = np.repeat(np.arange(planes), indices.size // planes if planes else 0)
     np.add.at(grad_x, (plane, indices.reshape(-1)), grad_y.reshape(-1))
+    if out is not None:
+        out[...] = grad_x.reshape(input_shape)
+        return out
     return grad_x.reshape(input_shape)
