@@ -111,6 +111,27 @@ def test_correlate2d_matches_reference(xs, ws, kw, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", [((3, 5, 7, 9), (6, 5, 1, 1), {}), ((2, 4, 7, 9), (3, 4, 1, 1), dict(stride=2)),
+                                      ((2, 4, 8, 9), (3, 4, 1, 1), dict(stride=(3, 2), dilation=4)),
+                                      ((1, 1, 6, 6), (5, 1, 1, 1), {}), ((2, 3, 6, 5), (1, 3, 1, 1), {})])
+def test_one_by_one_filters_as_matrix_products(xs, ws, kw, dtype):
+    """A 1x1 filter without padding runs as a matrix product per image (BLAS): the reference's
+    values with and without bias, into out=, with NaN and inf propagating as the definition says."""
+    rng = _rng(6)
+    x, w, b = _data(xs, dtype, rng), _data(ws, dtype, rng), _data(ws[:1], dtype, rng)
+    for bias in (None, b):
+        ref = naive.correlate2d(x, w, bias, **kw)
+        got = kernels.correlate2d(x, w, bias, **kw)
+        assert_close(got, ref, forward_scale(x, w, bias, **kw), dtype)
+        out = np.full_like(ref, np.nan)
+        np.testing.assert_array_equal(kernels.correlate2d(x, w, bias, out=out, **kw), got)
+    x[0, 0, 0, 0], x[-1, -1, -1, -1] = np.nan, np.inf
+    got, ref = kernels.correlate2d(x, w, **kw), naive.correlate2d(x, w, **kw)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(ref))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("xs,ws,kw", FORWARD_CASES[::3])
 def test_convolve2d_is_correlation_with_rotated_filter(xs, ws, kw, dtype):
     rng = _rng(2)
