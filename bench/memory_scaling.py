@@ -30,6 +30,11 @@ renders (keep it exactly)::
      "slopes": {method: {"rss", "tracemalloc", "time"}},
      "bars": [{"text", "method", "metric", "value", "target", "pass"}]}
 
+RMSProp (issue 15): ``rmsprop_reverse``, ``rmsprop_checkpoint``, ``rmsprop_forward`` are
+:func:`kernels.hypergrad` with ``optimizer="rmsprop"`` and that method, measured the same way for
+T = 250 ... 16000 (their stored trajectory is 3 rows of d per step: w, g, v), with slope bars of
+their own (reverse 1, checkpoint 0.5, forward 0; the bars carry ``"issue": 15``).
+
 ``--quick`` (tests): d = 200, n = 16, T = 64 and 256, no ``exact``, two children at a time.
 """
 
@@ -51,6 +56,7 @@ if str(ROOT) not in sys.path:  # run as a plain script from a checkout
 MIB = 1024.0 * 1024.0
 PAGE_MIB = 4096 / MIB
 METHODS = ("forward_pass", "reverse", "checkpoint", "forward")
+RMSPROP_METHODS = ("rmsprop_reverse", "rmsprop_checkpoint", "rmsprop_forward")
 L2 = 1e-2
 
 # (method, low, high, text) -- issue 4's bars on the slope of peak memory against T.
@@ -59,6 +65,9 @@ SLOPE_BARS = (
     ("checkpoint", 0.4, 0.6, "0.5 +- 0.1"),
     ("forward", None, 0.05, "< 0.05"),
     ("forward_pass", None, 0.05, "< 0.05"),
+    ("rmsprop_reverse", 0.95, 1.05, "1 +- 0.05"),
+    ("rmsprop_checkpoint", 0.4, 0.6, "0.5 +- 0.1"),
+    ("rmsprop_forward", None, 0.05, "< 0.05"),
 )
 
 
@@ -86,6 +95,9 @@ def _child(method, T, d, n):
     lr = 0.2 * kernels.critical_lr(X, L2)
 
     def call(X, t, steps):
+        if method.startswith("rmsprop_"):
+            return kernels.hypergrad(X, t, lr=1e-3, l2=L2, steps=steps, method=method[len("rmsprop_"):],
+                                     optimizer="rmsprop")
         if method == "forward_pass":
             return kernels.unrolled_loss(X, t, lr=lr, l2=L2, steps=steps)
         return kernels.hypergrad(X, t, lr=lr, l2=L2, steps=steps, method=method)
@@ -162,13 +174,16 @@ def main(argv=None):
 
     if args.quick:
         d, n, Ts, exact_Ts = 200, 16, [64, 256], []
+        rms_Ts = Ts
     else:
         d, n = 1000, 64
         Ts = [250 * 2**k for k in range(9)]  # 250 ... 64000
         exact_Ts = [250, 4000, 64000]
+        rms_Ts = Ts[:7]  # 250 ... 16000: reverse stores 3 d floats per step
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    plan = [(m, T) for m in METHODS for T in Ts] + [("exact", T) for T in exact_Ts]
+    plan = ([(m, T) for m in METHODS for T in Ts] + [("exact", T) for T in exact_Ts]
+            + [(m, T) for m in RMSPROP_METHODS for T in rms_Ts])
 
     def measure(item):
         m, T = item
@@ -189,11 +204,11 @@ def main(argv=None):
             raise SystemExit(f"measurement {m} T={T} failed (exit {proc.returncode})")
         run = json.loads(proc.stdout.strip().splitlines()[-1])
         runs.append(run)
-        print(f"{m:13s} T={T:6d}  RSS +{run['rss_above_baseline_mib']:9.3f} MiB  traced {run['tracemalloc_peak_mib']:9.3f} "
+        print(f"{m:18s} T={T:6d}  RSS +{run['rss_above_baseline_mib']:9.3f} MiB  traced {run['tracemalloc_peak_mib']:9.3f} "
               f"MiB  stored {run['bytes_stored'] / MIB:9.3f} MiB  {run['wall_s']:.4f} s", flush=True)
 
     slopes = {}
-    for m in METHODS + ("exact",):
+    for m in METHODS + ("exact",) + RMSPROP_METHODS:
         rs = [r for r in runs if r["method"] == m]
         Tm = [r["T"] for r in rs]
         if len(Tm) < 2:  # no slope from one point (exact is not run by --quick)
@@ -210,6 +225,8 @@ def main(argv=None):
             ok = (lo is None or v >= lo) and v <= hi if not math.isnan(v) else False
             bars.append(dict(text=f"{m}: log-log slope of peak memory ({metric}) vs T is {target}", method=m,
                              metric=f"{metric}_slope", value=v, target=target, pass_=bool(ok)))
+            if m.startswith("rmsprop_"):
+                bars[-1]["issue"] = 15
     for b in bars:
         b["pass"] = b.pop("pass_")
     data = {"generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "d": d, "n": n,

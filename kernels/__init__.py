@@ -17,7 +17,8 @@ from .optim import OptimResult, adagrad, adam, gd, grad, loss, min_norm_solution
 # --- hypergradients (kernels/hypergrad/); kernels.hypergrad is the module, and calling it runs
 # the function kernels.hypergrad.hypergrad ---
 from .hypergrad import (  # noqa: E402,F401
-    HypergradResult, TuneResult, critical_lr, optimal_lr_one_step, tune_lr, unroll_graph, unrolled_loss,
+    HypergradResult, TuneResult, TuningResult, critical_lr, optimal_lr_one_step, tune, tune_lr, unroll_graph,
+    unrolled_loss,
 )
 from . import hypergrad  # noqa: E402,F401
 # --- architecture analysis (kernels/arch/, used as kernels.arch) ---

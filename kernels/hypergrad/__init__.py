@@ -1,7 +1,7 @@
 """kernels.hypergrad(X, t, *, lr, l2=0.0, steps, ...) -- hypergradients through unrolled gradient
-descent (homework section 2), four ways. Calling this module calls the function
-:func:`kernels.hypergrad.hypergrad` (same signature, same result); the module holds the
-methods.
+descent (homework section 2), four ways, and through SGD, RMSProp and Adam (issue 15). Calling
+this module calls the function :func:`kernels.hypergrad.hypergrad` (same signature, same
+result); the module holds the methods.
 
 Setting (homework section 2, with ``k = 0 ... T-1`` and ``T = steps``)::
 
@@ -30,6 +30,18 @@ module each:
                   ``X^T X`` (:mod:`.exact`)                        independent of T
 ================  ===============================================  ============================
 
+Every optimizer (``optimizer="gd" | "sgd" | "rmsprop" | "adam"``, with ``batch_size``, ``seed``,
+``weight_decay`` and the optimizer's own ``beta`` / ``beta1``, ``beta2``, ``eps``): the result's
+``grads`` holds the derivative in every continuous hyper-parameter. Plain gradient descent
+takes the four methods above; the other optimizers (and GD with ``weight_decay``) are unrolled
+by :mod:`.unroll`, which differentiates the package's own update rules with their adjoints and
+tangents (beside the rules, in :mod:`kernels.optim.rules`): ``"reverse"`` (stored trajectory
+and optimizer state), ``"checkpoint"`` (sqrt(T) segments, or revolve with ``checkpoints=k``),
+``"forward"`` (one tangent per hyper-parameter, O(d)); ``"exact"`` is GD only and refuses
+the others with a ``ValueError``. :func:`tune` (:mod:`.hpo`, ``kernels.tune``) chooses
+hyper-parameters on a validation set by hypergradient descent in log space, with a safeguard
+and a stopping rule.
+
 The other modules: :mod:`.descent` (the unrolled descent and adjoint step the iterative
 methods share, and :func:`unrolled_loss`), :mod:`.spectrum` (:func:`critical_lr` and the
 divergence report: a run that diverges returns ``diverged=True`` and ``d_lr = d_l2 = nan``,
@@ -51,11 +63,13 @@ from ._problem import (  # noqa: F401
 from .checkpoint import _binomial_reps, _revolve_plan, _segments  # noqa: F401
 from .descent import unrolled_loss
 from .graph import unroll_graph
+from .hpo import TuningResult, tune
 from .spectrum import critical_lr
 from .tuning import optimal_lr_one_step, tune_lr
+from .unroll import OPTIMIZERS
 
 __all__ = ["hypergrad", "HypergradResult", "TuneResult", "TrajectoryMemoryError", "METHODS", "critical_lr",
-           "unrolled_loss", "optimal_lr_one_step", "tune_lr", "unroll_graph"]
+           "unrolled_loss", "optimal_lr_one_step", "tune_lr", "unroll_graph", "tune", "TuningResult", "OPTIMIZERS"]
 
 
 class _CallableModule(types.ModuleType):

@@ -19,6 +19,7 @@ from .._config import jit
 from .._validate import finite_float, float_array
 
 METHODS = ("reverse", "checkpoint", "forward", "exact")
+OPTIMIZER_NAMES = ("gd", "sgd", "rmsprop", "adam")
 
 #: The run diverged at the first iterate whose training loss exceeds this factor times the
 #: loss at ``w_0`` (or is not finite); impossible for a stable step size.
@@ -42,6 +43,8 @@ class TrajectoryMemoryError(_validate.AllocationError):
 def _check_memory(method, steps, d, rows):
     """Refuse a stored trajectory of ``rows`` x ``d`` float64 that would not fit (see MEMORY_MARGIN)."""
     need = rows * d * 8
+    if need < 2**26:  # 64 MiB: not worth reading /proc/meminfo for (a tuner calls this per evaluation)
+        return
     avail = available_memory()
     if avail is not None and need > MEMORY_MARGIN * avail:
         raise TrajectoryMemoryError(
@@ -61,6 +64,9 @@ class HypergradResult:
     ``bytes_stored`` the memory the method held to differentiate through the steps (see the
     docstring of each method's module for its exact figure), ``method`` and ``steps`` as asked.
     ``diverged``/``diverged_at``/``lr_critical`` report divergence (:mod:`.spectrum`).
+    ``grads`` maps every continuous hyper-parameter of the ``optimizer`` to the derivative of
+    the objective in it (``lr``, ``l2``, ``weight_decay``, and ``beta`` for RMSProp, ``beta1``,
+    ``beta2`` for Adam, ``eps`` for both); ``d_lr`` and ``d_l2`` are two of its entries.
     """
 
     loss: float
@@ -73,6 +79,8 @@ class HypergradResult:
     diverged: bool = False
     diverged_at: int = -1
     lr_critical: float | None = None
+    grads: dict = field(default_factory=dict, repr=False)
+    optimizer: str = "gd"
 
 
 @dataclass(frozen=True, eq=False)

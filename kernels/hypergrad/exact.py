@@ -158,7 +158,11 @@ def _exact_diverged_at(mu, z0, beta, w0_perp, lr, l2, T, loss0, noise):
     return hi
 
 
-def _exact(X, t, w0, X_val, t_val, lr, l2, T):
+def _exact(X, t, w0, X_val, t_val, lr, l2, T, l2_obj=None):
+    """The closed form; ``l2_obj`` (default ``l2``) is the penalty of the default objective
+    ``L~(w_T)`` when it differs from the one that drives the descent (gradient descent with
+    decoupled weight decay is descent on ``l2 + weight_decay / (2 lr)``, question 2.3.2)."""
+    l2_obj = l2 if l2_obj is None else l2_obj
     n, d = X.shape
     eig, beta, z0, w0_perp = _exact_components(X, t, w0)
     mu = (2.0 / n) * eig.sig * eig.sig + 2.0 * l2
@@ -179,9 +183,9 @@ def _exact(X, t, w0, X_val, t_val, lr, l2, T):
     dwp_dl2 = T * mcT1 * (-2.0 * lr) * w0_perp
     if X_val is None:
         resid = X @ w - t
-        obj = float(resid @ resid) / n + l2 * float(w @ w)
-        a_z = mu * zT - beta  # the gradient of L~ at w_T, in eigen-coordinates
-        a_perp = 2.0 * l2 * wpT
+        obj = float(resid @ resid) / n + l2_obj * float(w @ w)
+        a_z = mu * zT - beta - 2.0 * (l2 - l2_obj) * zT  # the gradient of L~ at w_T, in eigen-coordinates
+        a_perp = 2.0 * l2_obj * wpT
         direct = float(w @ w)
     else:
         r = X_val @ w - t_val

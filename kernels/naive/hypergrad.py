@@ -19,6 +19,7 @@ Everything is float64.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -67,7 +68,20 @@ def unrolled_loss(X, t, *, lr, l2=0.0, steps, w0=None, X_val=None, t_val=None):
                            method="forward_pass", steps=steps)
 
 
-def hypergrad(X, t, *, lr, l2=0.0, steps, w0=None, X_val=None, t_val=None, method="reverse", checkpoints=None):
+def hypergrad(X, t, *, lr, l2=0.0, steps, w0=None, X_val=None, t_val=None, method="reverse", checkpoints=None,
+              optimizer="gd", batch_size=None, seed=0, weight_decay=0.0, beta=None, beta1=None, beta2=None, eps=None):
+    if optimizer != "gd" or weight_decay != 0.0:
+        return _optimizer_hypergrad(X, t, lr=lr, l2=l2, steps=steps, w0=w0, X_val=X_val, t_val=t_val, method=method,
+                                    optimizer=optimizer, batch_size=batch_size, seed=seed, weight_decay=weight_decay,
+                                    beta=beta, beta1=beta1, beta2=beta2, eps=eps)
+    res = _gd_hypergrad(X, t, lr=lr, l2=l2, steps=steps, w0=w0, X_val=X_val, t_val=t_val, method=method)
+    direct = float(res.w @ res.w) if X_val is None else 0.0
+    # d/d weight_decay: w_{k+1} moves by -w_k, where d/dl2 moves it by -2 lr w_k
+    grads = dict(lr=res.d_lr, l2=res.d_l2, weight_decay=(res.d_l2 - direct) / (2.0 * lr))
+    return dataclasses.replace(res, grads=grads)
+
+
+def _gd_hypergrad(X, t, *, lr, l2, steps, w0, X_val, t_val, method):
     X, t, w0, X_val, t_val = _prep(X, t, w0, X_val, t_val)
     loss0 = _loss(X, t, w0, l2)
     thr = 2.0 * loss0
@@ -108,3 +122,105 @@ def optimal_lr_one_step(X, t, w0=None):
     a = X @ w0 - t
     XXa = X @ X.T @ a
     return X.shape[0] * float(a @ XXa) / (2.0 * float(XXa @ XXa))
+
+
+# --- the other optimizers (kernels.hypergrad.unroll) -------------------------------------------
+
+
+def _batches(n, steps, batch_size, seed):
+    """The row indices of each step, drawn as kernels.sgd draws them."""
+    if batch_size is None:
+        return [np.arange(n)] * steps
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(steps):
+        j = k % -(-n // batch_size)
+        if j == 0:
+            perm = rng.permutation(n)
+        out.append(perm[j * batch_size:(j + 1) * batch_size])
+    return out
+
+
+def _optimizer_hypergrad(X, t, *, lr, l2, steps, w0, X_val, t_val, method, optimizer, batch_size, seed, weight_decay,
+                         beta, beta1, beta2, eps):
+    """Reverse mode through SGD / RMSProp / Adam, textbook style: the forward loop keeps every
+    ``(w_k, m_{k-1}, v_{k-1})`` in a list, the reverse loop recomputes each step's quantities with
+    NumPy and applies the chain rule to them, vector by vector. ``grads`` as the kernel's."""
+    X, t, w0, X_val, t_val = _prep(X, t, w0, X_val, t_val)
+    n, d = X.shape
+    if optimizer == "rmsprop":
+        b1, b2, e = 0.0, 0.9 if beta is None else beta, 1e-8 if eps is None else eps
+    elif optimizer == "adam":
+        b1, b2, e = 0.9 if beta1 is None else beta1, 0.999 if beta2 is None else beta2, 1e-8 if eps is None else eps
+    else:
+        b1 = b2 = e = 0.0
+    keep = 1.0 - weight_decay
+    batches = _batches(n, steps, batch_size, seed)
+
+    def step(k, w, m, v):
+        idx = batches[k]
+        Xb, tb = X[idx], t[idx]
+        G = (2.0 / len(idx)) * (Xb.T @ (Xb @ w - tb)) + 2.0 * l2 * w
+        m1 = b1 * m + (1 - b1) * G
+        v1 = b2 * v + (1 - b2) * G**2
+        if optimizer in ("gd", "sgd"):
+            u, step_size = G, lr
+        elif optimizer == "rmsprop":
+            u, step_size = G / (np.sqrt(v1) + e), lr
+        else:
+            u, step_size = m1 / (np.sqrt(v1) / np.sqrt(1 - b2 ** (k + 1)) + e), lr / (1 - b1 ** (k + 1))
+        return G, m1, v1, u, step_size, Xb
+
+    w, m, v = w0.copy(), np.zeros(d), np.zeros(d)
+    stored = []
+    for k in range(steps):
+        stored.append((w, m, v))
+        G, m, v, u, step_size, _ = step(k, w, m, v)
+        w = keep * w - step_size * u
+    obj, a, direct = _objective(X, t, w, l2, X_val, t_val)
+    g = dict(lr=0.0, l2=direct, weight_decay=0.0, b1=0.0, b2=0.0, eps=0.0)
+    am, av = np.zeros(d), np.zeros(d)
+    for k in range(steps - 1, -1, -1):
+        wk, mp, vp = stored[k]
+        G, m1, v1, u, step_size, Xb = step(k, wk, mp, vp)
+        g["weight_decay"] -= a @ wk
+        with np.errstate(divide="ignore", invalid="ignore"):
+            half = np.where(v1 > 0, 0.5 / np.sqrt(v1), 0.0)  # the one-sided d sqrt(v) / dv at 0
+        if optimizer in ("gd", "sgd"):
+            g["lr"] -= a @ u
+            Gb = -lr * a
+        elif optimizer == "rmsprop":
+            den = np.sqrt(v1) + e
+            g["lr"] -= a @ u
+            ub = -lr * a
+            dden = -ub * G / den**2
+            g["eps"] += dden.sum()
+            vb = av + dden * half
+            g["b2"] += vb @ (vp - G**2)
+            Gb = ub / den + 2 * (1 - b2) * G * vb
+            av = b2 * vb
+        else:
+            r2 = np.sqrt(1 - b2 ** (k + 1))
+            bc1 = 1 - b1 ** (k + 1)
+            den = np.sqrt(v1) / r2 + e
+            g["lr"] -= a @ u / bc1
+            g["b1"] -= (a @ u) * lr * (k + 1) * b1**k / bc1**2
+            qb = -step_size * a
+            mb = am + qb / den
+            dden = -qb * m1 / den**2
+            g["eps"] += dden.sum()
+            g["b2"] += (dden * np.sqrt(v1)).sum() * (k + 1) * b2**k / (2 * r2**3)
+            vb = av + dden * half / r2
+            g["b1"] += mb @ (mp - G)
+            g["b2"] += vb @ (vp - G**2)
+            Gb = (1 - b1) * mb + 2 * (1 - b2) * G * vb
+            am, av = b1 * mb, b2 * vb
+        g["l2"] += 2.0 * (Gb @ wk)
+        a = keep * a + 2.0 * l2 * Gb + (2.0 / Xb.shape[0]) * (Xb.T @ (Xb @ Gb))
+    names = dict(gd=("lr", "l2", "weight_decay"), sgd=("lr", "l2", "weight_decay"),
+                 rmsprop=("lr", "l2", "weight_decay", "beta", "eps"),
+                 adam=("lr", "l2", "weight_decay", "beta1", "beta2", "eps"))[optimizer]
+    alias = dict(beta="b2", beta1="b1", beta2="b2")
+    grads = {name: float(g[alias.get(name, name)]) for name in names}
+    nbytes = sum(x.nbytes for s in stored for x in s)
+    return HypergradResult(obj, grads["lr"], grads["l2"], w, nbytes, method, steps, grads=grads, optimizer=optimizer)

@@ -67,7 +67,8 @@ from .. import _validate
 from .._config import jit
 
 __all__ = ["decay_step", "l2_gradient", "sgd", "rmsprop", "adagrad", "adam", "RULES", "SGD", "RMSPROP", "ADAGRAD",
-           "ADAM", "update", "init", "apply"]
+           "ADAM", "update", "init", "apply", "adjoint", "tangent", "sgd_adjoint", "rmsprop_adjoint", "adam_adjoint",
+           "sgd_tangent", "rmsprop_tangent", "adam_tangent", "H_LR", "H_L2", "H_WD", "H_B1", "H_B2", "H_EPS", "N_HYPER"]
 
 
 # The penalty and the decay are composed with each rule weight by weight, inside its one loop,
@@ -207,3 +208,292 @@ def apply(rule, w, g, state, *, k=0, lr, b1=0.9, b2=0.999, eps=1e-8, l2=0.0, wei
     l2 = _validate.finite_float(l2, "l2", low=0.0)
     keep = 1.0 - _validate.finite_float(weight_decay, "weight_decay", low=0.0, high=1.0, high_open=True)
     return RULES[rule](w, g, 1.0, 2.0 * l2, state, k, lr, hyper, keep, np.empty_like(w)) == 0.0
+
+
+# --------------------------------------------------------------------------- adjoints and tangents
+# The derivative of each rule, for the hypergradients of :mod:`kernels.hypergrad` (reverse mode:
+# the adjoint; forward mode: the tangent), beside the rule it differentiates. They recompute the
+# rule's intermediate values from the state *before* the step (``state_prev``), the weights
+# ``w = w_k`` and the data gradient ``g`` of step ``k`` (with its scale ``c``), exactly as the
+# rule computes them: ``G = c g + 2 l2 w`` and, for the adaptive rules, the new moments.
+#
+# The hyper-parameters are indexed in the derivative arrays by :data:`H_LR` ... :data:`H_EPS`:
+# ``lr``, ``l2``, ``weight_decay`` (``keep = 1 - weight_decay``), ``b1``, ``b2`` (RMSProp's
+# ``beta``) and ``eps``.
+#
+# The square root at zero. ``u = G / (sqrt(v) + eps)`` needs ``d sqrt(v)/dv = 1 / (2 sqrt(v))``,
+# infinite at ``v = 0``. A new moment ``v_j`` is 0 only when ``G_j = 0`` and the old moment is 0
+# (e.g. a weight whose gradient is exactly zero on the first step, ``v_{-1} = 0``); there the
+# factor is taken as 0, the one-sided limit of the product with every quantity it multiplies
+# (``d u/dv * dv/dG = -(1 - b) G^2 / (sqrt(v) (sqrt(v) + eps)^2) -> 0`` as ``G -> 0``), so the
+# step's derivative in ``G`` is ``1 / eps``, the limit from either side. (PyTorch's autograd gives
+# NaN there: ``inf * 0``.)
+
+H_LR, H_L2, H_WD, H_B1, H_B2, H_EPS = range(6)  #: indices of the hyper-parameter derivatives
+N_HYPER = 6
+
+
+@jit(inline="always")
+def _half_rsqrt(v):  # pragma: no cover - compiled
+    """``1 / (2 sqrt(v))``, and 0 at ``v = 0`` (the one-sided convention above)."""
+    if v > 0.0:
+        return 0.5 / np.sqrt(v)
+    return 0.0
+
+
+@jit(inline="always")
+def sgd_adjoint(aw, astate, gbar, w, g, c, tl2, state_prev, k, lr, hyper, keep, dh):  # pragma: no cover
+    """The adjoint of :func:`sgd` at step ``k``: ``aw`` enters as ``dObj/dw_{k+1}`` and leaves as
+    the part of ``dObj/dw_k`` through the rule's explicit ``w`` (``keep aw + 2 l2 Gbar``);
+    ``gbar`` receives ``dObj/dg`` (the caller adds ``(dg/dw)^T gbar``, its Hessian-vector
+    product); ``dh`` accumulates the partials in the hyper-parameters. No state. (The partials
+    are summed in local scalars and added to ``dh`` once: accumulating into ``dh[i]`` inside the
+    loop kept the loop from vectorising.)"""
+    d_wd = 0.0
+    d_lr = 0.0
+    d_l2 = 0.0
+    for j in range(aw.shape[0]):
+        wj = w[j]
+        a = aw[j]
+        G = c * g[j] + tl2 * wj
+        d_wd -= a * wj
+        d_lr -= a * G
+        Gb = -lr * a
+        d_l2 += 2.0 * wj * Gb
+        aw[j] = keep * a + tl2 * Gb
+        gbar[j] = c * Gb
+    dh[H_WD] += d_wd
+    dh[H_LR] += d_lr
+    dh[H_L2] += d_l2
+
+
+@jit(inline="always")
+def rmsprop_adjoint(aw, astate, gbar, w, g, c, tl2, state_prev, k, lr, hyper, keep, dh):  # pragma: no cover
+    """The adjoint of :func:`rmsprop` (see :func:`sgd_adjoint`): ``astate[1]`` enters as
+    ``dObj/dv_k`` and leaves as ``dObj/dv_{k-1}``. With ``v = b v_prev + (1 - b) G^2``,
+    ``s = sqrt(v)``, ``u = G / (s + eps)``::
+
+        vbar = astate + ubar (-G / (s + eps)^2) / (2 s),   ubar = -lr abar
+        Gbar = ubar / (s + eps) + 2 (1 - b) G vbar,        astate <- b vbar
+        d_beta += vbar (v_prev - G^2),   d_eps += ubar (-G / (s + eps)^2)
+    """
+    b, eps = hyper[1], hyper[2]
+    av = astate[1]
+    vprev = state_prev[1]
+    d_wd = 0.0
+    d_lr = 0.0
+    d_l2 = 0.0
+    d_b = 0.0
+    d_eps = 0.0
+    for j in range(aw.shape[0]):
+        wj = w[j]
+        a = aw[j]
+        G = c * g[j] + tl2 * wj
+        vp = vprev[j]
+        v = b * vp + (1.0 - b) * (G * G)
+        den = np.sqrt(v) + eps
+        u = G / den
+        d_wd -= a * wj
+        d_lr -= a * u
+        ub = -lr * a
+        dden = -ub * G / (den * den)  # dObj/d(den)
+        d_eps += dden
+        vb = av[j] + dden * _half_rsqrt(v)
+        d_b += vb * (vp - G * G)
+        Gb = ub / den + 2.0 * (1.0 - b) * G * vb
+        av[j] = b * vb
+        d_l2 += 2.0 * wj * Gb
+        aw[j] = keep * a + tl2 * Gb
+        gbar[j] = c * Gb
+    dh[H_WD] += d_wd
+    dh[H_LR] += d_lr
+    dh[H_L2] += d_l2
+    dh[H_B2] += d_b
+    dh[H_EPS] += d_eps
+
+
+@jit(inline="always")
+def adam_adjoint(aw, astate, gbar, w, g, c, tl2, state_prev, k, lr, hyper, keep, dh):  # pragma: no cover
+    """The adjoint of :func:`adam` (see :func:`sgd_adjoint`), bias corrections included: with
+    ``bc1 = 1 - b1^(k+1)``, ``r2 = sqrt(1 - b2^(k+1))``, ``den = sqrt(v) / r2 + eps``,
+    ``q = m / den``, the step is ``-(lr / bc1) q``; ``d(1/bc1)/db1 = (k+1) b1^k / bc1^2`` and
+    ``d den/db2 = sqrt(v) (k+1) b2^k / (2 r2^3)`` are differentiated exactly, as is ``eps``.
+    ``astate[0]``, ``astate[1]`` carry ``dObj/dm``, ``dObj/dv`` backwards."""
+    b1, b2, eps = hyper[0], hyper[1], hyper[2]
+    k1 = k + 1
+    bc1 = 1.0 - b1**k1
+    r2 = np.sqrt(1.0 - b2**k1)
+    step = lr / bc1
+    dstep_db1 = lr * k1 * b1**k / (bc1 * bc1)
+    dr2_term = k1 * b2**k / (2.0 * r2 * r2 * r2)  # d den/db2 = sqrt(v) * this
+    am = astate[0]
+    av = astate[1]
+    mprev = state_prev[0]
+    vprev = state_prev[1]
+    d_wd = 0.0
+    d_lr = 0.0
+    d_l2 = 0.0
+    d_b1 = 0.0
+    d_b2 = 0.0
+    d_eps = 0.0
+    for j in range(aw.shape[0]):
+        wj = w[j]
+        a = aw[j]
+        G = c * g[j] + tl2 * wj
+        mp = mprev[j]
+        vp = vprev[j]
+        m = b1 * mp + (1.0 - b1) * G
+        v = b2 * vp + (1.0 - b2) * (G * G)
+        s = np.sqrt(v)
+        den = s / r2 + eps
+        q = m / den
+        d_wd -= a * wj
+        d_lr -= a * q / bc1
+        d_b1 -= a * q * dstep_db1
+        qb = -step * a
+        mb = am[j] + qb / den
+        dden = -qb * m / (den * den)
+        d_eps += dden
+        d_b2 += dden * s * dr2_term
+        vb = av[j] + dden * _half_rsqrt(v) / r2
+        d_b1 += mb * (mp - G)
+        d_b2 += vb * (vp - G * G)
+        Gb = (1.0 - b1) * mb + 2.0 * (1.0 - b2) * G * vb
+        am[j] = b1 * mb
+        av[j] = b2 * vb
+        d_l2 += 2.0 * wj * Gb
+        aw[j] = keep * a + tl2 * Gb
+        gbar[j] = c * Gb
+    dh[H_WD] += d_wd
+    dh[H_LR] += d_lr
+    dh[H_L2] += d_l2
+    dh[H_B1] += d_b1
+    dh[H_B2] += d_b2
+    dh[H_EPS] += d_eps
+
+
+@jit(inline="always")
+def adjoint(rule, aw, astate, gbar, w, g, c, l2, state_prev, k, lr, hyper, keep, dh):  # pragma: no cover
+    """The adjoint of the rule with id ``rule`` (:data:`SGD`, :data:`RMSPROP`, :data:`ADAM`;
+    Adagrad has none: :mod:`kernels.hypergrad` does not offer it), as :func:`update` dispatches."""
+    tl2 = 2.0 * l2
+    if rule == SGD:
+        sgd_adjoint(aw, astate, gbar, w, g, c, tl2, state_prev, k, lr, hyper, keep, dh)
+    elif rule == RMSPROP:
+        rmsprop_adjoint(aw, astate, gbar, w, g, c, tl2, state_prev, k, lr, hyper, keep, dh)
+    elif rule == ADAM:
+        adam_adjoint(aw, astate, gbar, w, g, c, tl2, state_prev, k, lr, hyper, keep, dh)
+
+
+@jit(inline="always")
+def sgd_tangent(tw, tstate, tg, w, g, c, tl2, state_prev, k, lr, hyper, keep, q):  # pragma: no cover
+    """The tangent of :func:`sgd` at step ``k`` in the direction of hyper-parameter ``q``
+    (:data:`H_LR` ...): ``tw`` enters as ``dw_k/dq`` and leaves as ``dw_{k+1}/dq``; ``tg`` is
+    ``dg/dq`` (the caller's Hessian-vector product ``(dg/dw) tw``). Call before :func:`sgd`."""
+    for j in range(tw.shape[0]):
+        wj = w[j]
+        G = c * g[j] + tl2 * wj
+        Gd = c * tg[j] + tl2 * tw[j]
+        if q == H_L2:
+            Gd += 2.0 * wj
+        nt = keep * tw[j] - lr * Gd
+        if q == H_WD:
+            nt -= wj
+        elif q == H_LR:
+            nt -= G
+        tw[j] = nt
+
+
+@jit(inline="always")
+def rmsprop_tangent(tw, tstate, tg, w, g, c, tl2, state_prev, k, lr, hyper, keep, q):  # pragma: no cover
+    """The tangent of :func:`rmsprop` (see :func:`sgd_tangent`); ``tstate[1]`` carries ``dv/dq``."""
+    b, eps = hyper[1], hyper[2]
+    tv = tstate[1]
+    vprev = state_prev[1]
+    for j in range(tw.shape[0]):
+        wj = w[j]
+        G = c * g[j] + tl2 * wj
+        Gd = c * tg[j] + tl2 * tw[j]
+        if q == H_L2:
+            Gd += 2.0 * wj
+        vp = vprev[j]
+        v = b * vp + (1.0 - b) * (G * G)
+        vd = b * tv[j] + 2.0 * (1.0 - b) * G * Gd
+        if q == H_B2:
+            vd += vp - G * G
+        den = np.sqrt(v) + eps
+        dend = vd * _half_rsqrt(v)
+        if q == H_EPS:
+            dend += 1.0
+        ud = Gd / den - G * dend / (den * den)
+        nt = keep * tw[j] - lr * ud
+        if q == H_WD:
+            nt -= wj
+        elif q == H_LR:
+            nt -= G / den
+        tv[j] = vd
+        tw[j] = nt
+
+
+@jit(inline="always")
+def adam_tangent(tw, tstate, tg, w, g, c, tl2, state_prev, k, lr, hyper, keep, q):  # pragma: no cover
+    """The tangent of :func:`adam` (see :func:`sgd_tangent` and :func:`adam_adjoint`);
+    ``tstate[0]``, ``tstate[1]`` carry ``dm/dq``, ``dv/dq``."""
+    b1, b2, eps = hyper[0], hyper[1], hyper[2]
+    k1 = k + 1
+    bc1 = 1.0 - b1**k1
+    r2 = np.sqrt(1.0 - b2**k1)
+    step = lr / bc1
+    dstep = 0.0
+    if q == H_LR:
+        dstep = 1.0 / bc1
+    elif q == H_B1:
+        dstep = lr * k1 * b1**k / (bc1 * bc1)
+    dr2_term = k1 * b2**k / (2.0 * r2 * r2 * r2)
+    tm = tstate[0]
+    tv = tstate[1]
+    mprev = state_prev[0]
+    vprev = state_prev[1]
+    for j in range(tw.shape[0]):
+        wj = w[j]
+        G = c * g[j] + tl2 * wj
+        Gd = c * tg[j] + tl2 * tw[j]
+        if q == H_L2:
+            Gd += 2.0 * wj
+        mp = mprev[j]
+        vp = vprev[j]
+        m = b1 * mp + (1.0 - b1) * G
+        v = b2 * vp + (1.0 - b2) * (G * G)
+        md = b1 * tm[j] + (1.0 - b1) * Gd
+        vd = b2 * tv[j] + 2.0 * (1.0 - b2) * G * Gd
+        if q == H_B1:
+            md += mp - G
+        elif q == H_B2:
+            vd += vp - G * G
+        s = np.sqrt(v)
+        den = s / r2 + eps
+        dend = vd * _half_rsqrt(v) / r2
+        if q == H_B2:
+            dend += s * dr2_term
+        elif q == H_EPS:
+            dend += 1.0
+        qv = m / den
+        qd = md / den - m * dend / (den * den)
+        nt = keep * tw[j] - step * qd - dstep * qv
+        if q == H_WD:
+            nt -= wj
+        tm[j] = md
+        tv[j] = vd
+        tw[j] = nt
+
+
+@jit(inline="always")
+def tangent(rule, tw, tstate, tg, w, g, c, l2, state_prev, k, lr, hyper, keep, q):  # pragma: no cover
+    """The tangent of the rule with id ``rule`` in the direction ``q`` (see :func:`adjoint`)."""
+    tl2 = 2.0 * l2
+    if rule == SGD:
+        sgd_tangent(tw, tstate, tg, w, g, c, tl2, state_prev, k, lr, hyper, keep, q)
+    elif rule == RMSPROP:
+        rmsprop_tangent(tw, tstate, tg, w, g, c, tl2, state_prev, k, lr, hyper, keep, q)
+    elif rule == ADAM:
+        adam_tangent(tw, tstate, tg, w, g, c, tl2, state_prev, k, lr, hyper, keep, q)

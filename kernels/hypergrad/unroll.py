@@ -1,0 +1,588 @@
+"""Hypergradients through every optimizer: the unrolled run of ``kernels.sgd``,
+``kernels.rmsprop`` and ``kernels.adam`` (and of ``kernels.gd`` with decoupled weight decay),
+differentiated by hand with the adjoint and the tangent of each update rule, which live beside
+the rules in :mod:`kernels.optim.rules`.
+
+Setting: ``T = steps`` updates of the optimizer from ``w_0``; step ``k`` draws its batch
+``B_k`` (all rows, or the mini-batches of :func:`kernels.sgd`: one permutation per epoch from
+``numpy.random.default_rng(seed)``, consecutive batches, the last one short), takes the data
+gradient ``g_k = (2/|B_k|) X_B^T (X_B w_k - t_B)`` in one row sweep (:mod:`kernels._rows`)
+(or, full batch with ``4 d <= n``, from ``G = X^T X`` in O(d^2), the Gram form of
+:mod:`kernels.optim`) and applies the rule (``rules.sgd``, ``rules.rmsprop``, ``rules.adam``: the very functions the
+optimizers' loop inlines)::
+
+    G_k = g_k + 2 l2 w_k,   w_{k+1} = (1 - weight_decay) w_k - lr u_k(G_k, state)
+
+The objective is the training loss ``L~(w_T)`` over all rows, or the validation error, as for
+gradient descent (:mod:`kernels.hypergrad`). Its derivatives in every continuous
+hyper-parameter of the optimizer (``lr``, ``l2``, ``weight_decay``, and ``beta`` / ``beta1``,
+``beta2``, ``eps``) come from
+
+* reverse mode (:func:`reverse_opt`): the forward pass stores, per step, ``w_k``, ``g_k`` and
+  the state the rule read (``R = 2`` rows of ``d`` for SGD, 3 for RMSProp, 4 for Adam); the
+  reverse pass runs ``rules.adjoint`` and one Hessian-vector sweep ``X_B^T X_B gbar`` per step.
+  ``bytes_stored = (T R + 1) d 8`` (and ``w_T``).
+* checkpointing (:func:`checkpoint_opt`): by default the state (``w``, both moments) at the
+  start of segments of ``S = ceil(sqrt(T))`` steps; each segment is recomputed into a buffer of
+  ``S`` stored steps and reversed. ``bytes_stored = J 3 d 8 + S R d 8`` (``J = ceil(T / S)``);
+  each step is computed twice. With ``checkpoints=k``: ``k`` snapshot slots of ``(w, m, v)`` and
+  the binomial schedule of revolve, as for gradient descent (:mod:`.checkpoint`);
+  ``bytes_stored = 3 k d 8``.
+* forward mode (:func:`forward_opt`): one tangent of ``w`` and of the state per
+  hyper-parameter (``rules.tangent``), each with its own Hessian-vector sweep (the first fused
+  with the gradient sweep). ``bytes_stored = P 3 d 8`` for ``P`` hyper-parameters, independent
+  of ``T``.
+
+The square root of the adaptive rules at ``v = 0`` takes the one-sided derivative documented
+in :mod:`kernels.optim.rules` (finite: ``1 / eps`` in the gradient), where PyTorch's autograd
+gives NaN. Hypergradients of a run that reached its noise floor (an adaptive method's steps
+``~ lr sign(g)``) are exact for that finite run but can be huge: the run is then chaotic in its
+hyper-parameters.
+
+Mini-batch runs also hold the batch order, one int64 permutation of the ``n`` rows per epoch
+(what ``kernels.sgd`` draws), not counted in ``bytes_stored``.
+
+Divergence: step ``k`` is bad when its (batch) training loss is not finite or above a
+threshold, or when the rule returns a non-finite weight; the threshold is ``2 L~(w_0)``
+(:data:`~kernels.hypergrad.DIVERGENCE_FACTOR`) for full-batch SGD/GD, whose loss never rises at
+a stable ``lr``, and ``1e6 L~(w_0)`` (:data:`NOISY_DIVERGENCE_FACTOR`) for mini-batches and the
+adaptive rules, whose losses legitimately rise for a while. A diverged run returns
+``diverged=True`` and NaN derivatives, with a warning; a hypergradient that overflows is
+reported the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from .._config import jit
+from .._rows import sweep_inlined, zero
+from ..optim import rules
+from ._problem import DIVERGENCE_FACTOR, HypergradResult, _noise
+
+#: Divergence threshold of mini-batch and adaptive runs, times ``L~(w_0)`` (see above).
+NOISY_DIVERGENCE_FACTOR = 1e6
+
+#: The optimizers, their update rule, the state rows the rule reads and its hyper-parameters
+#: (name, index in the rules' derivative array ``dh``).
+OPTIMIZERS = {
+    "gd": (rules.SGD, (), (("lr", rules.H_LR), ("l2", rules.H_L2), ("weight_decay", rules.H_WD))),
+    "sgd": (rules.SGD, (), (("lr", rules.H_LR), ("l2", rules.H_L2), ("weight_decay", rules.H_WD))),
+    "rmsprop": (rules.RMSPROP, (1,), (("lr", rules.H_LR), ("l2", rules.H_L2), ("weight_decay", rules.H_WD),
+                                      ("beta", rules.H_B2), ("eps", rules.H_EPS))),
+    "adam": (rules.ADAM, (0, 1), (("lr", rules.H_LR), ("l2", rules.H_L2), ("weight_decay", rules.H_WD),
+                                  ("beta1", rules.H_B1), ("beta2", rules.H_B2), ("eps", rules.H_EPS))),
+}
+
+
+# --------------------------------------------------------------------------- compiled steps
+
+
+@jit(inline="always")
+def _batch(k, full, perms, batch, nb, n, none):  # pragma: no cover - compiled
+    """``(rows, start, end)`` of step ``k``: all rows, or batch ``k mod nb`` of epoch ``k // nb``."""
+    if full:
+        return none, 0, n
+    e = k // nb
+    start = (k - e * nb) * batch
+    return perms[e], start, min(start + batch, n)
+
+
+@jit(inline="always")
+def _sqnorm(w):  # pragma: no cover - compiled
+    s = 0.0
+    for j in range(w.shape[0]):
+        s += w[j] * w[j]
+    return s
+
+
+# The row sweeps are compiled functions of their own (not inlined): each kernel below calls the
+# same three, so their code is generated once (and cached) instead of once per caller -- cold
+# compile time, which a user pays on a first call with an empty cache. A call per step costs
+# well under a microsecond against the tens of microseconds of a sweep over X.
+
+
+@jit()
+def _batch_grad(X, t, w, rows, start, end, g, coef):  # pragma: no cover - compiled
+    """``g = coef X_B^T (X_B w - t_B)`` over batch rows ``start:end``; returns ``sum r_i^2``.
+    Eight rows per group (the residual half alone allows it; ~10% faster than four)."""
+    zero(g, None)
+    return sweep_inlined(X, t, w, None, rows, start, end, g, None, None, coef, True)
+
+
+@jit()
+def _batch_hvp(X, v, rows, start, end, s, h):  # pragma: no cover - compiled
+    """``h = X_B^T X_B v`` (``s`` receives ``X_B v``)."""
+    zero(None, h)
+    sweep_inlined(X, None, None, v, rows, start, end, None, s, h, None, None)
+
+
+@jit()
+def _batch_grad_hvp(X, t, w, v, rows, start, end, g, s, h, coef):  # pragma: no cover - compiled
+    """Both in one pass over the rows; returns ``sum r_i^2``."""
+    zero(g, h)
+    return sweep_inlined(X, t, w, v, rows, start, end, g, s, h, coef, None)
+
+
+@jit(inline="always")
+def _update(rule, w, g, l2, state, k, lr, hyper, keep, wprev):  # pragma: no cover - compiled
+    """The optimizers' own rules (:mod:`kernels.optim.rules`), dispatched over the three this
+    module differentiates (``rules.update`` also carries Adagrad, which would only add code)."""
+    tl2 = 2.0 * l2
+    if rule == rules.SGD:
+        return rules.sgd(w, g, 1.0, tl2, state, k, lr, hyper, keep, wprev)
+    if rule == rules.RMSPROP:
+        return rules.rmsprop(w, g, 1.0, tl2, state, k, lr, hyper, keep, wprev)
+    return rules.adam(w, g, 1.0, tl2, state, k, lr, hyper, keep, wprev)
+
+
+@jit(inline="always")
+def _gram_grad(G, bt, tt, w, g, coef):  # pragma: no cover - compiled
+    """The Gram form of a full-batch gradient: ``g = coef (G w - X^T t)``; returns
+    ``||X w - t||^2 = w.G w - 2 (X^T t).w + t.t`` (it cancels near the solution: used only by
+    the divergence test, never reported)."""
+    d = w.shape[0]
+    wgw = 0.0
+    bw = 0.0
+    for i in range(d):
+        acc = 0.0
+        for j in range(d):
+            acc += G[i, j] * w[j]
+        g[i] = coef * (acc - bt[i])
+        wgw += w[i] * acc
+        bw += bt[i] * w[i]
+    return wgw - 2.0 * bw + tt
+
+
+@jit(inline="always")
+def _gram_hvp(G, v, h):  # pragma: no cover - compiled
+    """``h = G v``."""
+    d = v.shape[0]
+    for i in range(d):
+        acc = 0.0
+        for j in range(d):
+            acc += G[i, j] * v[j]
+        h[i] = acc
+
+
+@jit(inline="always")
+def _forward_step(rule, X, t, rows, start, end, w, state, g, wprev, k, lr, l2, hyper, keep, gram, G, bt,
+                  tt):  # pragma: no cover
+    """Step ``k``: ``g = (2/m) X_B^T (X_B w - t_B)`` and the rule's update of ``w``, ``state``.
+    Returns ``(batch training loss at w_k, bad)`` with ``bad`` 0.0 or NaN (non-finite weight)."""
+    m = end - start
+    if gram:
+        ss = _gram_grad(G, bt, tt, w, g, 2.0 / m)
+    else:
+        ss = _batch_grad(X, t, w, rows, start, end, g, 2.0 / m)
+    loss = ss / m + l2 * _sqnorm(w)
+    bad = _update(rule, w, g, l2, state, k, lr, hyper, keep, wprev)
+    return loss, bad
+
+
+@jit(inline="always")
+def _store(buf, i, w, g, state, srows):  # pragma: no cover - compiled
+    """Row block ``i`` of a trajectory: ``w_k``, ``g_k`` and the state rows the rule reads."""
+    buf[i, 0, :] = w
+    buf[i, 1, :] = g
+    for r in range(srows.shape[0]):
+        buf[i, 2 + r, :] = state[srows[r]]
+
+
+@jit(inline="always")
+def _unstore(buf, i, sprev, srows):  # pragma: no cover - compiled
+    for r in range(srows.shape[0]):
+        sprev[srows[r], :] = buf[i, 2 + r]
+
+
+@jit(inline="always")
+def _adjoint_sweep(rule, X, t, rows, start, end, a, astate, gbar, s, h, wk, gk, sprev, k, lr, l2, hyper, keep,
+                   dh, gram, G):  # pragma: no cover
+    """One reverse step: the rule's adjoint, then ``a += (2/m) X_B^T X_B gbar``."""
+    rules.adjoint(rule, a, astate, gbar, wk, gk, 1.0, l2, sprev, k, lr, hyper, keep, dh)
+    if gram:
+        _gram_hvp(G, gbar, h)
+    else:
+        _batch_hvp(X, gbar, rows, start, end, s, h)
+    coef = 2.0 / (end - start)
+    for j in range(a.shape[0]):
+        a[j] += coef * h[j]
+
+
+@jit()
+def _run_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, w, state, lr, l2, hyper, keep, k0, k1, thr,
+                srows, traj, ckpt, stride):  # pragma: no cover - compiled
+    """Steps ``k0 <= k < k1`` from ``w``, ``state`` (updated in place). Stores step ``k`` into
+    ``traj[k - k0]`` when ``traj`` has rows (w, g, the state read), and ``(w, state)`` into
+    ``ckpt[(k - k0) // stride]`` when ``stride`` divides ``k - k0``. Returns the first bad step
+    (``-1`` if none): batch loss above ``thr`` or not finite, or a non-finite update; ``w`` is
+    then the bad iterate."""
+    n, d = X.shape
+    g = np.empty(d)
+    wprev = np.empty(d)
+    none = np.empty(0, dtype=np.int64)
+    for k in range(k0, k1):
+        rows, start, end = _batch(k, full, perms, batch, nb, n, none)
+        i = k - k0
+        if ckpt.shape[0] > 0 and i % stride == 0:
+            c = i // stride
+            ckpt[c, 0, :] = w
+            ckpt[c, 1, :] = state[0]
+            ckpt[c, 2, :] = state[1]
+        if traj.shape[0] > 0:
+            traj[i, 0, :] = w
+            for r in range(srows.shape[0]):
+                traj[i, 2 + r, :] = state[srows[r]]
+        loss, bad = _forward_step(rule, X, t, rows, start, end, w, state, g, wprev, k, lr, l2, hyper, keep, gram, G,
+                                  bt, tt)
+        if traj.shape[0] > 0:
+            traj[i, 1, :] = g
+        if not (loss <= thr):
+            w[:] = wprev
+            return k
+        if bad != 0.0:
+            return k + 1
+    return -1
+
+
+@jit()
+def _reverse_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, traj, srows, a, lr, l2, hyper, keep, k0,
+                    k1, astate, dh):  # pragma: no cover - compiled
+    """The adjoint sweep over stored steps ``k1 - 1 ... k0`` (``traj[k - k0]``); ``a`` and
+    ``astate`` enter as the adjoints after step ``k1 - 1`` and leave as those before ``k0``."""
+    n, d = X.shape
+    none = np.empty(0, dtype=np.int64)
+    gbar = np.empty(d)
+    s = np.empty(n)
+    h = np.empty(d)
+    sprev = np.zeros((2, d))
+    for k in range(k1 - 1, k0 - 1, -1):
+        rows, start, end = _batch(k, full, perms, batch, nb, n, none)
+        i = k - k0
+        _unstore(traj, i, sprev, srows)
+        _adjoint_sweep(rule, X, t, rows, start, end, a, astate, gbar, s, h, traj[i, 0], traj[i, 1], sprev, k, lr,
+                       l2, hyper, keep, dh, gram, G)
+
+
+@jit()
+def _tangent_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, w, state, lr, l2, hyper, keep, steps, thr,
+                    qs, TW, TS, TG):  # pragma: no cover - compiled
+    """Forward mode: ``steps`` steps carrying ``TW[p] = dw/dq_p`` and ``TS[p] = dstate/dq_p`` for
+    the hyper-parameters ``qs``; the first tangent's Hessian-vector product is fused into the
+    gradient sweep. Returns the first bad step as :func:`_run_kernel`."""
+    n, d = X.shape
+    P = qs.shape[0]
+    g = np.empty(d)
+    wprev = np.empty(d)
+    s = np.empty(n)
+    h = np.empty(d)
+    none = np.empty(0, dtype=np.int64)
+    for k in range(steps):
+        rows, start, end = _batch(k, full, perms, batch, nb, n, none)
+        m = end - start
+        coef = 2.0 / m
+        if gram:
+            ss = _gram_grad(G, bt, tt, w, g, coef)
+            for p in range(P):
+                _gram_hvp(G, TW[p], h)
+                for j in range(d):
+                    TG[p, j] = coef * h[j]
+        else:
+            ss = _batch_grad_hvp(X, t, w, TW[0], rows, start, end, g, s, h, coef)
+            for j in range(d):
+                TG[0, j] = coef * h[j]
+            for p in range(1, P):
+                _batch_hvp(X, TW[p], rows, start, end, s, h)
+                for j in range(d):
+                    TG[p, j] = coef * h[j]
+        loss = ss / m + l2 * _sqnorm(w)
+        if not (loss <= thr):
+            return k
+        for p in range(P):
+            rules.tangent(rule, TW[p], TS[p], TG[p], w, g, 1.0, l2, state, k, lr, hyper, keep, qs[p])
+        if _update(rule, w, g, l2, state, k, lr, hyper, keep, wprev) != 0.0:
+            return k + 1
+    return -1
+
+
+@jit()
+def _checkpoint_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, ckpt, S, steps, buf, srows, a, lr, l2,
+                       hyper, keep, thr, dh):  # pragma: no cover - compiled
+    """Reverse through segments of ``S`` steps from their stored starts ``ckpt[j] = (w, m, v)``
+    at step ``j S``: recompute the segment into ``buf``, then run its adjoint."""
+    n, d = X.shape
+    J = ckpt.shape[0]
+    astate = np.zeros((2, d))
+    w = np.empty(d)
+    state = np.empty((2, d))
+    nockpt = np.empty((0, 3, d))
+    for j in range(J - 1, -1, -1):
+        k0 = j * S
+        k1 = min(steps, k0 + S)
+        w[:] = ckpt[j, 0]
+        state[0, :] = ckpt[j, 1]
+        state[1, :] = ckpt[j, 2]
+        _run_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, w, state, lr, l2, hyper, keep, k0, k1,
+                    np.inf, srows, buf, nockpt, 1)
+        _reverse_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, buf, srows, a, lr, l2, hyper, keep, k0,
+                        k1, astate, dh)
+
+
+@jit()
+def _revolve_opt_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, snaps, slot_k, ops, a, lr, l2, hyper,
+                        keep, dh):  # pragma: no cover - compiled
+    """Execute a binomial (revolve) plan (:func:`kernels.hypergrad.checkpoint._revolve_plan`) on
+    the optimizer: slot ``i`` of ``snaps`` holds ``(w, m, v)`` at step ``slot_k[i]`` (slot 0:
+    step 0). An advance runs the rule forwards from a slot; a reverse step at ``w_k`` recomputes
+    ``g_k`` (one sweep), then runs the rule's adjoint and the Hessian-vector sweep."""
+    n, d = X.shape
+    none = np.empty(0, dtype=np.int64)
+    w = np.empty(d)
+    state = np.empty((2, d))
+    wk = np.empty(d)
+    sprev = np.empty((2, d))
+    g = np.empty(d)
+    wprev = np.empty(d)
+    gbar = np.empty(d)
+    s = np.empty(n)
+    h = np.empty(d)
+    astate = np.zeros((2, d))
+    kw = 0
+    for o in range(ops.shape[0]):
+        src = ops[o, 1]
+        if ops[o, 0] == 0:
+            w[:] = snaps[src, 0]
+            state[0, :] = snaps[src, 1]
+            state[1, :] = snaps[src, 2]
+            k = slot_k[src]
+            for _ in range(ops[o, 2]):
+                rows, start, end = _batch(k, full, perms, batch, nb, n, none)
+                _forward_step(rule, X, t, rows, start, end, w, state, g, wprev, k, lr, l2, hyper, keep, gram, G, bt,
+                              tt)
+                k += 1
+            dst = ops[o, 3]
+            if dst >= 0:
+                snaps[dst, 0, :] = w
+                snaps[dst, 1, :] = state[0]
+                snaps[dst, 2, :] = state[1]
+                slot_k[dst] = k
+            else:
+                kw = k
+        else:
+            if src >= 0:
+                wk[:] = snaps[src, 0]
+                sprev[0, :] = snaps[src, 1]
+                sprev[1, :] = snaps[src, 2]
+                k = slot_k[src]
+            else:
+                wk[:] = w
+                sprev[:, :] = state
+                k = kw
+            rows, start, end = _batch(k, full, perms, batch, nb, n, none)
+            if gram:
+                _gram_grad(G, bt, tt, wk, g, 2.0 / (end - start))
+            else:
+                _batch_grad(X, t, wk, rows, start, end, g, 2.0 / (end - start))
+            _adjoint_sweep(rule, X, t, rows, start, end, a, astate, gbar, s, h, wk, g, sprev, k, lr, l2, hyper, keep,
+                           dh, gram, G)
+
+
+# --------------------------------------------------------------------------- the wrappers
+
+
+class Setup:
+    """A checked optimizer problem: data, rule, hyper-parameters, batches and thresholds."""
+
+    def __init__(self, X, t, w0, X_val, t_val, optimizer, lr, l2, steps, weight_decay, batch_size, seed, b1, b2,
+                 eps):
+        self.X, self.t, self.w0, self.X_val, self.t_val = X, t, w0, X_val, t_val
+        self.optimizer = optimizer
+        self.rule, srows, names = OPTIMIZERS[optimizer]
+        self.names = names
+        self.srows = np.array(srows, dtype=np.int64)
+        self.R = 2 + len(srows)
+        self.lr, self.l2, self.steps = lr, l2, steps
+        self.wd = weight_decay
+        self.keep = 1.0 - weight_decay
+        self.hyper = (float(b1), float(b2), float(eps))
+        n, d = X.shape
+        self.full = batch_size is None
+        self.batch = n if self.full else int(batch_size)
+        self.nb = -(-n // self.batch)
+        if self.full:
+            self.perms = np.empty((1, 0), dtype=np.int64)
+        else:
+            rng = np.random.default_rng(seed)
+            epochs = -(-steps // self.nb)
+            self.perms = np.empty((epochs, n), dtype=np.int64)
+            for e in range(epochs):
+                self.perms[e] = rng.permutation(n)
+        # the Gram form for full batches of a tall X (as kernels.optim's drivers): a step reads
+        # the d x d matrix G = X^T X instead of X, O(d^2) instead of O(n d)
+        self.gram = self.full and 4 * d <= n
+        if self.gram:
+            self.G = np.ascontiguousarray(X.T @ X)
+            self.bt = X.T @ t
+            self.tt = float(t @ t)
+            self.gram = bool(np.all(np.isfinite(self.G)) and np.all(np.isfinite(self.bt)) and math.isfinite(self.tt))
+        if not self.gram:
+            self.G, self.bt, self.tt = np.zeros((1, 1)), np.zeros(1), 0.0
+        r0 = X @ w0 - t
+        loss0 = float(r0 @ r0) / n + l2 * float(w0 @ w0)
+        factor = DIVERGENCE_FACTOR if (self.full and self.rule == rules.SGD) else NOISY_DIVERGENCE_FACTOR
+        self.thr = factor * loss0 + _noise(X, t, w0, l2)
+
+    def common(self):
+        return (self.rule, self.X, self.t, self.perms, self.full, self.batch, self.nb, self.gram, self.G, self.bt,
+                self.tt)
+
+    def hypers(self):
+        return (self.lr, self.l2, self.hyper, self.keep)
+
+    def run(self, w, state, k0, k1, traj, ckpt, stride):
+        return _run_kernel(*self.common(), w, state, self.lr, self.l2, self.hyper, self.keep, k0, k1, self.thr,
+                           self.srows, traj, ckpt, stride)
+
+    def objective(self, w):
+        """The objective at ``w_T``, ``dObj/dw_T`` and the direct partial in ``l2``."""
+        X, t = self.X, self.t
+        if self.X_val is None:
+            r = X @ w - t
+            n = X.shape[0]
+            return (float(r @ r) / n + self.l2 * float(w @ w), (2.0 / n) * (X.T @ r) + 2.0 * self.l2 * w,
+                    float(w @ w))
+        r = self.X_val @ w - self.t_val
+        nv = self.X_val.shape[0]
+        return float(r @ r) / nv, (2.0 / nv) * (self.X_val.T @ r), 0.0
+
+    def result(self, method, w, dh, direct, obj, nbytes):
+        grads = {name: float(dh[i]) for name, i in self.names}
+        grads["l2"] += direct
+        if not (math.isfinite(obj) and all(math.isfinite(v) for v in grads.values())):
+            return self.diverged(method, self.steps, w, nbytes, "its objective or hypergradient overflowed")
+        return HypergradResult(loss=obj, d_lr=grads["lr"], d_l2=grads["l2"], w=w, bytes_stored=nbytes,
+                               method=method, steps=self.steps, grads=grads, optimizer=self.optimizer)
+
+    def diverged(self, method, k, w, nbytes, why=None):
+        from .spectrum import _outside_stacklevel
+
+        crit = None
+        if self.full and self.rule == rules.SGD:
+            from .spectrum import critical_lr
+
+            # GD with decoupled decay is GD on l2 + weight_decay / (2 lr) (question 2.3.2)
+            crit = critical_lr(self.X, self.l2 + self.wd / (2.0 * self.lr))
+        why = why or ("its training loss left the finite range or the divergence threshold "
+                      f"({self.thr:.3g})")
+        warnings.warn(f"unrolled {self.optimizer} diverged at step {k} of {self.steps}: {why}; lr={self.lr!r}"
+                      + (f", critical learning rate 2/lambda_max(H) = {crit!r}" if crit is not None else ""),
+                      RuntimeWarning, stacklevel=_outside_stacklevel())
+        nan = math.nan
+        return HypergradResult(loss=math.inf, d_lr=nan, d_l2=nan, w=w, bytes_stored=nbytes, method=method,
+                               steps=self.steps, diverged=True, diverged_at=int(k), lr_critical=crit,
+                               grads={name: nan for name, _ in self.names}, optimizer=self.optimizer)
+
+
+def _check_memory_rows(method, steps, d, rows):
+    from ._problem import _check_memory
+
+    _check_memory(method, steps, d, rows)
+
+
+def reverse_opt(p: Setup):
+    d = p.X.shape[1]
+    _check_memory_rows("reverse", p.steps, d, p.steps * p.R + 1)
+    traj = np.empty((p.steps, p.R, d))
+    nbytes = traj.nbytes + d * 8  # and w_T
+    w = p.w0.copy()
+    state = np.zeros((2, d))
+    k = p.run(w, state, 0, p.steps, traj, np.empty((0, 3, d)), 1)
+    if k >= 0:
+        return p.diverged("reverse", k, w, nbytes)
+    obj, a, direct = p.objective(w)
+    dh = np.zeros(rules.N_HYPER)
+    _reverse_kernel(*p.common(), traj, p.srows, a, p.lr, p.l2, p.hyper, p.keep, 0, p.steps, np.zeros((2, d)), dh)
+    return p.result("reverse", w, dh, direct, obj, nbytes)
+
+
+def checkpoint_opt(p: Setup, checkpoints=None):
+    d = p.X.shape[1]
+    T = p.steps
+    if checkpoints is not None:
+        return _revolve_opt(p, checkpoints)
+    S = math.isqrt(T - 1) + 1
+    J = -(-T // S)
+    _check_memory_rows("checkpoint", T, d, 3 * J + S * p.R)
+    ckpt = np.empty((J, 3, d))
+    buf = np.empty((S, p.R, d))
+    nbytes = ckpt.nbytes + buf.nbytes
+    w = p.w0.copy()
+    state = np.zeros((2, d))
+    k = p.run(w, state, 0, T, np.empty((0, p.R, d)), ckpt, S)
+    if k >= 0:
+        return p.diverged("checkpoint", k, w, nbytes)
+    obj, a, direct = p.objective(w)
+    dh = np.zeros(rules.N_HYPER)
+    _checkpoint_kernel(*p.common(), ckpt, S, T, buf, p.srows, a, p.lr, p.l2, p.hyper, p.keep, np.inf, dh)
+    return p.result("checkpoint", w, dh, direct, obj, nbytes)
+
+
+def _revolve_opt(p: Setup, checkpoints):
+    """``checkpoints`` snapshot slots of ``(w, m, v)`` and the binomial schedule of revolve, as
+    for gradient descent (:mod:`.checkpoint`); ``bytes_stored = checkpoints 3 d 8``."""
+    from .checkpoint import _revolve_plan
+
+    d = p.X.shape[1]
+    T = p.steps
+    _check_memory_rows("checkpoint", T, d, 3 * checkpoints)
+    snaps = np.zeros((checkpoints, 3, d))
+    snaps[0, 0] = p.w0
+    slot_k = np.zeros(checkpoints, dtype=np.int64)
+    nbytes = snaps.nbytes
+    w = p.w0.copy()
+    state = np.zeros((2, d))
+    k = p.run(w, state, 0, T, np.empty((0, p.R, d)), np.empty((0, 3, d)), 1)  # the forward pass, storing nothing
+    if k >= 0:
+        return p.diverged("checkpoint", k, w, nbytes)
+    obj, a, direct = p.objective(w)
+    dh = np.zeros(rules.N_HYPER)
+    _revolve_opt_kernel(*p.common(), snaps, slot_k, _revolve_plan(T, checkpoints), a, p.lr, p.l2, p.hyper, p.keep,
+                        dh)
+    return p.result("checkpoint", w, dh, direct, obj, nbytes)
+
+
+def forward_opt(p: Setup):
+    d = p.X.shape[1]
+    qs = np.array([i for _, i in p.names], dtype=np.int64)
+    P = qs.shape[0]
+    TW = np.zeros((P, d))
+    TS = np.zeros((P, 2, d))
+    TG = np.empty((P, d))
+    nbytes = TW.nbytes + TS.nbytes
+    w = p.w0.copy()
+    state = np.zeros((2, d))
+    k = _tangent_kernel(*p.common(), w, state, p.lr, p.l2, p.hyper, p.keep, p.steps, p.thr, qs, TW, TS, TG)
+    if k >= 0:
+        return p.diverged("forward", k, w, nbytes)
+    obj, a, direct = p.objective(w)
+    dh = np.zeros(rules.N_HYPER)
+    for idx in range(P):
+        dh[qs[idx]] = float(a @ TW[idx])
+    return p.result("forward", w, dh, direct, obj, nbytes)
+
+
+def unrolled_opt(p: Setup):
+    """The plain forward pass (no derivative)."""
+    d = p.X.shape[1]
+    w = p.w0.copy()
+    state = np.zeros((2, d))
+    none = np.empty((0, 3, d))
+    k = p.run(w, state, 0, p.steps, np.empty((0, p.R, d)), none, 1)
+    if k >= 0:
+        return p.diverged("forward_pass", k, w, 0)
+    obj, _, _ = p.objective(w)
+    return HypergradResult(loss=obj, d_lr=math.nan, d_l2=math.nan, w=w, bytes_stored=0, method="forward_pass",
+                           steps=p.steps, optimizer=p.optimizer)
