@@ -8,7 +8,9 @@ SciPy or PyTorch) and an application's optional dependencies cannot break it.
 - ``kernels.apps.hw2``: ``python -m kernels hw2``, the homework's computational questions
   answered by the kernels, written to ``results/hw2.md`` with its figures;
 - ``kernels.apps.reliability``: ``python -m kernels reliability``, fuzzing, determinism,
-  concurrency, float32 limits, divergence and leaks, written to ``results/reliability.md``.
+  concurrency, float32 limits, divergence and leaks, written to ``results/reliability.md``;
+- ``kernels.apps.tune``: ``python -m kernels tune``, hypergradients against Optuna and grid
+  search, written to ``results/tune.md``.
 
 Each application is a subpackage whose ``__init__`` holds its ``main(argv)`` (registered in
 :data:`kernels.__main__.COMMANDS`) and re-exports the functions ``tests/`` call; its other
