@@ -15,6 +15,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "hw2": ("kernels.apps.hw2:main", "answer the homework's computational questions into results/hw2.md and figures"),
     "reliability": ("kernels.apps.reliability:main", "fuzzing, determinism, concurrency, float32 limits and leaks into results/reliability.md"),
+    "train": ("kernels.apps.train:main", "train the issue-14 CNNs on the digits beside PyTorch into results/train.md and train.png"),
     "tune": ("kernels.apps.tune:main", "tune (lr, l2) by hypergradients against Optuna and grid search into results/tune.md and a plot"),
 }
 

@@ -73,7 +73,7 @@ def test_parse_defaults_and_every_suffix():
         ("in32x32x1 conv3c0", r"'conv3c0': output channels must be >= 1, got 0"),
         ("in32x32x1 pool2s0", r"'pool2s0': stride must be >= 1, got 0"),
         ("in32x32x1 pool2p1", r"spec token 2 of 2, 'pool2p1': not a layer"),
-        ("in32x32x1 conv3 relu pool2", r"spec token 3 of 4, 'relu': not a layer"),
+        ("in32x32x1 conv3 tanh pool2", r"spec token 3 of 4, 'tanh': not a layer"),
         ("in32x32x1 fc0", r"'fc0': units must be >= 1, got 0"),
         ("in32x32x1 Conv3", r"'Conv3': not a layer"),
         ("in32x32x1 conv", r"'conv': not a layer"),
@@ -402,3 +402,61 @@ def test_random_stacks_match_torch_shapes_params_and_gradient_support(spec):
     # the union of true max-pool backward passes never leaves the field
     u = arch.empirical_receptive_field(layers, (i, j), method="union", trials=1)
     assert not np.any(u.support & ~f.support)
+
+
+# ----------------------------------------------------------------------------- relu (issue 14)
+
+
+def test_relu_token_parses_to_a_parameterless_layer():
+    layers = arch.parse("in8x8x1 conv3c4 relu pool2 relu fc10")
+    assert [type(layer).__name__ for layer in layers] == ["Input", "Conv", "Relu", "Pool", "Relu", "Dense"]
+    assert layers[2] == arch.Relu(token="relu")
+    with pytest.raises(ValueError, match="relu or fc"):
+        arch.parse("in8x8x1 relu2")
+    with pytest.raises(ValueError, match="relu or fc"):
+        arch.parse("in8x8x1 ReLU")
+
+
+def test_relu_keeps_shape_and_field_and_adds_no_neurons_or_params():
+    plain = arch.analyze(HW32)
+    with_relu = arch.analyze(HW32.replace(" pool2", " relu pool2"))
+    relus = [r for r in with_relu if r.kind == "relu"]
+    assert len(relus) == 3 and [r.name for r in relus] == ["relu1", "relu2", "relu3"]
+    for r in relus:
+        assert r.in_shape == r.out_shape and r.params == 0 and r.neurons == 0
+    others = [r for r in with_relu if r.kind != "relu"]
+    assert [(r.name, r.out_shape, r.params, r.neurons, r.rf, r.jump, r.start) for r in others] == [
+        (r.name, r.out_shape, r.params, r.neurons, r.rf, r.jump, r.start) for r in plain]
+    assert arch.totals(with_relu) == arch.totals(plain)
+    # a relu's figures are those of the layer before it
+    for prev, r in zip(with_relu, with_relu[1:]):
+        if r.kind == "relu":
+            assert (r.rf, r.jump, r.start) == (prev.rf, prev.jump, prev.start)
+    assert "`relu`" in arch.markdown(with_relu)
+
+
+def test_relu_receptive_field_measured_and_to_dense_keep_it():
+    spec = "in16x16x1 conv3 relu pool2 conv3 relu"
+    for method in ("window", "union"):
+        a = arch.empirical_receptive_field(spec, method=method)
+        b = arch.empirical_receptive_field(spec.replace(" relu", ""), method=method)
+        np.testing.assert_array_equal(a.support, b.support)
+    dense = arch.to_dense(spec)
+    assert [type(layer).__name__ for layer in dense] == ["Input", "Dense", "Relu", "Pool", "Dense", "Relu"]
+    assert arch.totals(arch.analyze(dense)) == arch.totals(arch.analyze(arch.to_dense(spec.replace(" relu", ""))))
+
+
+def test_relu_matches_torch_shapes_in_a_network():
+    spec = "in12x12x2 conv3c4 relu pool2 conv3c3 relu fc5"
+    rows = arch.analyze(spec)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 3, 3, padding=1),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 6, 5))
+    x = torch.zeros((1, 2, 12, 12))
+    shapes = []
+    for m in net:
+        x = m(x)
+        if not isinstance(m, nn.Flatten):
+            shapes.append(tuple(x.shape[1:]))
+    ours = [(r.out_shape[2], r.out_shape[0], r.out_shape[1]) if r.kind != "fc" else (r.out_shape[2],) for r in rows[1:]]
+    assert ours == shapes
+    assert arch.totals(rows)["params"] == sum(p.numel() for p in net.parameters())

@@ -1065,7 +1065,7 @@ def arch_expected(tokens):
     layer whose geometry fails."""
     m = re.fullmatch(r"in(\d+)x(\d+)x(\d+)", tokens[0])
     h, w, c = (int(g) for g in m.groups())
-    rows = [((h, w, c), 0)]
+    rows = [((h, w, c), 0, h * w * c)]
     for i, tok in enumerate(tokens[1:], start=1):
         if tok.startswith("conv"):
             k = int(re.match(r"conv(\d+)", tok).group(1))
@@ -1091,11 +1091,13 @@ def arch_expected(tokens):
             if h < k or w < k:
                 return i
             h, w, params = (h - k) // s + 1, (w - k) // s + 1, 0
+        elif tok == "relu":
+            params = 0  # elementwise: shape unchanged, no parameters
         else:
             u = int(tok[2:])
             params = h * w * c * u + u
             h, w, c = 1, 1, u
-        rows.append(((h, w, c), params))
+        rows.append(((h, w, c), params, 0 if tok == "relu" else h * w * c))  # a relu adds no neurons
     return rows
 
 
@@ -1142,11 +1144,11 @@ def test_fuzz_arch(fn, data):
         if fn == "analyze":
             assert [r.out_shape for r in got] == [r[0] for r in ref]
             assert [r.params for r in got] == [r[1] for r in ref]
-            assert all(r.neurons == math.prod(r.out_shape) for r in got)
+            assert [r.neurons for r in got] == [r[2] for r in ref]
         else:
             rows = arch.analyze(got)
-            assert [r.neurons for r in rows] == [math.prod(r[0]) for r in ref]
-            assert all(isinstance(l, (arch.Input, arch.Dense, arch.Pool)) for l in got)
+            assert [r.neurons for r in rows] == [r[2] for r in ref]
+            assert all(isinstance(l, (arch.Input, arch.Dense, arch.Pool, arch.Relu)) for l in got)
 
     if fn != "parse" and isinstance(spec, str) and parsed_ok and kind in ("none", "junk"):
         ref = arch_expected(spec.split())

@@ -15,6 +15,8 @@ Spec grammar (tokens separated by spaces; case-sensitive):
   or ``same`` or ``valid``, ``d{dilation}``, ``c{out_channels}``, ``nobias``. Defaults: stride 1,
   ``same``, dilation 1, one output channel, a bias. E.g. ``conv3s2p1c64``, ``conv11s4validc96``.
 * ``pool{k}`` with an optional ``s{stride}`` (default ``k``): ``k x k`` max-pooling, no padding.
+* ``relu``: the rectifier ``max(x, 0)``, elementwise (no parameters, shape and receptive field
+  unchanged), so that the spec a network trains from (:mod:`kernels.nn`) is the one analysed here.
 * ``fc{units}``: a fully-connected layer (with bias) on the flattened input.
 
 Anything else is a ``ValueError`` that names the bad token, its position and the reason.
@@ -56,7 +58,7 @@ One concern per file, every public name re-exported here (use ``kernels.arch.X``
 from __future__ import annotations
 
 from .analysis import analyze, markdown, to_dense, totals
-from .layers import Conv, Dense, Input, LayerInfo, Pool
+from .layers import Conv, Dense, Input, LayerInfo, Pool, Relu
 from .receptive_field import ReceptiveField, empirical_receptive_field
 from .spec import parse
 
@@ -64,6 +66,7 @@ __all__ = [
     "Input",
     "Conv",
     "Pool",
+    "Relu",
     "Dense",
     "LayerInfo",
     "ReceptiveField",

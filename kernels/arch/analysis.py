@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from .layers import Conv, Dense, Input, LayerInfo, Pool
+from .layers import Conv, Dense, Input, LayerInfo, Pool, Relu
 from .spec import parse
 
 __all__ = ["analyze", "totals", "markdown", "to_dense"]
@@ -77,7 +77,7 @@ def analyze(layers) -> list:
     """One :class:`LayerInfo` per layer, the input first: shapes, neurons, parameters, receptive field.
 
     ``layers`` is what :func:`parse` returns (or a hand-made list of :class:`Input`,
-    :class:`Conv`, :class:`Pool`, :class:`Dense`), or a spec string. Formulas in the module
+    :class:`Conv`, :class:`Pool`, :class:`Relu`, :class:`Dense`), or a spec string. Formulas in the module
     docstring (output size; ``k*k*C_in*C_out + C_out`` and ``in*out + out`` parameters;
     Araujo et al. 2019's recursions for ``rf``, ``jump`` and ``start``).
 
@@ -119,6 +119,14 @@ def analyze(layers) -> list:
             stride = np.array([s, s], float)
             p_lo = np.zeros(2)
             kind = "pool"
+        elif isinstance(layer, Relu):
+            # elementwise: the identity for shapes and fields (a 1x1 kernel, stride 1); its units
+            # are the previous layer's neurons, activated, so it adds none to the count
+            params = 0
+            k = np.ones(2)
+            stride = np.ones(2)
+            p_lo = np.zeros(2)
+            kind = "relu"
         elif isinstance(layer, Dense):
             units = _check_int(layer.units, "units", layer, index, 1)
             shape = (1, 1, units) if layer.shape is None else tuple(int(v) for v in layer.shape)
@@ -135,7 +143,8 @@ def analyze(layers) -> list:
         elif isinstance(layer, Input):
             raise ValueError(f"{_describe(layer, index)}: an Input layer may only come first")
         else:
-            raise TypeError(f"layer {index} must be an Input, Conv, Pool or Dense, got {type(layer).__name__} {layer!r}")
+            raise TypeError(f"layer {index} must be an Input, Conv, Pool or Dense, got {type(layer).__name__} {layer!r} "
+                            f"(a Relu is accepted too)")
         # Araujo et al. (2019): r_l = r_{l-1} + (k_l - 1) j_{l-1}; start_l = start_{l-1} + ((k_l - 1)/2 - p_l) j_{l-1};
         # j_l = j_{l-1} s_l (both use j_{l-1}, so update start and r before j)
         rf = rf + (k - 1) * jump
@@ -144,7 +153,7 @@ def analyze(layers) -> list:
         counts[kind] = counts.get(kind, 0) + 1
         rows.append(LayerInfo(
             index=index, name=f"{kind}{counts[kind]}", kind=kind, spec=getattr(layer, "token", "") or kind,
-            in_shape=in_shape, out_shape=(h, w, c), neurons=h * w * c, params=int(params),
+            in_shape=in_shape, out_shape=(h, w, c), neurons=0 if kind == "relu" else h * w * c, params=int(params),
             rf=tuple(int(v) for v in rf), jump=tuple(int(v) for v in jump),
             start=tuple(float(v) for v in start), padding=tuple(pads),
         ))
@@ -192,7 +201,7 @@ def to_dense(layers) -> list:
     Each :class:`Conv` becomes a :class:`Dense` layer from its input size to its output size
     (``in*out + out`` parameters with a bias, ``in*out`` without), keeping the conv's output
     arrangement ``(H, W, C)`` so that the pools after it stay "an otherwise identical
-    architecture". Input, pools and fc layers are kept as they are. ``layers`` may be a spec.
+    architecture". Input, pools, relus and fc layers are kept as they are. ``layers`` may be a spec.
     """
     if isinstance(layers, str):
         layers = parse(layers)

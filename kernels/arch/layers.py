@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Input", "Conv", "Pool", "Dense", "LayerInfo"]
+__all__ = ["Input", "Conv", "Pool", "Relu", "Dense", "LayerInfo"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,13 @@ class Pool:
 
     kernel: int
     stride: int | None = None
+    token: str = ""
+
+
+@dataclass(frozen=True)
+class Relu:
+    """The rectifier ``max(x, 0)``, elementwise: no parameters, shape unchanged, receptive field unchanged."""
+
     token: str = ""
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .analysis import _layer_list, analyze
-from .layers import Conv, Pool
+from .layers import Conv, Pool, Relu
 from .spec import parse
 
 __all__ = ["ReceptiveField", "empirical_receptive_field"]
@@ -84,6 +84,8 @@ def _forward_indices(layers, rows, x, rng):
         elif isinstance(layer, Pool):
             x, idx = maxpool2d(x, layer.kernel, stride=layer.stride, return_indices=True)
             indices[index] = idx
+        elif isinstance(layer, Relu):
+            pass  # every value is positive here: the rectifier is the identity
         else:  # dense: all-positive weights, every output the sum of every input
             oh, ow = row.out_shape[:2]
             x = np.ascontiguousarray(np.broadcast_to(x.sum(axis=(1, 2, 3))[:, None, None, None], (x.shape[0], 1, oh, ow)))
@@ -165,6 +167,8 @@ def empirical_receptive_field(layers, position=None, *, layer=-1, method="window
                 taps = _pool_taps(row, lay.kernel, s)
                 g_rep = np.repeat(g, taps.shape[1], axis=1)
                 g = maxpool2d_backward(g_rep, taps, (1, taps.shape[1], ih, iw)).sum(axis=1, keepdims=True)
+        elif isinstance(lay, Relu):
+            pass  # the forward values are positive (positive filters and inputs): gradient passes as is
         else:
             g = np.ascontiguousarray(np.broadcast_to(g.sum(axis=(1, 2, 3))[:, None, None, None], (batch, 1, ih, iw)))
     support = (g[:, 0] != 0).any(axis=0)

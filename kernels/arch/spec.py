@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .layers import Conv, Dense, Input, Pool
+from .layers import Conv, Dense, Input, Pool, Relu
 
 __all__ = ["parse"]
 
@@ -73,7 +73,8 @@ def _parse_conv(tokens, i, k_text, rest):
 def parse(spec: str) -> list:
     """Parse a spec string (grammar in the :mod:`kernels.arch` docstring) into a list of layers.
 
-    Returns ``[Input, ...]`` of :class:`Input`, :class:`Conv`, :class:`Pool` and :class:`Dense`.
+    Returns ``[Input, ...]`` of :class:`Input`, :class:`Conv`, :class:`Pool`, :class:`Relu` and
+    :class:`Dense`.
     Raises ``TypeError`` if ``spec`` is not a string and ``ValueError`` naming the bad token
     (position, text, reason) for anything outside the grammar. Sizes are checked by
     :func:`analyze`, which knows the shapes.
@@ -104,9 +105,12 @@ def parse(spec: str) -> list:
             s = _positive(m.group(2), "stride", tokens, i) if m.group(2) is not None else None
             layers.append(Pool(k, s, token=tok))
             continue
+        if tok == "relu":
+            layers.append(Relu(token=tok))
+            continue
         m = _FC.fullmatch(tok)
         if m:
             layers.append(Dense(_positive(m.group(1), "units", tokens, i), token=tok))
             continue
-        raise _token_error(tokens, i, "not a layer: expected in<H>x<W>x<C>, conv<k>[suffixes], pool<k>[s<stride>] or fc<units>")
+        raise _token_error(tokens, i, "not a layer: expected in<H>x<W>x<C>, conv<k>[suffixes], pool<k>[s<stride>], relu or fc<units>")
     return layers

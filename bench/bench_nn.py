@@ -1,0 +1,225 @@
+"""Training a CNN end to end, kernels.nn against PyTorch eager on the same network (issue 14).
+
+Every comparison times the two implementations *alternating in one loop* (one call of each per
+round, the order rotating), so both figures come from the same minutes of this noisy machine;
+the medians go to ``extra_info["medians_s"]`` and the bars compare them (``ratio=("torch",
+"kernels")``: the speed-up of kernels).
+
+* ``nn step|NET bB|float32``: one training step (forward, backward, Adam update) on one batch
+  of ``B`` images: ``nn.Trainer(model, "adam").step(x, y)`` (input checks included) against
+  ``opt.zero_grad(); F.cross_entropy(net(x), y).backward(); opt.step()`` with ``torch.optim.Adam``
+  on the twin ``torch.nn.Sequential`` (``kernels.apps.train.peer``), same initial weights.
+  Networks: LeNet-5 on 28x28 and the homework's 32x32x1 network (question 3.2 as written, plus
+  an ``fc10`` classifier), at batch 64 and batch 1 (the per-call overhead case).
+* ``nn epoch|digits ...|float32``: one epoch of the issue's network on the 1,437 training digits
+  (scikit-learn's bundled ``load_digits``), batch 64: ``nn.fit(..., epochs=1)`` against the PyTorch
+  loop over the same permutation.
+* ``nn step memory|NET bB|float32``: the peak memory a training step adds, measured in a fresh
+  process per implementation (``VmHWM`` after ``/proc/self/clear_refs``, minus the resident size
+  before the steps, with glibc's mmap threshold fixed at 64 KiB so that freed buffers leave the
+  resident set): ``extra_info["peak_bytes"]``; ``medians_s`` carries the same figures in MiB
+  (not seconds) so that the ratio bar can read them. The untimed smoke run measures kernels only.
+
+``KERNELS_BENCH_QUICK=1`` runs 3 rounds instead of 30 (same groups: the figures are rough).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from kernels import nn
+
+QUICK = os.environ.get("KERNELS_BENCH_QUICK", "") not in ("", "0")
+ROUNDS = 3 if QUICK else 30
+
+NETS = {
+    "lenet5": "in28x28x1 conv5c6 relu pool2 conv5c16 relu pool2 fc120 relu fc84 relu fc10",
+    "hw32": "in32x32x1 conv3 pool2 conv3 pool2 conv3 pool2 fc10",  # question 3.2's network + a classifier
+}
+DIGITS = "in8x8x1 conv3c16 relu pool2 conv3c32 relu pool2 fc10"
+LR = 1e-3
+
+BARS = []
+for _net, _name in (("lenet5", "LeNet-5"), ("hw32", "the homework's 32x32x1 network")):
+    BARS += [
+        dict(issue=14, text=f"one training step of {_name}, float32, batch 64: >= 1.5x faster than PyTorch eager "
+                            "+ torch.optim (alternating)",
+             group=f"nn step|{_net} b64|float32", impl="alternating", ratio=("torch", "kernels"), min_ratio=1.5),
+        dict(issue=14, text=f"one training step of {_name}, float32, batch 1: >= 3x faster than PyTorch eager "
+                            "+ torch.optim (alternating)",
+             group=f"nn step|{_net} b1|float32", impl="alternating", ratio=("torch", "kernels"), min_ratio=3.0),
+        dict(issue=14, text=f"peak memory of a training step of {_name}, float32, batch 64: no more than "
+                            "PyTorch's (ratio of MiB, not seconds)",
+             group=f"nn step memory|{_net} b64|float32", impl="alternating", ratio=("torch", "kernels"),
+             min_ratio=1.0),
+    ]
+BARS.append(dict(issue=14, text="one epoch of the digits network on the digits, float32, batch 64: >= 2x faster "
+                                "than PyTorch (alternating)",
+                 group="nn epoch|digits 1437x8x8 b64|float32", impl="alternating", ratio=("torch", "kernels"),
+                 min_ratio=2.0))
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _alternate(benchmark, calls: dict, group, rounds=ROUNDS):
+    """One call of each implementation per round, the order rotating from round to round."""
+    benchmark.group = group
+    for fn in calls.values():
+        fn()
+    names = list(calls)
+    samples = {name: [] for name in names}
+    state = {"round": 0}
+
+    def one_round():
+        r = state["round"]
+        state["round"] += 1
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            samples[name].append(_timed(calls[name]))
+
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1)
+    benchmark.extra_info["impl"] = "alternating"
+    benchmark.extra_info["medians_s"] = {name: statistics.median(v) for name, v in samples.items() if v}
+    benchmark.extra_info["samples"] = {name: len(v) for name, v in samples.items()}
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="PyTorch is the peer of every nn benchmark")
+
+
+@pytest.mark.parametrize("batch", [64, 1])
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_train_step(benchmark, net, batch):
+    torch = _torch()
+    from kernels.apps.train.peer import torch_optimizer, torch_sequential, torch_step
+
+    model = nn.build(NETS[net], seed=0, dtype="float32")
+    tnet = torch_sequential(model)
+    trainer = nn.Trainer(model, "adam", lr=LR)
+    opt = torch_optimizer("adam", tnet.parameters(), lr=LR)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch,) + model.input_shape, dtype=np.float32)
+    y = rng.integers(0, model.classes, batch)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    # the same loss at the same weights (the first step of both)
+    assert trainer.step(x, y) == pytest.approx(torch_step(tnet, opt, xt, yt).item(), rel=1e-4)
+    _alternate(benchmark, {"kernels": lambda: trainer.step(x, y), "torch": lambda: torch_step(tnet, opt, xt, yt)},
+               f"nn step|{net} b{batch}|float32")
+    benchmark.extra_info["spec"] = NETS[net]
+
+
+def test_digits_epoch(benchmark):
+    torch = _torch()
+    pytest.importorskip("sklearn")
+    from kernels.apps.train.data import digits_split
+    from kernels.apps.train.peer import torch_epoch, torch_optimizer, torch_sequential
+
+    X, y, _, _ = digits_split(seed=0, size=8, dtype="float32")
+    model = nn.build(DIGITS, seed=0, dtype="float32")
+    tnet = torch_sequential(model)
+    opt = torch_optimizer("adam", tnet.parameters(), lr=LR)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    seeds = iter(range(10**6))
+    torch_rng = np.random.default_rng(0)
+    _alternate(benchmark, {
+        "kernels": lambda: nn.fit(model, X, y, "adam", lr=LR, epochs=1, batch_size=64, seed=next(seeds),
+                                  progress=False),
+        "torch": lambda: torch_epoch(tnet, opt, Xt, yt, batch_size=64, rng=torch_rng),
+    }, f"nn epoch|digits {X.shape[0]}x8x8 b64|float32", rounds=max(3, ROUNDS // 3))
+    benchmark.extra_info["spec"] = DIGITS
+
+
+_MEMORY_PROBE = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    impl, spec, batch, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    from kernels import nn
+    model = nn.build(spec, seed=0, dtype="float32")
+    rng = np.random.default_rng(0)
+    x = rng.random((batch,) + model.input_shape, dtype=np.float32)
+    y = rng.integers(0, model.classes, batch)
+    if impl == "torch":
+        import torch
+        torch.set_num_threads({threads})
+        from kernels.apps.train.peer import torch_optimizer, torch_sequential, torch_step
+        net = torch_sequential(model)
+        opt = torch_optimizer("adam", net.parameters(), lr=1e-3)
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        step = lambda: torch_step(net, opt, xt, yt)
+    else:
+        trainer = nn.Trainer(model, "adam", lr=1e-3)
+        step = lambda: trainer.step(x, y)
+    step(); step()  # warm: compiled code, thread pools, optimizer state
+
+    def status(key):
+        with open("/proc/self/status") as fh:
+            return next(int(l.split()[1]) * 1024 for l in fh if l.startswith(key + ":"))
+
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # reset the peak resident size to the current one
+    base = status("VmRSS")
+    for _ in range(steps):
+        step()
+    print(json.dumps(dict(peak=status("VmHWM") - base, base=base)))
+""")
+
+
+def _peak_bytes(impls, spec, batch, steps):
+    """``{impl: {"peak": bytes, "base": bytes}}``, one fresh process per implementation (run side
+    by side: each measures only itself)."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    code = _MEMORY_PROBE.replace("{threads}", str(torch_threads()))
+    procs = {impl: subprocess.Popen([sys.executable, "-c", code, impl, spec, str(batch), str(steps)], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for impl in impls}
+    found = {}
+    for impl, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"memory probe for {impl} failed:\n{err[-2000:]}")
+        found[impl] = json.loads(out.strip().splitlines()[-1])
+    return found
+
+
+def torch_threads():
+    try:
+        import torch
+
+        return torch.get_num_threads()
+    except ImportError:
+        return 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status (Linux)")
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_train_step_peak_memory(benchmark, net):
+    _torch()
+    steps = 2 if QUICK else 5
+    benchmark.group = f"nn step memory|{net} b64|float32"
+    found = {}
+
+    # the untimed smoke run (--benchmark-disable) only checks that the probe works
+    impls = ("kernels",) if benchmark.disabled else ("kernels", "torch")
+
+    def measure():
+        found.update(_peak_bytes(impls, NETS[net], 64, 1 if benchmark.disabled else steps))
+
+    benchmark.pedantic(measure, rounds=1, iterations=1)
+    benchmark.extra_info["impl"] = "alternating"
+    benchmark.extra_info["peak_bytes"] = {k: v["peak"] for k, v in found.items()}
+    benchmark.extra_info["resident_before_bytes"] = {k: v["base"] for k, v in found.items()}
+    # MiB, not seconds: the ratio bar reads medians_s (at least 1 page, so the ratio is defined)
+    benchmark.extra_info["medians_s"] = {k: max(v["peak"], 4096) / 2**20 for k, v in found.items()}
+    benchmark.extra_info["spec"] = NETS[net]

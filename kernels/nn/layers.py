@@ -1,0 +1,326 @@
+"""The layers of a :class:`kernels.nn.Model`: forward and backward of each kind, on NCHW batches.
+
+Each layer is built once from its :mod:`kernels.arch` row (shapes, padding) by
+:func:`kernels.nn.build`, which has validated the whole network; at run time it calls the
+library's *private* compiled kernels directly (``kernels.conv``'s ``_run_forward`` and
+filter-gradient kernels, ``kernels.pool``'s pooling kernels), skipping the public functions'
+per-call validation, which is pure overhead once the shapes are known to be valid (it is most of
+the cost of a step at batch 1). On that path the results are those of the public functions (the
+same kernels on the same operands; the filter and bias gradients summed in float64). Convolutions
+over a few thousand output pixels run instead as BLAS products over im2col columns (:mod:`.im2col`,
+:func:`choose_paths`), summed in the working precision in BLAS's order, as PyTorch sums them;
+the bias gradient stays a float64 sum.
+
+Shape contract: activations are C-contiguous ``(N, C, H, W)`` arrays of the model's dtype; a
+dense layer's output is ``(N, units, 1, 1)`` and its input is flattened in NCHW order, as
+``torch.flatten(x, 1)`` does. Parameters are PyTorch's layouts: conv ``(C_out, C_in, kh, kw)``
+and ``(C_out,)``, dense ``(out, in)`` and ``(out,)``; :class:`~kernels.nn.Model` hands each
+layer views of its flat parameter and gradient buffers (``bind``).
+
+``backward(gy, need_gx)`` writes the parameter gradients into the bound gradient views and
+returns the input gradient (``None`` when ``need_gx`` is false: the first layer's input gradient
+is never needed, and for a conv it is the costlier half of the backward pass).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _simd
+from ..conv.backward import _col2im_kernel
+from ..conv.filter_grad import _grad_bias_kernel, _grad_w3x3_kernel, _grad_w_kernel, _grad_w_taps_kernel
+from ..conv.forward import _run_forward
+from ..conv.geometry import _pad, _pad_flat
+from ..pool import _maxpool2d_backward_kernel, _maxpool2d_indices_kernel, _maxpool2x2_indices_kernel
+from .activations import relu_backward, relu_forward
+from .im2col import col2im, im2col
+
+__all__ = ["ConvLayer", "ReluLayer", "PoolLayer", "DenseLayer", "choose_paths"]
+
+#: force the paths of every conv layer (tests, benchmarks): None, or a triple of bools
+#: (forward, grad_w, grad_x as BLAS products over im2col columns)
+FORCE_PATHS = None
+
+
+#: a conv pass whose products would have at most this many columns (output pixels of the whole
+#: batch) runs as matrix products
+GEMM_MAX_COLUMNS = 8192
+
+
+def choose_paths(n, out_hw):
+    """``(forward, grad_w, grad_x)``: which of a conv layer's three products, for a batch of
+    ``n`` images, run as BLAS matrix products over im2col columns rather than on the direct
+    kernels of :mod:`kernels.conv` (all three one way or the other).
+
+    The direct kernels are blocked for large planes and batches; on a few thousand output pixels
+    their per-plane overheads dominate. Measured forward + backward (float32, on the 2-core
+    machine, medians while it was shared): the digits network's 3x3 convs (64 images of 8x8 and
+    4x4) ran 6x and 3x faster as products, LeNet-5's second conv (6 -> 16, 5x5, 14x14) 3x faster
+    at batch 1 (88 us against 284). At batch 64 the direct kernels won on LeNet-5's convs (its
+    first 1.9x), and a mix (direct forward and input gradient, the filter gradient as a product,
+    which alone is 2x faster than the direct one on the second conv) gained nothing on the whole
+    step of LeNet-5 and lost 25% on the homework's 32x32 network: the columns cost what the
+    product saves.
+    """
+    if FORCE_PATHS is not None:
+        return tuple(FORCE_PATHS)
+    gemm = n * out_hw[0] * out_hw[1] <= GEMM_MAX_COLUMNS
+    return (gemm, gemm, gemm)
+
+
+class ConvLayer:
+    """``y[n, co] = b[co] + sum_{ci,i,j} w[co, ci, i, j] xpad[n, ci, y*s + i*d, x*s + j*d]``
+    (:func:`kernels.correlate2d`, with the arch row's (top, bottom, left, right) padding, which
+    may be asymmetric for ``'same'``); backward as :func:`kernels.correlate2d_backward`."""
+
+    kind = "conv"
+
+    def __init__(self, c_in, c_out, kernel, stride, dilation, pads, bias, dtype, out_hw=(1 << 30, 1)):
+        self.c_in, self.c_out, self.kernel = c_in, c_out, kernel
+        self.stride, self.dilation, self.pads = (stride, stride), (dilation, dilation), tuple(pads)
+        self.has_bias = bias
+        self.dtype = np.dtype(dtype)
+        self.shapes = [(c_out, c_in, kernel, kernel)] + ([(c_out,)] if bias else [])
+        self.fan_in = c_in * kernel * kernel
+        self._zero_bias = np.zeros(c_out, dtype=self.dtype)
+        # Each of the three products runs either on the direct kernels of kernels.conv or as a
+        # BLAS matrix product over im2col columns (:mod:`.im2col`); :func:`choose_paths` picks
+        # per pass from the batch and the plane (see there for the measurements behind it).
+        self.out_hw = tuple(out_hw)
+        self.fw_gemm = self.gw_gemm = self.gx_gemm = False  # chosen by each forward pass
+        self.x = None
+        self.cols = None
+        self._cols_buffer = None
+
+    def bind(self, params, grads):
+        self.w, self.gw = params[0], grads[0]
+        self.b, self.gb = (params[1], grads[1]) if self.has_bias else (self._zero_bias, None)
+
+    def out_shape(self, n, h, w):
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        pt, pb, pl, pr = self.pads
+        k = self.kernel
+        return (n, self.c_out, (h + pt + pb - dh * (k - 1) - 1) // sh + 1, (w + pl + pr - dw * (k - 1) - 1) // sw + 1)
+
+    def forward(self, x, keep=True):
+        y = np.empty(self.out_shape(*x.shape[:1], *x.shape[2:]), dtype=self.dtype)
+        N, Co, Ho, Wo = y.shape
+        k = self.kernel
+        # the backward pass follows the paths of its forward pass (the columns are its input)
+        self.fw_gemm, self.gw_gemm, self.gx_gemm = choose_paths(N, self.out_hw)
+        cols = None
+        if self.fw_gemm or (keep and self.gw_gemm):
+            # one buffer kept from call to call: the columns are k*k times the input (5 MB for
+            # LeNet-5's first layer at batch 64), and a fresh one page-faults on every step
+            shape = (self.fan_in, N * Ho * Wo)
+            if self._cols_buffer is None or self._cols_buffer.shape != shape:
+                self._cols_buffer = np.empty(shape, dtype=self.dtype)
+            cols = self._cols_buffer
+            im2col(x, cols, (k, k), self.stride, self.dilation, self.pads)
+        if self.fw_gemm:
+            y2 = np.matmul(self.w.reshape(Co, self.fan_in), cols)
+            if self.has_bias:
+                y2 += self.b[:, None]
+            # (C_out, N, Ho, Wo) -> (N, C_out, Ho, Wo)
+            y[...] = y2.reshape(Co, N, Ho, Wo).transpose(1, 0, 2, 3)
+        else:
+            _run_forward(x, self.w, self.b, y, self.stride, self.dilation, self.pads)
+        self.x = x if keep else None
+        self.cols = cols if keep else None
+        return y
+
+    def backward(self, gy, need_gx=True):
+        x, w, cols = self.x, self.w, self.cols
+        self.x = self.cols = None
+        N, C, H, W = x.shape
+        Co, _, kh, kw = w.shape
+        K = self.fan_in
+        g2 = None
+        if self.gw_gemm or (need_gx and self.gx_gemm):
+            g2 = np.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(Co, -1)  # (C_out, N Ho Wo)
+        if self.gw_gemm:
+            # as cols @ g2^T, (K, C_out): OpenBLAS ran this orientation 1.6x faster than g2 @ cols^T
+            self.gw.reshape(Co, K)[...] = np.matmul(cols, g2.T).T
+        else:
+            self._grad_w_direct(gy, x)
+        if self.has_bias:
+            gb = np.empty(Co)
+            _grad_bias_kernel(gy, gb)
+            self.gb[...] = gb
+        if not need_gx:
+            return None
+        if self.gx_gemm:
+            gcols = np.matmul(w.reshape(Co, K).T, g2, out=cols)  # the columns are spent: reuse them
+            return col2im(gcols, x.shape, (kh, kw), self.stride, self.dilation, self.pads, self.dtype)
+        return self._grad_x_direct(gy, x)
+
+    def _grad_w_direct(self, gy, x):
+        """grad_w by the float64 reductions of kernels.correlate2d_backward (straight into the
+        gradient buffer when it is float64)."""
+        N, C, H, W = x.shape
+        Co, _, kh, kw = self.w.shape
+        Ho, Wo = gy.shape[2], gy.shape[3]
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        pads = self.pads
+        gw = self.gw if self.dtype == np.float64 else np.empty((Co, C, kh, kw))
+        lanes = _simd.VECTOR_BYTES // x.itemsize
+        if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1):
+            xflat, (_, _, Hp, Wp) = _pad_flat(x, pads, lanes)
+            _grad_w3x3_kernel(gy, xflat, C, Hp, Wp, gw)
+        else:
+            x_finite = bool(np.isfinite(x).all())
+            if sw == 1 or x_finite:
+                gs = gy
+                if x_finite and (sw != 1 or Wo % lanes):
+                    Ws = (Wo - 1) * sw + 1
+                    gs = np.zeros((N, Co, Ho, -(-Ws // lanes) * lanes), dtype=self.dtype)
+                    gs[..., :Ws:sw] = gy
+                xflat, (_, _, Hp, Wp) = _pad_flat(x, pads, lanes)
+                _grad_w_taps_kernel(gs, xflat, C, Hp, Wp, gw, sh, dh, dw)
+            else:
+                xpad = x if not any(pads) else _pad(x, pads)
+                _grad_w_kernel(gy, xpad, gw, sh, sw, dh, dw)
+        if gw is not self.gw:
+            self.gw[...] = gw
+
+    def _grad_x_direct(self, gy, x):
+        """grad_x as kernels.correlate2d_backward computes it: the correlation of grad_out with the
+        rotated filter (stride 1, or a finite filter), else BLAS columns scattered back."""
+        w = self.w
+        N, C, H, W = x.shape
+        Co, _, kh, kw = w.shape
+        Ho, Wo = gy.shape[2], gy.shape[3]
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        pt, pb, pl, pr = self.pads
+        ekh, ekw = dh * (kh - 1), dw * (kw - 1)
+        Hs, Ws = (Ho - 1) * sh + 1, (Wo - 1) * sw + 1
+        bpads = (ekh - pt, H - Hs + pt, ekw - pl, W - Ws + pl)
+        gx = np.empty((N, C, H, W), dtype=self.dtype)
+        if min(bpads) >= 0 and ((sh, sw) == (1, 1) or np.isfinite(w).all()):
+            wt = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            gs = gy
+            if (sh, sw) != (1, 1):
+                gs = np.zeros((N, Co, Hs, Ws), dtype=self.dtype)
+                gs[:, :, ::sh, ::sw] = gy
+            _run_forward(gs, wt, np.zeros(C, dtype=self.dtype), gx, (1, 1), (dh, dw), bpads, padding_is_data=False)
+        else:
+            K, P = C * kh * kw, Ho * Wo
+            w2t = np.ascontiguousarray(w.reshape(Co, K).T)
+            gcols = np.empty((K, P), dtype=self.dtype)
+            for n in range(N):
+                with np.errstate(invalid="ignore", over="ignore"):
+                    np.matmul(w2t, gy[n].reshape(Co, P), out=gcols)
+                _col2im_kernel(gcols, gx, n, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo)
+        return gx
+
+
+class ReluLayer:
+    """``y = max(x, 0)``, in place on its input (the layer before it owns that buffer);
+    backward ``gx = gy [y > 0]``, in place on ``gy``."""
+
+    kind = "relu"
+    shapes: list = []
+
+    def __init__(self):
+        self.y = None
+
+    def bind(self, params, grads):
+        pass
+
+    def out_shape(self, *shape):
+        return shape
+
+    def forward(self, x, keep=True):
+        y = relu_forward(x, x)
+        self.y = y if keep else None
+        return y
+
+    def backward(self, gy, need_gx=True):
+        gx = relu_backward(gy, self.y, gy) if need_gx else None
+        self.y = None
+        return gx
+
+
+class PoolLayer:
+    """``kernel x kernel`` max-pooling, stride ``stride``, no padding (:func:`kernels.maxpool2d`
+    with ``return_indices=True``); backward routes ``gy`` to the recorded maxima
+    (:func:`kernels.maxpool2d_backward`)."""
+
+    kind = "pool"
+    shapes: list = []
+
+    def __init__(self, kernel, stride):
+        self.kernel, self.stride = kernel, stride
+        self.idx = None
+        self.in_shape = None
+
+    def bind(self, params, grads):
+        pass
+
+    def out_shape(self, n, c, h, w):
+        k, s = self.kernel, self.stride
+        return (n, c, (h - k) // s + 1, (w - k) // s + 1)
+
+    def forward(self, x, keep=True):
+        shape = self.out_shape(*x.shape)
+        y = np.empty(shape, dtype=x.dtype)
+        idx = np.empty(shape, dtype=np.int64)
+        k, s = self.kernel, self.stride
+        if (k, s) == (2, 2):
+            _maxpool2x2_indices_kernel(x, y, idx)
+        else:
+            _maxpool2d_indices_kernel(x, k, k, s, s, 0, 0, y, idx)
+        self.idx, self.in_shape = (idx, x.shape) if keep else (None, None)
+        return y
+
+    def backward(self, gy, need_gx=True):
+        N, C, H, W = self.in_shape
+        gx = None
+        if need_gx:
+            gx = np.zeros((N, C, H * W), dtype=gy.dtype)
+            _maxpool2d_backward_kernel(gy, self.idx, gx)
+            gx = gx.reshape(N, C, H, W)
+        self.idx = None
+        return gx
+
+
+class DenseLayer:
+    """``y = x W^T + b`` on the NCHW-flattened input (``torch.nn.Linear`` after
+    ``torch.flatten(x, 1)``), by BLAS (NumPy's matmul); backward ``gW = gy^T x``,
+    ``gb = sum_n gy``, ``gx = gy W``."""
+
+    kind = "fc"
+
+    def __init__(self, n_in, n_out, bias, dtype):
+        self.n_in, self.n_out, self.has_bias = n_in, n_out, bias
+        self.dtype = np.dtype(dtype)
+        self.shapes = [(n_out, n_in)] + ([(n_out,)] if bias else [])
+        self.fan_in = n_in
+        self.x = None
+
+    def bind(self, params, grads):
+        self.w, self.gw = params[0], grads[0]
+        self.b, self.gb = (params[1], grads[1]) if self.has_bias else (None, None)
+
+    def out_shape(self, n, *rest):
+        return (n, self.n_out, 1, 1)
+
+    def forward(self, x, keep=True):
+        x2 = x.reshape(x.shape[0], self.n_in)
+        y = np.empty((x.shape[0], self.n_out), dtype=self.dtype)
+        np.matmul(x2, self.w.T, out=y)
+        if self.has_bias:
+            y += self.b
+        self.x = x if keep else None
+        return y.reshape(x.shape[0], self.n_out, 1, 1)
+
+    def backward(self, gy, need_gx=True):
+        x = self.x
+        g2 = gy.reshape(gy.shape[0], self.n_out)
+        np.matmul(g2.T, x.reshape(x.shape[0], self.n_in), out=self.gw)
+        if self.has_bias:
+            np.sum(g2, axis=0, out=self.gb)
+        self.x = None
+        if not need_gx:
+            return None
+        return (g2 @ self.w).reshape(x.shape)

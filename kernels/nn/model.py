@@ -1,0 +1,213 @@
+"""A network built from a :mod:`kernels.arch` spec: parameters, forward pass, loss and gradient.
+
+:func:`build` parses and analyses the spec (so the string that :func:`kernels.arch.analyze`
+explains is the network that trains; a layer that does not fit its input is a ``ValueError``
+naming it), creates one layer object per token (:mod:`kernels.nn.layers`) and initialises the
+parameters as PyTorch's defaults do: every weight and bias uniform in ``[-1/sqrt(fan_in),
+1/sqrt(fan_in)]`` (``kaiming_uniform_(a=sqrt(5))`` for the weights, with ``fan_in = C_in k k``
+for a conv and ``in`` for a dense layer), drawn in order from ``numpy.random.default_rng(seed)``.
+
+All parameters live in one flat buffer and all gradients in another; ``Model.params`` and the
+gradient list are views into them (PyTorch's layouts), so an optimizer updates the whole model
+with one compiled call (:mod:`kernels.nn.train`), and writing into ``model.params[i][...]``
+changes the model.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import arch
+from ..arch import Conv, Dense, Pool, Relu
+from .layers import ConvLayer, DenseLayer, PoolLayer, ReluLayer
+from .loss import softmax_cross_entropy
+from .threads import single_threaded
+
+__all__ = ["Model", "build"]
+
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+_DEFERRED_RELU = object()  # a relu to be placed after the pool that follows it
+
+#: a pass over a batch of fewer multiply-adds (convolutions and dense layers) than this runs on
+#: one thread (:mod:`kernels.nn.threads`): the digits network at batch 64 (5M), every network at
+#: batch 1; LeNet-5 at batch 64 (44M) keeps Numba's threads (BLAS runs on one thread always)
+PARALLEL_MIN_MACS = 16_000_000
+
+
+class Model:
+    """A feed-forward network; make one with :func:`build`.
+
+    Attributes: ``spec`` (the string), ``dtype``, ``input_shape`` ``(C, H, W)``, ``classes``
+    (the number of logits), ``rows`` (:func:`kernels.arch.analyze`'s rows), ``layers`` (the layer
+    objects, one per token after the input; a ``relu pool`` pair runs as pool then relu, the same
+    values and gradients on a quarter of the elements), ``params`` (list of arrays, PyTorch
+    layouts, views into one flat buffer ``flat_params``), ``macs_per_image``.
+    """
+
+    def __init__(self, spec, rows, layers, dtype, seed, parsed_layers):
+        self.spec, self.rows, self.layers = spec, rows, layers
+        self.dtype = np.dtype(dtype)
+        h, w, c = rows[0].out_shape
+        self.input_shape = (c, h, w)
+        self.classes = int(np.prod(rows[-1].out_shape))
+        shapes = [s for layer in layers for s in layer.shapes]
+        sizes = [int(np.prod(s)) for s in shapes]
+        self.size = int(sum(sizes))
+        self.flat_params = np.empty(self.size, dtype=self.dtype)
+        self.flat_grads = np.zeros(self.size, dtype=self.dtype)
+        self.params, self._grads = [], []
+        offset = 0
+        for shape, size in zip(shapes, sizes):
+            self.params.append(self.flat_params[offset: offset + size].reshape(shape))
+            self._grads.append(self.flat_grads[offset: offset + size].reshape(shape))
+            offset += size
+        rng = np.random.default_rng(seed)
+        i = 0
+        for layer in layers:
+            k = len(layer.shapes)
+            layer.bind(self.params[i: i + k], self._grads[i: i + k])
+            for p in self.params[i: i + k]:
+                bound = 1.0 / np.sqrt(layer.fan_in)
+                p[...] = rng.uniform(-bound, bound, p.shape)
+            i += k
+        self.macs_per_image = sum(
+            r.neurons * (r.in_shape[2] * int(layer.kernel) ** 2 if r.kind == "conv" else int(np.prod(r.in_shape)))
+            for r, layer in zip(rows[1:], parsed_layers[1:]) if r.kind in ("conv", "fc"))
+        # a relu first would rectify the caller's array in place: give it a copy
+        self._copy_input = isinstance(layers[0], ReluLayer)
+
+    def __repr__(self):
+        return f"Model({self.spec!r}, dtype={self.dtype.name}, params={self.size})"
+
+    # ------------------------------------------------------------------ validation at the door
+    def check_x(self, x, name="x"):
+        """``x`` as a C-contiguous ``(N, C, H, W)`` array of the model's dtype, or a TypeError /
+        ValueError naming ``name``: not a float32/float64 array, wrong shape for the spec, an
+        empty batch, a NaN or inf."""
+        if not isinstance(x, np.ndarray):
+            try:
+                x = np.asarray(x)
+            except Exception as exc:
+                raise TypeError(f"{name} must be a float array, got {type(x).__name__}: {exc}") from None
+        if x.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name} must be a float32 or float64 array, got dtype {x.dtype}")
+        if x.ndim != 4 or x.shape[1:] != self.input_shape:
+            raise ValueError(f"{name} must have shape (N, {', '.join(map(str, self.input_shape))}) for the spec "
+                             f"{self.spec!r} (N, C, H, W), got {x.shape}")
+        if x.shape[0] < 1:
+            raise ValueError(f"{name} must hold at least one image, got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"{name} holds non-finite values (NaN or inf): {int((~np.isfinite(x)).sum())} of {x.size}")
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def check_y(self, y, n, name="y"):
+        """``y`` as an int64 ``(n,)`` array of labels in ``[0, classes)``, or a TypeError / ValueError."""
+        y = np.asarray(y)
+        if y.dtype.kind not in "iu" or y.dtype == np.bool_:
+            raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+        if y.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},), one label per image, got {y.shape}")
+        if y.size and (int(y.min()) < 0 or int(y.max()) >= self.classes):
+            bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+            raise ValueError(f"{name} labels must lie in [0, {self.classes}) for the {self.classes} outputs of the "
+                             f"spec, got {bad}")
+        return np.ascontiguousarray(y, dtype=np.int64)
+
+    # ------------------------------------------------------------------ passes on checked input
+    def _small(self, n):
+        """Whether a pass over ``n`` images is small enough to run on one thread
+        (:data:`PARALLEL_MIN_MACS`; :mod:`kernels.nn.threads` says why)."""
+        return n * self.macs_per_image < PARALLEL_MIN_MACS
+
+    def _forward(self, x, keep):
+        with single_threaded(self._small(x.shape[0])):
+            return self._forward_pass(x, keep)
+
+    def _forward_pass(self, x, keep):
+        if self._copy_input:
+            x = x.copy()
+        for layer in self.layers:
+            x = layer.forward(x, keep)
+        return np.ascontiguousarray(x.reshape(x.shape[0], -1))
+
+    def _backward(self, gz):
+        h, w, c = self.rows[-1].out_shape
+        g = gz.reshape(gz.shape[0], c, h, w)
+        for i in range(len(self.layers) - 1, -1, -1):
+            g = self.layers[i].backward(g, need_gx=i > 0)
+
+    def _loss_and_grad(self, x, y):
+        """Loss (float) at checked ``x``, ``y``; gradients left in ``flat_grads``; also the logits."""
+        with single_threaded(self._small(x.shape[0])):
+            z = self._forward_pass(x, keep=True)
+            loss, gz = softmax_cross_entropy(z, y)
+            self._backward(gz)
+        return loss, z
+
+    # ------------------------------------------------------------------ public
+    def forward(self, x):
+        """Logits ``(N, classes)`` of the batch ``x`` ``(N, C, H, W)`` (float32 or float64, converted
+        to the model's dtype)."""
+        return self._forward(self.check_x(x), keep=False)
+
+    def loss_and_grad(self, x, y):
+        """``(loss, grads)``: the mean softmax cross-entropy of ``forward(x)`` against the integer
+        labels ``y`` (a float, accumulated in float64) and its gradient with respect to each of
+        ``params`` (new arrays, aligned with ``params``, the model's dtype)."""
+        x = self.check_x(x)
+        y = self.check_y(y, x.shape[0])
+        loss, _ = self._loss_and_grad(x, y)
+        return loss, [g.copy() for g in self._grads]
+
+    def predict(self, x):
+        """The predicted class of each image of ``x``: ``argmax`` of the logits, int64 ``(N,)``."""
+        return np.argmax(self.forward(x), axis=1)
+
+
+def build(spec, *, seed=0, dtype="float32") -> Model:
+    """Build the network of ``spec`` (the :mod:`kernels.arch` grammar: ``in{H}x{W}x{C}``, ``conv``,
+    ``pool``, ``relu``, ``fc``), with PyTorch's default initialisation drawn from ``seed``.
+
+    ``dtype`` is ``"float32"`` or ``"float64"`` (or the NumPy type). The logits are the last
+    layer's outputs, flattened. Raises ``TypeError``/``ValueError`` for a spec outside the
+    grammar, a layer that does not fit its input (e.g. a filter larger than the shrunk image),
+    a network without parameters, a bad seed or dtype.
+    """
+    if isinstance(dtype, str):
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        dtype = _DTYPES[dtype]
+    elif dtype not in (np.float32, np.float64) or isinstance(dtype, bool):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    parsed = arch.parse(spec)
+    rows = arch.analyze(parsed)
+    if len(parsed) < 2:
+        raise ValueError(f"spec {spec!r} has no layer after its input")
+    layers = []
+    for index, (layer, row) in enumerate(zip(parsed[1:], rows[1:]), start=1):
+        c_in = row.in_shape[2]
+        if isinstance(layer, Conv):
+            layers.append(ConvLayer(c_in, layer.channels, layer.kernel, layer.stride, layer.dilation, row.padding,
+                                    layer.bias, dtype, row.out_shape[:2]))
+        elif isinstance(layer, Pool):
+            layers.append(PoolLayer(layer.kernel, layer.kernel if layer.stride is None else layer.stride))
+            if len(layers) > 1 and layers[-2] is _DEFERRED_RELU:
+                layers[-2] = layers[-1]
+                layers[-1] = ReluLayer()
+        elif isinstance(layer, Relu):
+            if index + 1 < len(parsed) and isinstance(parsed[index + 1], Pool):
+                # relu then max-pool == max-pool then relu (max commutes with the monotone relu),
+                # with the same gradient (the window's maximum is routed the same way, and masked
+                # when it is not positive): rectify the pooled map, a quarter of the size
+                layers.append(_DEFERRED_RELU)
+                continue
+            layers.append(ReluLayer())
+        elif isinstance(layer, Dense):
+            layers.append(DenseLayer(int(np.prod(row.in_shape)), layer.units, layer.bias, dtype))
+    if not any(layer.shapes for layer in layers):
+        raise ValueError(f"spec {spec!r} has no trainable layer (conv or fc)")
+    return Model(spec, rows, layers, dtype, int(seed), parsed)
