@@ -472,6 +472,10 @@ def test_public_api_is_exported():
     X, t = np.random.default_rng(0).standard_normal((6, 3)), np.ones(6)
     got, want = kernels.hypergrad(X, t, lr=0.01, l2=0.1, steps=3), hypergrad(X, t, lr=0.01, l2=0.1, steps=3)
     assert (got.loss, got.d_lr, got.d_l2) == (want.loss, want.d_lr, want.d_l2) and np.array_equal(got.w, want.w)
+    # the module pickles by name, like any module (a closure calling it can go to another process)
+    import pickle
+
+    assert pickle.loads(pickle.dumps(kernels.hypergrad)) is kernels.hypergrad
 
 
 # --- question 2.1.1 ------------------------------------------------------------------------

@@ -78,6 +78,7 @@ def test_reverse_refuses_a_trajectory_larger_than_memory_up_front():
 
 def test_refusal_threshold_is_margin_times_available(monkeypatch):
     monkeypatch.setattr(hg._problem, "available_memory", lambda: 10_000)  # where _check_memory reads it
+    monkeypatch.setattr(kernels._validate, "CHECKED_ALLOCATION_BYTES", 0)  # check these small sizes too
     X, t = np.eye(3), np.ones(3)
     lr = 0.1
     limit = hg.MEMORY_MARGIN * 10_000

@@ -52,6 +52,7 @@ door, the result types and the dtype policy: float32 or float64 in, float64 insi
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
 import types
@@ -79,6 +80,11 @@ class _CallableModule(types.ModuleType):
 
     def __call__(self, *args, **kwargs):
         return hypergrad(*args, **kwargs)
+
+    def __reduce__(self):
+        # pickled by name, as a plain module is (a closure calling kernels.hypergrad can then be
+        # sent to another process, e.g. a dask worker)
+        return importlib.import_module, (self.__name__,)
 
 
 sys.modules[__name__].__class__ = _CallableModule

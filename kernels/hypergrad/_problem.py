@@ -43,8 +43,8 @@ class TrajectoryMemoryError(_validate.AllocationError):
 def _check_memory(method, steps, d, rows):
     """Refuse a stored trajectory of ``rows`` x ``d`` float64 that would not fit (see MEMORY_MARGIN)."""
     need = rows * d * 8
-    if need < 2**26:  # 64 MiB: not worth reading /proc/meminfo for (a tuner calls this per evaluation)
-        return
+    if need < _validate.CHECKED_ALLOCATION_BYTES:  # not worth reading /proc/meminfo for (a tuner
+        return  # calls this per evaluation); numpy's own MemoryError stands behind such sizes
     avail = available_memory()
     if avail is not None and need > MEMORY_MARGIN * avail:
         raise TrajectoryMemoryError(

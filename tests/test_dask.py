@@ -1,0 +1,323 @@
+"""kernels.dask (issue 16): chunked filtering bit-identical to the in-memory kernels, and sweeps
+on a real ``dask.distributed`` cluster.
+
+One ``LocalCluster`` for the module (two single-threaded worker processes: the sweep tests are
+about processes, a dying one included); every ``.compute()`` below runs on it. The oracle of the
+chunked functions is the in-memory function on the whole array, compared byte for byte over
+random shapes, chunkings, paddings, strides and dilations (hypothesis); the oracle of a sweep is
+the serial loop in this process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import kernels  # noqa: E402
+import kernels.dask as kd  # noqa: E402
+from kernels.hypergrad import hypergrad  # noqa: E402
+
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+        env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _split(draw, n, most=3):
+    """A random chunking of an axis of length n into at most ``most`` chunks (chunks of 1
+    included; few chunks, because every task costs milliseconds on the cluster)."""
+    cuts = sorted(draw(st.sets(st.integers(1, n - 1), max_size=min(most - 1, n - 1)))) if n > 1 else []
+    return tuple(np.diff([0, *cuts, n]).tolist())
+
+
+def _same_bytes(got, want):
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert got.tobytes() == want.tobytes()
+
+
+def _chunked_vs_whole(client, f_whole, f_chunked, x, chunks, *args, **kwargs):
+    """The chunked function's computed result equals the whole-array one byte for byte, or both
+    refuse the arguments with a ValueError."""
+    try:
+        want = f_whole(x, *args, **kwargs)
+    except ValueError:
+        with pytest.raises(ValueError):
+            f_chunked(da.from_array(x, chunks=chunks), *args, **kwargs)
+        return
+    got = client.compute(f_chunked(da.from_array(x, chunks=chunks), *args, **kwargs)).result()
+    _same_bytes(got, want)
+
+
+PADDINGS = st.one_of(st.sampled_from(["same", "valid", "full"]), st.integers(0, 3),
+                     st.tuples(st.integers(0, 3), st.integers(0, 3)))
+
+
+@st.composite
+def conv_case(draw, batch):
+    dtype = draw(st.sampled_from(DTYPES))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    H, W = draw(st.integers(1, 30)), draw(st.integers(1, 30))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    if batch:
+        N, C, Co = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 5))
+        x = rng.standard_normal((N, C, H, W)).astype(dtype)
+        w = rng.standard_normal((Co, C, kh, kw)).astype(dtype)
+        bias = rng.standard_normal(Co).astype(dtype) if draw(st.booleans()) else None
+        chunks = (_split(draw, N, 2), _split(draw, C, 2), _split(draw, H), _split(draw, W))
+    else:
+        x = rng.standard_normal((H, W)).astype(dtype)
+        w = rng.standard_normal((kh, kw)).astype(dtype)
+        bias = float(rng.standard_normal()) if draw(st.booleans()) else None
+        chunks = (_split(draw, H), _split(draw, W))
+    kwargs = dict(stride=draw(st.sampled_from([1, 1, 2, 3, (1, 2), (3, 1)])), padding=draw(PADDINGS),
+                  dilation=draw(st.sampled_from([1, 1, 2, (2, 1)])))
+    return x, w, bias, chunks, kwargs
+
+
+# --------------------------------------------------------------------------- chunked filters
+
+
+@given(case=conv_case(batch=False), flipped=st.booleans())
+def test_correlate2d_2d_chunked_is_bit_identical_to_in_memory(client, case, flipped):
+    x, w, bias, chunks, kwargs = case
+    whole, chunked = (kernels.convolve2d, kd.convolve2d) if flipped else (kernels.correlate2d, kd.correlate2d)
+    _chunked_vs_whole(client, whole, chunked, x, chunks, w, bias, **kwargs)
+
+
+@given(case=conv_case(batch=True), flipped=st.booleans())
+def test_correlate2d_batch_chunked_is_bit_identical_to_in_memory(client, case, flipped):
+    x, w, bias, chunks, kwargs = case
+    whole, chunked = (kernels.convolve2d, kd.convolve2d) if flipped else (kernels.correlate2d, kd.correlate2d)
+    _chunked_vs_whole(client, whole, chunked, x, chunks, w, bias, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,chunk", [((67, 131), (16, 32)), ((19, 31), (4, 3)), ((40, 300), (13, 300))])
+def test_correlate2d_3x3_same_every_code_path(client, dtype, shape, chunk):
+    """The single-channel 3x3 stencil (vector blocks, row groups, scalar tails, border pixels) on
+    chunks of odd sizes and on chunks too small for the vector blocks."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((3, 3)).astype(dtype)
+    for padding in ("same", "valid", "full"):
+        _chunked_vs_whole(client, kernels.correlate2d, kd.correlate2d, x, chunk, w, 0.5, padding=padding)
+    _chunked_vs_whole(client, kernels.convolve2d, kd.convolve2d, x, chunk, w, padding="same")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_correlate2d_nonfinite_propagates_as_in_memory(client, dtype):
+    """NaN and inf in the data, and an inf in the filter (0 * inf = NaN at the padding), land
+    where the whole-array computation puts them."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((23, 29)).astype(dtype)
+    x[3, 4], x[11, 0], x[22, 28] = np.nan, np.inf, -np.inf
+    w = rng.standard_normal((3, 3)).astype(dtype)
+    w_inf = w.copy()
+    w_inf[0, 2] = np.inf
+    for filt in (w, w_inf):
+        for padding in ("same", "valid", 1):
+            _chunked_vs_whole(client, kernels.correlate2d, kd.correlate2d, x, (7, 6), filt, padding=padding)
+    xb = rng.standard_normal((2, 3, 17, 19)).astype(dtype)
+    xb[1, 2, 8, 8] = np.nan
+    wb = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
+    wb[1, 0, 1, 1] = np.inf
+    _chunked_vs_whole(client, kernels.correlate2d, kd.correlate2d, xb, (1, 2, 5, 6), wb, padding="same")
+
+
+@st.composite
+def pool_case(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = draw(st.one_of(st.none(), st.integers(1, 4), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    padding = (draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2)))
+    ndim = draw(st.sampled_from([2, 3, 4]))
+    lead = [draw(st.integers(1, 3)) for _ in range(ndim - 2)]
+    H, W = draw(st.integers(1, 30)), draw(st.integers(1, 30))
+    x = np.random.default_rng(draw(st.integers(0, 2**16))).standard_normal((*lead, H, W)).astype(dtype)
+    if draw(st.booleans()):
+        x.flat[draw(st.integers(0, x.size - 1))] = np.nan
+    chunks = tuple(_split(draw, n, 2) for n in x.shape[:-2]) + tuple(_split(draw, n) for n in x.shape[-2:])
+    return x, chunks, (kh, kw), dict(stride=stride, padding=padding)
+
+
+@given(case=pool_case())
+def test_maxpool2d_chunked_is_bit_identical_to_in_memory(client, case):
+    x, chunks, kernel_size, kwargs = case
+    _chunked_vs_whole(client, kernels.maxpool2d, kd.maxpool2d, x, chunks, kernel_size, **kwargs)
+
+
+def test_maxpool2d_windows_stay_whole_in_a_block():
+    """Stride-sized windows: every chunk boundary falls on a window start, and each output chunk
+    is computed from its own block alone (the graph has no halo tasks)."""
+    x = da.zeros((4, 3, 101, 90), chunks=(2, 3, 25, 31), dtype=np.float32)
+    y = kd.maxpool2d(x, 2)
+    assert y.shape == (4, 3, 50, 45)
+    graph = dict(y.__dask_graph__())
+    assert not [k for k in graph if isinstance(k, tuple) and str(k[0]).startswith("halo-")]
+
+
+def test_chunked_filters_are_lazy_and_their_graph_linear():
+    def explode(block):
+        raise AssertionError("computed while building the graph")
+
+    w = np.ones((3, 3), dtype=np.float64)
+    conv, pool = {}, {}
+    for blocks in (4, 8, 16):
+        x = da.zeros((blocks * 8, blocks * 8), chunks=8).map_blocks(explode, dtype=np.float64)
+        y = kd.correlate2d(x, w, padding="same")
+        p = kd.maxpool2d(x, 3, stride=2, padding=1)
+        assert y.shape == (blocks * 8, blocks * 8) and y.numblocks == (blocks, blocks)
+        assert p.shape == (blocks * 4, blocks * 4)
+        conv[blocks] = len(dict(y.__dask_graph__())) - len(dict(x.__dask_graph__()))
+        pool[blocks] = len(dict(p.__dask_graph__())) - len(dict(x.__dask_graph__()))
+    # 'same' on blocks as long as the filter: one task per output chunk and one edge task per
+    # input block; pooling (rechunked onto the stride) a bounded number per chunk
+    assert conv == {b: 2 * b * b for b in conv}
+    assert all(pool[b] <= 8 * b * b for b in pool) and pool[16] <= 16 * pool[4] * 1.25
+
+
+def test_chunked_filters_validate_before_building():
+    x = da.zeros((20, 20), chunks=10, dtype=np.float32)
+    w = np.ones((3, 3), dtype=np.float32)
+    with pytest.raises(TypeError, match="x must have dtype"):
+        kd.correlate2d(da.zeros((20, 20), dtype=np.int64), w)
+    with pytest.raises(TypeError, match="x must be a dask array"):
+        kd.correlate2d([[1.0]], w)
+    with pytest.raises(ValueError, match="x must be 2 or 4-dimensional"):
+        kd.correlate2d(da.zeros((2, 20, 20), dtype=np.float32), w)
+    with pytest.raises(TypeError, match="w must have dtype float32"):
+        kd.correlate2d(x, w.astype(np.float64))
+    with pytest.raises(ValueError, match="padding='same' needs stride 1"):
+        kd.correlate2d(x, w, padding="same", stride=2)
+    with pytest.raises(ValueError, match="padding must be"):
+        kd.convolve2d(x, w, padding="half")
+    with pytest.raises(ValueError, match="stride"):
+        kd.correlate2d(x, w, stride=0)
+    with pytest.raises(ValueError, match="extent"):
+        kd.correlate2d(x, np.ones((21, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="bias"):
+        kd.correlate2d(x, w, np.ones(2, dtype=np.float32))
+    with pytest.raises(ValueError, match="input channels"):
+        kd.correlate2d(da.zeros((1, 2, 9, 9), dtype=np.float32), np.ones((1, 3, 3, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="padding must be at most half"):
+        kd.maxpool2d(x, 2, padding=2)
+    with pytest.raises(ValueError, match="kernel_size"):
+        kd.maxpool2d(x, 0)
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def _fields(result):
+    """A result's fields as comparable values (arrays by their bytes)."""
+    out = []
+    for f in dataclasses.fields(result):
+        v = getattr(result, f.name)
+        out.append((f.name, (v.dtype.str, v.shape, v.tobytes()) if isinstance(v, np.ndarray) else v))
+    return out
+
+
+@pytest.fixture(scope="module")
+def problem():
+    rng = np.random.default_rng(3)
+    return rng.standard_normal((30, 60)), rng.standard_normal(30)
+
+
+def test_sweep_of_hypergrad_and_sgd_equals_the_serial_loop(client, problem):
+    X, t = problem
+    hg = [dict(X=X, t=t, lr=lr, l2=l2, steps=steps)
+          for lr in (1e-3, 3e-3, 1e-2) for l2 in (0.0, 1e-2) for steps in (50, 200)]
+    got = kd.sweep("hypergrad", hg, client=client)
+    assert [_fields(r) for r in got] == [_fields(kernels.hypergrad(**c)) for c in hg]
+    assert got.stats["failed"] == 0 and got.stats["tasks"] >= 1 and got.stats["workers"] == 2
+    sg = [dict(X=X, t=t, lr=lr, batch_size=8, steps=100, seed=seed) for lr in (1e-3, 1e-2) for seed in range(5)]
+    for batch in (None, 1, 3, 100):
+        got = kd.sweep(kernels.sgd, sg, client=client, batch=batch)
+        assert [_fields(r) for r in got] == [_fields(kernels.sgd(**c)) for c in sg]
+        if batch is not None:
+            assert got.stats["batch"] == batch
+
+
+def test_sweep_returns_a_failing_configuration_with_its_exception(client, problem):
+    X, t = problem
+    configs = [dict(X=X, t=t, lr=1e-3, steps=20), dict(X=X, t=t, lr=-1.0, steps=20),
+               dict(X=X, t=t[:5], lr=1e-3, steps=20), dict(X=X, t=t, lr=2e-3, steps=20)]
+    got = kd.sweep("hypergrad", configs, client=client, batch=2)
+    assert _fields(got[0]) == _fields(kernels.hypergrad(**configs[0]))
+    assert _fields(got[3]) == _fields(kernels.hypergrad(**configs[3]))
+    for i in (1, 2):
+        assert isinstance(got[i], kd.SweepFailure)
+        assert got[i].config["lr"] == configs[i]["lr"] and got[i].config["t"].shape == configs[i]["t"].shape
+        with pytest.raises(type(got[i].exception)):
+            kernels.hypergrad(**configs[i])
+        assert type(got[i].exception).__name__ in got[i].traceback
+    assert got.stats["failed"] == 2
+
+
+def test_sweep_survives_a_worker_killed_mid_sweep(client, problem, tmp_path):
+    """The first configuration to run with ``kill`` set ends its worker's process (the nanny
+    starts a new one); its task is retried and the sweep completes with every result right."""
+    X, t = problem
+    marker = str(tmp_path / "killed")
+
+    def train(kill, **config):
+        if kill:
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL)
+            except FileExistsError:
+                pass
+            else:
+                os.close(fd)
+                os._exit(1)
+        # the function, not the callable module kernels.hypergrad: cloudpickle cannot ship that
+        return hypergrad(**config)
+
+    configs = [dict(X=X, t=t, lr=1e-3 * (1 + i), steps=100, kill=(i == 5)) for i in range(12)]
+    got = kd.sweep(train, configs, client=client, batch=2)
+    assert os.path.exists(marker)  # a worker did die
+    want = [_fields(kernels.hypergrad(**{k: v for k, v in c.items() if k != "kill"})) for c in configs]
+    assert [_fields(r) for r in got] == want
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_sweep_starts_its_own_local_cluster_when_given_no_client(problem):
+    X, t = problem
+    configs = [dict(X=X, t=t, lr=1e-3, steps=s) for s in (10, 20, 30)]
+    got = kd.sweep("hypergrad", configs)
+    assert [_fields(r) for r in got] == [_fields(kernels.hypergrad(**c)) for c in configs]
+    assert got.stats["workers"] == (os.cpu_count() or 1)
+
+
+def test_sweep_validates_its_arguments(client):
+    with pytest.raises(ValueError, match="fn must name a public kernels function"):
+        kd.sweep("no_such_kernel", [{}], client=client)
+    with pytest.raises(TypeError, match="fn must be"):
+        kd.sweep(42, [{}], client=client)
+    with pytest.raises(TypeError, match=r"configs\[1\] must be a dict"):
+        kd.sweep("sgd", [{}, 3], client=client)
+    with pytest.raises(TypeError, match="configs must be a sequence"):
+        kd.sweep("sgd", {"lr": 1.0}, client=client)
+    with pytest.raises(ValueError, match="batch"):
+        kd.sweep("sgd", [{}], client=client, batch=0)
+    with pytest.raises(TypeError, match="client must be"):
+        kd.sweep("sgd", [{}], client="tcp://127.0.0.1:8786")
+    assert kd.sweep("sgd", [], client=client) == []
