@@ -29,6 +29,7 @@ from .blocked import CHANNEL_BLOCK, POSITION_VECTORS, correlate3x3_block, correl
 from .grad import GRAD_CHANNEL_BLOCK, TAP_CHANNEL_BLOCK, grad3x3_rows, grad3x3_rows_single, grad_tap_rows
 from .stencil import (
     GROUP_VECTORS,
+    STENCIL_VECTOR_BYTES,
     ROW_VECTORS,
     STENCIL_ROWS,
     stencil3x3_group,
@@ -42,7 +43,7 @@ from .vectors import MULADD, STREAMING_SUPPORTED, VECTOR_BYTES, address, lanes, 
 
 __all__ = [
     "TARGET", "VECTOR_BYTES", "STREAMING_SUPPORTED", "MULADD", "address", "store_fence", "lanes",
-    "STENCIL_ROWS", "GROUP_VECTORS", "ROW_VECTORS", "stencil3x3_scalar", "stencil3x3_group",
+    "STENCIL_ROWS", "STENCIL_VECTOR_BYTES", "GROUP_VECTORS", "ROW_VECTORS", "stencil3x3_scalar", "stencil3x3_group",
     "stencil3x3_group_streaming", "stencil3x3_row", "stencil3x3_row_streaming",
     "CHANNEL_BLOCK", "POSITION_VECTORS", "correlate3x3_block", "correlate_block",
     "GRAD_CHANNEL_BLOCK", "TAP_CHANNEL_BLOCK", "grad3x3_rows", "grad3x3_rows_single", "grad_tap_rows",

@@ -50,15 +50,15 @@ def _stencil3x3_span(o, opitch, x, xpitch, rows, L, taps, bv, stream):
     vector-aligned.
     """
     item = o.itemsize
-    lanes = _simd.VECTOR_BYTES // item
+    lanes = _simd.STENCIL_VECTOR_BYTES // item
     block = (_simd.GROUP_VECTORS if rows > 1 else _simd.ROW_VECTORS) * lanes
     # a block at p reads x[(rows + 1)*xpitch + p : ... + block + lanes]
     last = min(L, x.shape[0] - (rows + 1) * xpitch - lanes) - block  # the last block start allowed
-    nt = stream and (rows == 1 or (opitch * item) % _simd.VECTOR_BYTES == 0)
+    nt = stream and (rows == 1 or (opitch * item) % _simd.STENCIL_VECTOR_BYTES == 0)
     addr = _simd.address(o)
     head = 0
     if addr % item == 0:
-        head = ((-addr) % _simd.VECTOR_BYTES) // item
+        head = ((-addr) % _simd.STENCIL_VECTOR_BYTES) // item
     else:
         nt = False
     p = 0
