@@ -31,7 +31,6 @@ medians (``min_ratio``/``max_ratio`` in the report).
 from __future__ import annotations
 
 import os
-import statistics
 import threading
 import time
 
@@ -39,6 +38,7 @@ import numpy as np
 import pytest
 
 import kernels
+from alternating import alternate, timed
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -106,12 +106,6 @@ def client2():
     cluster.close()
 
 
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 class _MemorySampler:
     """The peak resident set each worker reaches above its level at start, sampled every 2 ms
     by a thread inside the worker (functions built here so they travel by value)."""
@@ -152,24 +146,6 @@ class _MemorySampler:
         return max(self.peaks.values())
 
 
-def _alternate(benchmark, calls, rounds, only_first=()):
-    """One call of each per round, the order rotating; ``only_first``: {name: rounds} for calls
-    too slow for every round."""
-    names = list(calls)
-    samples = {name: [] for name in names}
-    state = {"round": 0}
-
-    def one_round():
-        r = state["round"]
-        state["round"] += 1
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            if r < only_first.get(name, rounds):
-                samples[name].append(_timed(calls[name]))
-
-    benchmark.pedantic(one_round, rounds=rounds, iterations=1)
-    return {name: statistics.median(v) for name, v in samples.items() if v}, {n: len(v) for n, v in samples.items()}
-
-
 def test_dask_correlate2d_vs_dask_image(benchmark, client2, sizes):
     ndf = pytest.importorskip("dask_image.ndfilters")
     n, c = sizes["image"], sizes["chunk"]
@@ -197,7 +173,7 @@ def test_dask_correlate2d_vs_dask_image(benchmark, client2, sizes):
     window = x[c - 6 : c + 6, c - 6 : c + 6].compute()
     assert y[c - 5 : c + 5, c - 5 : c + 5].compute().tobytes() == kernels.correlate2d(window, w).tobytes()
     benchmark.group = _groups(sizes)["image"]
-    medians, counts = _alternate(benchmark, calls, sizes["rounds"], {"dask-image": sizes["image_rounds_peer"]})
+    medians, counts = alternate(benchmark, calls, sizes["rounds"], {"dask-image": sizes["image_rounds_peer"]})
     with _MemorySampler(client2) as sampler:
         calls["kernels"]()
     medians["worker peak memory"] = float(sampler.peak)
@@ -259,7 +235,7 @@ def test_dask_sweep_hypergrad(benchmark, client2, sizes):
         serial()
 
         def one_round():
-            stats["serial"] = _timed(serial)
+            stats["serial"] = timed(serial)
             if client1 is not None:
                 one_worker()
             two_workers()

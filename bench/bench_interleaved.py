@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 
 import numpy as np
 import pytest
 
 import kernels
+from alternating import alternate, record, timed
 from baselines import grad_numpy, rmsprop_numpy, sgd_epoch_numpy, sgd_epoch_torch
 
 QUICK = os.environ.get("KERNELS_BENCH_QUICK", "") not in ("", "0")
@@ -69,12 +69,6 @@ for _steps in (200, 2000):
         ratio=("numpy", "kernels"), min_ratio=1.6))
 
 
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def _interleave(benchmark, k, n, group):
     """Time K and N alone and each right after the other, in the rounds the docstring gives."""
     benchmark.group = group
@@ -84,41 +78,23 @@ def _interleave(benchmark, k, n, group):
 
     def one_round():
         k()
-        samples["kernels alone"].append(_timed(k))
+        samples["kernels alone"].append(timed(k))
         n()
-        samples["kernels after the other"].append(_timed(k))
+        samples["kernels after the other"].append(timed(k))
         n()
-        samples["numpy alone"].append(_timed(n))
+        samples["numpy alone"].append(timed(n))
         k()
-        samples["numpy after the other"].append(_timed(n))
+        samples["numpy after the other"].append(timed(n))
 
     benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
-    _record(benchmark, samples)
+    record(benchmark, {name: statistics.median(v) for name, v in samples.items() if v},
+           {name: len(v) for name, v in samples.items()})
 
 
 def _alternate(benchmark, calls: dict, group, rounds=ROUNDS):
-    """One call of each implementation per round, the order rotating from round to round."""
+    """One call of each implementation per round, the order rotating (bench/alternating.py)."""
     benchmark.group = group
-    for fn in calls.values():
-        fn()
-    names = list(calls)
-    samples = {name: [] for name in names}
-    state = {"round": 0}
-
-    def one_round():
-        r = state["round"]
-        state["round"] += 1
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            samples[name].append(_timed(calls[name]))
-
-    benchmark.pedantic(one_round, rounds=rounds, iterations=1)
-    _record(benchmark, samples)
-
-
-def _record(benchmark, samples):
-    benchmark.extra_info["impl"] = "alternating"
-    benchmark.extra_info["medians_s"] = {name: statistics.median(v) for name, v in samples.items() if v}
-    benchmark.extra_info["samples"] = {name: len(v) for name, v in samples.items()}
+    record(benchmark, *alternate(benchmark, calls, rounds))
 
 
 @pytest.fixture(scope="module")

@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
 
+from alternating import alternate, record
 from kernels import nn
 
 QUICK = os.environ.get("KERNELS_BENCH_QUICK", "") not in ("", "0")
@@ -68,31 +67,10 @@ BARS.append(dict(issue=14, text="one epoch of the digits network on the digits, 
                  min_ratio=2.0))
 
 
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def _alternate(benchmark, calls: dict, group, rounds=ROUNDS):
-    """One call of each implementation per round, the order rotating from round to round."""
+    """One call of each implementation per round, the order rotating (bench/alternating.py)."""
     benchmark.group = group
-    for fn in calls.values():
-        fn()
-    names = list(calls)
-    samples = {name: [] for name in names}
-    state = {"round": 0}
-
-    def one_round():
-        r = state["round"]
-        state["round"] += 1
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            samples[name].append(_timed(calls[name]))
-
-    benchmark.pedantic(one_round, rounds=rounds, iterations=1)
-    benchmark.extra_info["impl"] = "alternating"
-    benchmark.extra_info["medians_s"] = {name: statistics.median(v) for name, v in samples.items() if v}
-    benchmark.extra_info["samples"] = {name: len(v) for name, v in samples.items()}
+    record(benchmark, *alternate(benchmark, calls, rounds))
 
 
 def _torch():
