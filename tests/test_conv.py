@@ -169,6 +169,41 @@ def test_filter_gradient_3x3_blocks_and_tails(shape, co, dtype):
         check_backward(g, x, w, **kw)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,co,kw", [((2, 5, 7, 37), 9, {}), ((1, 3, 4, 4), 1, {}), ((3, 8, 16, 32), 4, {}),
+                                         ((2, 7, 9, 11), 6, dict(stride=2)), ((2, 4, 6, 8), 17, dict(stride=(1, 3)))])
+def test_filter_gradient_1x1_pair_blocks_and_tails(shape, co, kw, dtype):
+    """A 1x1 filter without padding takes its gradient from blocks of (output, input) channel
+    pairs over flat planes (4 x 4 with 32 registers, 4 x 2 with 16), with a float64 tail past the
+    last whole vector: channel counts that fill no block, planes shorter than a vector and
+    strided positions all match the reference; the result is the same for any task split."""
+    rng = _rng(31)
+    x, w = _data(shape, dtype, rng), _data((co, shape[1], 1, 1), dtype, rng)
+    g = _data(kernels.correlate2d(x, w, **kw).shape, dtype, rng)
+    _, gw, _ = check_backward(g, x, w, **kw)
+    from kernels.conv.filter_grad import _grad_w_pairs_kernel
+    sh, sw = np.broadcast_to(kw.get("stride", 1), 2)
+    xs = np.ascontiguousarray(x[:, :, ::sh, ::sw])
+    N, C = shape[:2]
+    for task_channels in (4, 8, 16):
+        split = np.empty((co, C))
+        _grad_w_pairs_kernel(g.reshape(N, co, -1), xs.reshape(N, C, -1), split, task_channels)
+        np.testing.assert_array_equal(split.astype(dtype), gw.reshape(co, C))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ws,kw", [((3, 2, 5, 5), dict(padding=2)), ((5, 2, 3, 7), dict(padding=(1, 3))),
+                                   ((2, 3, 2, 6), dict(dilation=(1, 2), padding=1)), ((4, 2, 5, 1), dict(stride=(2, 1)))])
+def test_filter_gradient_row_tap_runs(ws, kw, dtype):
+    """Any other filter at column stride 1 takes each filter row's taps in runs (five with 32
+    registers, two with 16) sharing each gradient vector: rows longer than a run, shorter ones,
+    dilated taps and row strides match the reference."""
+    rng = _rng(32)
+    x, w = _data((2, ws[1], 13, 40), dtype, rng), _data(ws, dtype, rng)
+    g = _data(kernels.correlate2d(x, w, **kw).shape, dtype, rng)
+    check_backward(g, x, w, **kw)
+
+
 @pytest.mark.parametrize("grads", [("x",), ("w",), ("bias",), ("x", "bias"), ("w", "bias"), ()])
 @pytest.mark.parametrize("xs,ws,kw", [((2, 3, 9, 8), (4, 3, 3, 3), dict(padding=1)),
                                       ((2, 3, 9, 8), (2, 3, 2, 3), dict(stride=2, dilation=(1, 2))),

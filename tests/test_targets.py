@@ -155,8 +155,10 @@ AARCH64_SCRIPT = textwrap.dedent(
         w5 = rng.standard_normal((4, 4, 5, 5)).astype(dtype)
         y5 = kernels.correlate2d(x, w5, padding=2)
         kernels.correlate2d_backward(np.ones_like(y5), x, w5, padding=2)
+        w1 = rng.standard_normal((4, 4, 1, 1)).astype(dtype)
+        kernels.correlate2d_backward(np.ones_like(x), x, w1, grads=("w",))
     kernels_ = [blocked._correlate_blocked_kernel, stencil3x3._stencil3x3_span, direct._fused3x3_span,
-                filter_grad._grad_w3x3_kernel, filter_grad._grad_w_taps_kernel]
+                filter_grad._grad_w3x3_kernel, filter_grad._grad_w_taps_kernel, filter_grad._grad_w_pairs_kernel]
     for k in kernels_:
         for sig in k.signatures:
             sys.stdout.write(k.inspect_llvm(sig) + "\n;;;;NEXT\n")
@@ -185,7 +187,7 @@ def test_simd_blocks_compile_for_aarch64(tmp_path):
                        text=True, timeout=600, env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_OPT="0"))
     assert p.returncode == 0, p.stderr[-4000:]
     modules = [m for m in p.stdout.split(";;;;NEXT\n") if m.strip()]
-    assert len(modules) >= 5
+    assert len(modules) >= 6
     try:
         llvm.initialize_all_targets()
         llvm.initialize_all_asmprinters()

@@ -2,7 +2,8 @@
 registers in the working precision, added to float64 accumulators per lane.
 
 :func:`grad3x3_rows` (and ``grad3x3_rows_single``) form all nine 3x3 taps of a position vector
-from three loads and lane shifts; :func:`grad_tap_rows` one tap of any filter at a time. The
+from three loads and lane shifts; :func:`grad_tap_rows` a run of taps of one row of any filter;
+:func:`grad_pairs` a block of (output, input) channel pairs of a 1x1 filter. The
 callers that keep them in bounds are the filter-gradient kernels of
 :mod:`kernels.conv.filter_grad`.
 """
@@ -24,6 +25,12 @@ GRAD_CHANNEL_BLOCK = 2 if TARGET.registers >= 32 else 1
 #: Output channels per :func:`grad_tap_rows` block (any filter: one tap at a time, so four
 #: gradient vectors share each input vector).
 TAP_CHANNEL_BLOCK = 4
+#: Taps of one filter row per :func:`grad_tap_rows` call: 4 x 5 accumulators, four gradient
+#: vectors and an input vector fit in 32 registers; 4 x 2 in 16.
+ROW_TAPS = 5 if TARGET.registers >= 32 else 2
+#: Input channels per :func:`grad_pairs` block, beside its :data:`TAP_CHANNEL_BLOCK` output
+#: channels: 4 x 4 accumulators and 4 + 4 operand vectors fit in 32 registers; 4 x 2 and 4 + 2 in 16.
+PAIR_CHANNEL_BLOCK = 4 if TARGET.registers >= 32 else 2
 
 
 def _operands(context, builder, sig, args, dtype, V):
@@ -106,44 +113,110 @@ def _grad3x3(K: int):
 
 
 @intrinsic
-def grad_tap_rows(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K):
-    """One filter tap of the gradient for any filter: for k < ``K`` (at most
-    :data:`TAP_CHANNEL_BLOCK`) and the V lanes::
+def grad_tap_rows(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K, J, dw):
+    """Up to :data:`ROW_TAPS` taps of one filter row of the gradient, for any filter: for
+    k < ``K`` (at most :data:`TAP_CHANNEL_BLOCK`), j < ``J`` (at most :data:`ROW_TAPS`) and
+    the V lanes::
 
-        a[k] = sum_{r < rows, u < nvec}  g[g_off + k*g_cstride + r*g_rstride + u*V + lane]
-                                        * xf[x_off + r*x_rstride + u*V + lane]
+        a[k, j] = sum_{r < rows, u < nvec}  g[g_off + k*g_cstride + r*g_rstride + u*V + lane]
+                                           * xf[x_off + r*x_rstride + u*V + lane + j*dw]
 
     in ``g``'s dtype (fused multiply-adds, order r then u), each lane then added, widened to
-    float64, to ``acc64[k*V + lane]``. The tap's offset is folded into ``x_off`` by the caller.
-    Reads ``xf`` up to ``x_off + (rows - 1)*x_rstride + nvec*V`` (exclusive).
+    float64, to ``acc64[(j*TAP_CHANNEL_BLOCK + k)*V + lane]``. The row's first tap is folded
+    into ``x_off`` by the caller. Each gradient vector feeds the ``J`` taps and each input vector
+    the ``K`` channels. Reads ``xf`` up to ``x_off + (rows - 1)*x_rstride + nvec*V + (J - 1)*dw``
+    (exclusive).
     """
     dtype = g.dtype
     V = VECTOR_BYTES * 8 // dtype.bitwidth
-    KB = TAP_CHANNEL_BLOCK
+    KB, JB = TAP_CHANNEL_BLOCK, ROW_TAPS
 
     def codegen(context, builder, sig, args):
-        acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_, K_ = args
+        acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_, K_, J_, dw_ = args
         L, gdata, xdata, adata = _operands(context, builder, sig, args, dtype, V)
         i64 = L.i64
-        acc = _zero_accumulators(L, KB)
+
+        def clamp(c, count):  # channels and taps past the count compute on the first's data, unused
+            return builder.select(builder.icmp_signed("<", ir.Constant(i64, c), count),
+                                  ir.Constant(i64, c), ir.Constant(i64, 0))
+
+        g_offs = [builder.mul(g_cs_, clamp(k, K_)) for k in range(KB)]
+        x_offs = [builder.mul(dw_, clamp(j, J_)) for j in range(JB)]
+        acc = _zero_accumulators(L, KB * JB)
         with cgutils.for_range(builder, rows_) as rloop:
             r = rloop.index
             gbase = L.at(gdata, builder.add(g_off_, builder.mul(r, g_rs_)))
             xbase = L.at(xdata, builder.add(x_off_, builder.mul(r, x_rs_)))
             with cgutils.for_range(builder, nvec_) as uloop:
                 off = builder.mul(uloop.index, ir.Constant(i64, V))
-                xv = L.load(L.at(xbase, off))
-                for k in range(KB):  # channels past K compute on channel 0's data, unused
-                    kk = builder.select(builder.icmp_signed("<", ir.Constant(i64, k), K_),
-                                        ir.Constant(i64, k), ir.Constant(i64, 0))
-                    gv = L.load(L.at(gbase, builder.add(off, builder.mul(g_cs_, kk))))
-                    builder.store(L.fma(gv, xv, builder.load(acc[k])), acc[k])
-        for k in range(KB):
-            with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, k), K_)):
-                _add_widened(L, adata, k, acc[k])
+                gv = [L.load(L.at(gbase, builder.add(off, o))) for o in g_offs]
+                cur = [builder.load(a) for a in acc]
+                for j in range(JB):
+                    xv = L.load(L.at(xbase, builder.add(off, x_offs[j])))
+                    for k in range(KB):
+                        cur[j * KB + k] = L.fma(gv[k], xv, cur[j * KB + k])
+                for a, c in zip(acc, cur):
+                    builder.store(c, a)
+        for j in range(JB):
+            for k in range(KB):
+                inside = builder.and_(builder.icmp_signed("<", ir.Constant(i64, k), K_),
+                                      builder.icmp_signed("<", ir.Constant(i64, j), J_))
+                with builder.if_then(inside):
+                    _add_widened(L, adata, j * KB + k, acc[j * KB + k])
         return context.get_dummy_value()
 
-    return types.none(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K), codegen
+    return types.none(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K, J, dw), codegen
+
+
+@intrinsic
+def grad_pairs(typingctx, acc64, g, g_off, g_cstride, x, x_off, x_cstride, nvec, K, J):
+    """The 1x1 filter gradient over contiguous positions, a block of channel pairs: for
+    k < ``K`` (at most :data:`TAP_CHANNEL_BLOCK`), j < ``J`` (at most :data:`PAIR_CHANNEL_BLOCK`)
+    and the V lanes::
+
+        a[k, j] = sum_{u < nvec}  g[g_off + k*g_cstride + u*V + lane] * x[x_off + j*x_cstride + u*V + lane]
+
+    in ``g``'s dtype (fused multiply-adds in the order u), each lane then added, widened to
+    float64, to ``acc64[(k*PAIR_CHANNEL_BLOCK + j)*V + lane]``. Each loaded vector feeds K or J
+    multiply-adds (the tap blocks' one input channel feeds four): a matrix product's register
+    block. Reads ``nvec*V`` elements from each channel's offset.
+    """
+    dtype = g.dtype
+    V = VECTOR_BYTES * 8 // dtype.bitwidth
+    KB, JB = TAP_CHANNEL_BLOCK, PAIR_CHANNEL_BLOCK
+
+    def codegen(context, builder, sig, args):
+        acc64_, g_, g_off_, g_cs_, x_, x_off_, x_cs_, nvec_, K_, J_ = args
+        L = _Lanes(context, builder, dtype, V)
+        gdata = _data(context, builder, sig.args[1], args[1])
+        xdata = _data(context, builder, sig.args[4], args[4])
+        adata = _data(context, builder, sig.args[0], args[0])
+        i64 = L.i64
+
+        def channel(c, count):  # channels past the count compute on channel 0's data, unused
+            return builder.select(builder.icmp_signed("<", ir.Constant(i64, c), count),
+                                  ir.Constant(i64, c), ir.Constant(i64, 0))
+
+        gbases = [L.at(gdata, builder.add(g_off_, builder.mul(g_cs_, channel(k, K_)))) for k in range(KB)]
+        xbases = [L.at(xdata, builder.add(x_off_, builder.mul(x_cs_, channel(j, J_)))) for j in range(JB)]
+        acc = _zero_accumulators(L, KB * JB)
+        with cgutils.for_range(builder, nvec_) as uloop:
+            off = builder.mul(uloop.index, ir.Constant(i64, V))
+            gv = [L.load(L.at(b, off)) for b in gbases]
+            xv = [L.load(L.at(b, off)) for b in xbases]
+            for k in range(KB):
+                for j in range(JB):
+                    a = acc[k * JB + j]
+                    builder.store(L.fma(gv[k], xv[j], builder.load(a)), a)
+        for k in range(KB):
+            for j in range(JB):
+                inside = builder.and_(builder.icmp_signed("<", ir.Constant(i64, k), K_),
+                                      builder.icmp_signed("<", ir.Constant(i64, j), J_))
+                with builder.if_then(inside):
+                    _add_widened(L, adata, k * JB + j, acc[k * JB + j])
+        return context.get_dummy_value()
+
+    return types.none(acc64, g, g_off, g_cstride, x, x_off, x_cstride, nvec, K, J), codegen
 
 
 grad3x3_rows = _grad3x3(GRAD_CHANNEL_BLOCK)

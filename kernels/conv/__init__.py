@@ -56,8 +56,9 @@ filter is sent through an explicitly zero-padded copy of the input so NaN appear
 the definition puts it. The backward pass reuses the forward kernels for ``grad_x`` (a
 correlation with the rotated filter; at a stride above 1, of grad_out spread out by the stride),
 and computes ``grad_w`` with explicit SIMD blocks (:func:`kernels._simd.grad3x3_rows` for 3x3 at
-stride 1, :func:`kernels._simd.grad_tap_rows` one tap at a time otherwise): short sums in the
-working precision, everything longer in float64. Only non-finite data at a column stride above 1
+stride 1, :func:`kernels._simd.grad_pairs` for 1x1 without padding, a block of channel pairs
+over flat planes, and :func:`kernels._simd.grad_tap_rows`, a run of a filter row's taps,
+otherwise): short sums in the working precision, everything longer in float64. Only non-finite data at a column stride above 1
 (or a non-finite filter with one) keeps the exact scalar float64 reduction and the BLAS +
 col2im route, where no product of a padding or spread-out zero is ever formed.
 

@@ -7,6 +7,7 @@ rotated filter (:func:`.forward._run_forward`), or, at a stride above 1 with a n
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -14,7 +15,7 @@ from kernels import _simd
 from kernels import _validate as V
 from kernels._config import jit
 
-from .filter_grad import _grad_bias_kernel, _grad_w3x3_kernel, _grad_w_kernel, _grad_w_taps_kernel
+from .filter_grad import _grad_bias_kernel, _grad_w3x3_kernel, _grad_w_kernel, _grad_w_pairs_kernel, _grad_w_taps_kernel
 from .forward import _run_forward
 from .geometry import _pad, _pad_flat, _prepare
 
@@ -150,7 +151,14 @@ def _filter_grad(g4, xc, p, Co, C, kh, kw):
     # grad_w: one float64 reduction per (co, ci) over the zero-padded input.
     grad_w = np.empty((Co, C, kh, kw), dtype=acc)
     lanes = _simd.VECTOR_BYTES // xc.itemsize
-    if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1):
+    if (kh, kw) == (1, 1) and not (pt or pb or pl or pr):
+        # a matrix product per image, summed: the positions (subsampled first at a stride) flat
+        xs = xc if (sh, sw) == (1, 1) else np.ascontiguousarray(xc[:, :, ::sh, ::sw])
+        block = _simd.TAP_CHANNEL_BLOCK
+        per_thread = -(-Co // (block * max(1, numba.get_num_threads())))  # blocks per thread, at most 4
+        _grad_w_pairs_kernel(g4.reshape(N, Co, Ho * Wo), xs.reshape(N, C, Ho * Wo), grad_w.reshape(Co, C),
+                             block * min(4, per_thread))
+    elif (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1):
         xflat, (_, _, Hp, Wp) = _pad_flat(xc, p["pad"], lanes)  # the blocks read a vector past a row
         _grad_w3x3_kernel(g4, xflat, C, Hp, Wp, grad_w)
     else:

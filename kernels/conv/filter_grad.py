@@ -1,8 +1,9 @@
 """The parameter gradients of a correlation: ``grad_w`` and ``grad_bias``, long reductions summed
 in float64 in a fixed order (the result does not depend on the thread count).
 
-:func:`_grad_w3x3_kernel` (3x3, stride 1, dilation 1) and :func:`_grad_w_taps_kernel` (any
-filter at column stride 1) run the explicit-SIMD blocks of :mod:`kernels._simd.grad`: short sums
+:func:`_grad_w3x3_kernel` (3x3, stride 1, dilation 1), :func:`_grad_w_taps_kernel` (any
+filter at column stride 1) and :func:`_grad_w_pairs_kernel` (1x1 without padding) run the
+explicit-SIMD blocks of :mod:`kernels._simd.grad`: short sums
 in the working precision, everything longer in float64. :func:`_grad_w_kernel` is the exact
 scalar float64 reduction kept for non-finite data at a column stride above 1.
 :func:`_grad_bias_kernel` sums ``grad_out`` per output channel.
@@ -123,9 +124,10 @@ def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw):
     filter at column stride 1, ``xflat`` the zero-padded input flat.
 
     One task per (block of output channels, input channel); for each band of
-    :data:`_GRAD_ROWS` rows of g (which stays in L1) every tap in turn runs
-    :func:`kernels._simd.grad_tap_rows`: sums over the band in the working precision, float64
-    beyond, float64 scalars for the columns past the last whole vector. Fixed order throughout.
+    :data:`_GRAD_ROWS` rows of g (which stays in L1) every filter row in turn runs
+    :func:`kernels._simd.grad_tap_rows` on runs of its taps: sums over the band in the working
+    precision, float64 beyond, float64 scalars for the columns past the last whole vector. Fixed
+    order throughout.
     """
     N, Co, Ho, Wo = g.shape
     kh, kw = gw.shape[2], gw.shape[3]
@@ -151,11 +153,11 @@ def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw):
             if nvec > 0:
                 for y0 in range(0, Ho, _GRAD_ROWS):
                     rows = min(_GRAD_ROWS, Ho - y0)
-                    for tap in range(taps):
-                        i = tap // kw
-                        j = tap - i * kw
-                        _simd.grad_tap_rows(acc[tap * K * V :], gflat, goff + y0 * Wo, HWo, Wo, xflat,
-                                            xoff + (y0 * sh + i * dh) * Wp + j * dw, sh * Wp, rows, nvec, kk)
+                    for i in range(kh):
+                        for j in range(0, kw, _simd.ROW_TAPS):
+                            _simd.grad_tap_rows(acc[(i * kw + j) * K * V :], gflat, goff + y0 * Wo, HWo, Wo, xflat,
+                                                xoff + (y0 * sh + i * dh) * Wp + j * dw, sh * Wp, rows, nvec, kk,
+                                                min(_simd.ROW_TAPS, kw - j), dw)
             for k in range(kk):
                 for y in range(Ho):
                     for x in range(xv, Wo):
@@ -171,6 +173,64 @@ def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw):
                 for lane in range(V):
                     s += acc[base + lane]
                 gw[c0 + k, ci, tap // kw, tap % kw] = s
+
+
+@jit(parallel=True)
+def _grad_w_pairs_kernel(g, x, gw, task_channels):
+    """gw[co, ci] = sum_{n,p} g[n, co, p] * x[n, ci, p]: the gradient of a 1x1 filter at stride 1
+    without padding, whose positions ``p`` run flat over each plane (``g`` ``(N, Co, P)``, ``x``
+    ``(N, C, P)``, ``gw`` float64 ``(Co, C)``), a matrix product summed over the images.
+
+    One task per ``task_channels`` output channels (a multiple of the block's four). Per image
+    and chunk of :data:`_GRAD_ROWS` * 4 position vectors (32 products per float32 lane, as the
+    tap blocks sum), every (output, input) block of channel pairs runs
+    :func:`kernels._simd.grad_pairs`: the chunk of ``x`` stays in L1 across the output blocks,
+    the task's ``g`` in L2 across the input blocks. Positions past the last whole vector are
+    summed in float64 directly. Fixed order throughout: the result does not depend on the thread
+    count, nor on ``task_channels``.
+    """
+    N, Co, P = g.shape
+    C = x.shape[1]
+    KB, JB = _simd.TAP_CHANNEL_BLOCK, _simd.PAIR_CHANNEL_BLOCK
+    V = _simd.VECTOR_BYTES // g.itemsize
+    nvec = P // V
+    xv = nvec * V
+    chunk = _GRAD_ROWS * 4
+    njb = (C + JB - 1) // JB
+    gflat = g.reshape(g.size)
+    xflat = x.reshape(x.size)
+    for t in prange((Co + task_channels - 1) // task_channels):
+        c0 = t * task_channels
+        c1 = min(Co, c0 + task_channels)
+        nkb = (c1 - c0 + KB - 1) // KB
+        acc = np.zeros(nkb * njb * KB * JB * V)
+        tail = np.zeros((c1 - c0) * C)
+        for n in range(N):
+            for u0 in range(0, nvec, chunk):
+                m = min(chunk, nvec - u0)
+                for jb in range(njb):
+                    ci = jb * JB
+                    for kb in range(nkb):
+                        co = c0 + kb * KB
+                        _simd.grad_pairs(acc[(kb * njb + jb) * KB * JB * V :], gflat, (n * Co + co) * P + u0 * V, P,
+                                         xflat, (n * C + ci) * P + u0 * V, P, m, min(KB, c1 - co), min(JB, C - ci))
+            for k in range(c1 - c0):
+                gbase = (n * Co + c0 + k) * P
+                for ci in range(C):
+                    xbase = (n * C + ci) * P
+                    s = 0.0
+                    for p in range(xv, P):
+                        s += np.float64(gflat[gbase + p]) * xflat[xbase + p]
+                    tail[k * C + ci] += s
+        for k in range(c1 - c0):
+            kb = k // KB
+            for ci in range(C):
+                jb = ci // JB
+                s = tail[k * C + ci]
+                base = ((kb * njb + jb) * KB * JB + (k - kb * KB) * JB + ci - jb * JB) * V
+                for lane in range(V):
+                    s += acc[base + lane]
+                gw[c0 + k, ci] = s
 
 
 @jit(parallel=True)
