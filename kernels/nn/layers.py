@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _simd
-from ..conv.backward import _col2im_kernel
-from ..conv.filter_grad import _grad_bias_kernel, _grad_w3x3_kernel, _grad_w_kernel, _grad_w_taps_kernel
+from ..conv.backward import _filter_grad, _input_grad
+from ..conv.filter_grad import _grad_bias_kernel
 from ..conv.forward import _run_forward
-from ..conv.geometry import _pad, _pad_flat
 from ..pool import _maxpool2d_backward_kernel, _maxpool2d_indices_kernel, _maxpool2x2_indices_kernel
 from .activations import relu_backward, relu_forward
 from .im2col import col2im, im2col
@@ -154,64 +152,19 @@ class ConvLayer:
             return col2im(gcols, x.shape, (kh, kw), self.stride, self.dilation, self.pads, self.dtype)
         return self._grad_x_direct(gy, x)
 
+    def _geometry(self):
+        return {"stride": self.stride, "dilation": self.dilation, "pad": self.pads}
+
     def _grad_w_direct(self, gy, x):
-        """grad_w by the float64 reductions of kernels.correlate2d_backward (straight into the
-        gradient buffer when it is float64)."""
-        N, C, H, W = x.shape
-        Co, _, kh, kw = self.w.shape
-        Ho, Wo = gy.shape[2], gy.shape[3]
-        (sh, sw), (dh, dw) = self.stride, self.dilation
-        pads = self.pads
-        gw = self.gw if self.dtype == np.float64 else np.empty((Co, C, kh, kw))
-        lanes = _simd.VECTOR_BYTES // x.itemsize
-        if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1):
-            xflat, (_, _, Hp, Wp) = _pad_flat(x, pads, lanes)
-            _grad_w3x3_kernel(gy, xflat, C, Hp, Wp, gw)
-        else:
-            x_finite = bool(np.isfinite(x).all())
-            if sw == 1 or x_finite:
-                gs = gy
-                if x_finite and (sw != 1 or Wo % lanes):
-                    Ws = (Wo - 1) * sw + 1
-                    gs = np.zeros((N, Co, Ho, -(-Ws // lanes) * lanes), dtype=self.dtype)
-                    gs[..., :Ws:sw] = gy
-                xflat, (_, _, Hp, Wp) = _pad_flat(x, pads, lanes)
-                _grad_w_taps_kernel(gs, xflat, C, Hp, Wp, gw, sh, dh, dw)
-            else:
-                xpad = x if not any(pads) else _pad(x, pads)
-                _grad_w_kernel(gy, xpad, gw, sh, sw, dh, dw)
-        if gw is not self.gw:
-            self.gw[...] = gw
+        """grad_w as kernels.correlate2d_backward computes it (its float64 reductions)."""
+        Co, C, kh, kw = self.w.shape
+        self.gw[...] = _filter_grad(gy, x, self._geometry(), Co, C, kh, kw)
 
     def _grad_x_direct(self, gy, x):
-        """grad_x as kernels.correlate2d_backward computes it: the correlation of grad_out with the
-        rotated filter (stride 1, or a finite filter), else BLAS columns scattered back."""
-        w = self.w
+        """grad_x as kernels.correlate2d_backward computes it."""
         N, C, H, W = x.shape
-        Co, _, kh, kw = w.shape
-        Ho, Wo = gy.shape[2], gy.shape[3]
-        (sh, sw), (dh, dw) = self.stride, self.dilation
-        pt, pb, pl, pr = self.pads
-        ekh, ekw = dh * (kh - 1), dw * (kw - 1)
-        Hs, Ws = (Ho - 1) * sh + 1, (Wo - 1) * sw + 1
-        bpads = (ekh - pt, H - Hs + pt, ekw - pl, W - Ws + pl)
-        gx = np.empty((N, C, H, W), dtype=self.dtype)
-        if min(bpads) >= 0 and ((sh, sw) == (1, 1) or np.isfinite(w).all()):
-            wt = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-            gs = gy
-            if (sh, sw) != (1, 1):
-                gs = np.zeros((N, Co, Hs, Ws), dtype=self.dtype)
-                gs[:, :, ::sh, ::sw] = gy
-            _run_forward(gs, wt, np.zeros(C, dtype=self.dtype), gx, (1, 1), (dh, dw), bpads, padding_is_data=False)
-        else:
-            K, P = C * kh * kw, Ho * Wo
-            w2t = np.ascontiguousarray(w.reshape(Co, K).T)
-            gcols = np.empty((K, P), dtype=self.dtype)
-            for n in range(N):
-                with np.errstate(invalid="ignore", over="ignore"):
-                    np.matmul(w2t, gy[n].reshape(Co, P), out=gcols)
-                _col2im_kernel(gcols, gx, n, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo)
-        return gx
+        Co, _, kh, kw = self.w.shape
+        return _input_grad(gy, self.w, self._geometry(), N, C, H, W, Co, kh, kw, gy.shape[2], gy.shape[3])
 
 
 class ReluLayer:
