@@ -232,14 +232,26 @@ def test_correlate2d_backward_grads_argument_is_checked():
         kernels.correlate2d_backward(np.ones((3, 3)), x, w, grads="x")
 
 
-def test_correlate2d_backward_overpadded_and_strided_paths():
-    # padding beyond the filter extent and stride > 1 take the BLAS + col2im route for grad_x
+@pytest.mark.parametrize("ws,kw", [((4, 3, 3, 3), dict(padding=3)), ((4, 3, 3, 3), dict(stride=2, padding=1)),
+                                   ((4, 3, 3, 3), dict(stride=(1, 3), padding=(0, 2), dilation=2)),
+                                   ((2, 3, 3, 3), dict(stride=2, dilation=2, padding=2)),
+                                   ((2, 3, 1, 1), dict(stride=3)), ((3, 3, 2, 4), dict(stride=(3, 2), padding=(4, 1))),
+                                   ((2, 3, 5, 5), dict(stride=4, padding=2)), ((2, 3, 3, 2), dict(stride=(2, 5)))])
+def test_correlate2d_backward_overpadded_and_strided_paths(ws, kw):
+    """grad_x at a stride is one correlation per phase of the stride, with the taps that reach
+    the phase's positions: phases no tap reaches (a stride above the dilated filter, or a
+    dilation sharing a factor with the stride) stay zero, over-padding reaches outputs that do
+    not exist, and a non-finite filter gives NaN exactly where the definition forms its products."""
     rng = _rng(4)
     for dtype in DTYPES:
-        for kw in (dict(padding=3), dict(stride=2, padding=1), dict(stride=(1, 3), padding=(0, 2), dilation=2)):
-            x, w = _data((2, 3, 8, 9), dtype, rng), _data((4, 3, 3, 3), dtype, rng)
-            g = _data(kernels.correlate2d(x, w, **kw).shape, dtype, rng)
-            check_backward(g, x, w, **kw)
+        x, w = _data((2, 3, 11, 13), dtype, rng), _data(ws, dtype, rng)
+        g = _data(kernels.correlate2d(x, w, **kw).shape, dtype, rng)
+        check_backward(g, x, w, **kw)
+        w[0, 1, -1, 0] = np.inf
+        gx = kernels.correlate2d_backward(g, x, w, grads=("x",), **kw)[0]
+        ref = naive.correlate2d_backward(g, x, w, **kw)[0]
+        np.testing.assert_array_equal(np.isnan(gx), np.isnan(ref))
+        np.testing.assert_array_equal(np.isinf(gx), np.isinf(ref))
 
 
 # ------------------------------------------------------------------ independent oracles

@@ -113,26 +113,29 @@ def _grad3x3(K: int):
 
 
 @intrinsic
-def grad_tap_rows(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K, J, dw):
+def grad_tap_rows(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K, J, j0, dw,
+                  sw, phase_stride):
     """Up to :data:`ROW_TAPS` taps of one filter row of the gradient, for any filter: for
     k < ``K`` (at most :data:`TAP_CHANNEL_BLOCK`), j < ``J`` (at most :data:`ROW_TAPS`) and
     the V lanes::
 
         a[k, j] = sum_{r < rows, u < nvec}  g[g_off + k*g_cstride + r*g_rstride + u*V + lane]
-                                           * xf[x_off + r*x_rstride + u*V + lane + j*dw]
+                                           * xf[x_off + r*x_rstride + u*V + lane + o(j0 + j)]
 
-    in ``g``'s dtype (fused multiply-adds, order r then u), each lane then added, widened to
-    float64, to ``acc64[(j*TAP_CHANNEL_BLOCK + k)*V + lane]``. The row's first tap is folded
-    into ``x_off`` by the caller. Each gradient vector feeds the ``J`` taps and each input vector
-    the ``K`` channels. Reads ``xf`` up to ``x_off + (rows - 1)*x_rstride + nvec*V + (J - 1)*dw``
-    (exclusive).
+    with ``o(t) = ((t dw) % sw) * phase_stride + (t dw) // sw``: the column offset of tap ``t``
+    of the row at dilation ``dw`` (``sw = 1``), or, at a column stride ``sw``, in an input whose
+    rows hold its ``sw`` column phases side by side, ``phase_stride`` apart (tap ``t`` reads
+    phase ``(t dw) % sw``). Sums in ``g``'s dtype (fused multiply-adds, order r then u), each
+    lane then added, widened to float64, to ``acc64[(j*TAP_CHANNEL_BLOCK + k)*V + lane]``. Each
+    gradient vector feeds the ``J`` taps and each input vector the ``K`` channels. Reads ``xf``
+    up to ``x_off + (rows - 1)*x_rstride + nvec*V + max_j o(j0 + j)`` (exclusive).
     """
     dtype = g.dtype
     V = VECTOR_BYTES * 8 // dtype.bitwidth
     KB, JB = TAP_CHANNEL_BLOCK, ROW_TAPS
 
     def codegen(context, builder, sig, args):
-        acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_, K_, J_, dw_ = args
+        acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_, K_, J_, j0_, dw_, sw_, ps_ = args
         L, gdata, xdata, adata = _operands(context, builder, sig, args, dtype, V)
         i64 = L.i64
 
@@ -140,8 +143,12 @@ def grad_tap_rows(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x
             return builder.select(builder.icmp_signed("<", ir.Constant(i64, c), count),
                                   ir.Constant(i64, c), ir.Constant(i64, 0))
 
+        def tap_offset(j):
+            d = builder.mul(builder.add(j0_, clamp(j, J_)), dw_)
+            return builder.add(builder.mul(builder.srem(d, sw_), ps_), builder.sdiv(d, sw_))
+
         g_offs = [builder.mul(g_cs_, clamp(k, K_)) for k in range(KB)]
-        x_offs = [builder.mul(dw_, clamp(j, J_)) for j in range(JB)]
+        x_offs = [tap_offset(j) for j in range(JB)]
         acc = _zero_accumulators(L, KB * JB)
         with cgutils.for_range(builder, rows_) as rloop:
             r = rloop.index
@@ -165,7 +172,9 @@ def grad_tap_rows(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x
                     _add_widened(L, adata, j * KB + k, acc[j * KB + k])
         return context.get_dummy_value()
 
-    return types.none(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K, J, dw), codegen
+    sig = types.none(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K, J, j0, dw, sw,
+                     phase_stride)
+    return sig, codegen
 
 
 @intrinsic

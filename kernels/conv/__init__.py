@@ -53,14 +53,14 @@ result is bit-identical for any number of threads). Four inner paths:
 Taps that fall in the zero padding are skipped rather than multiplied by zero. That differs from
 the zero-padded definition only when the filter holds inf or NaN (``0 * inf = NaN``); such a
 filter is sent through an explicitly zero-padded copy of the input so NaN appears exactly where
-the definition puts it. The backward pass reuses the forward kernels for ``grad_x`` (a
-correlation with the rotated filter; at a stride above 1, of grad_out spread out by the stride),
-and computes ``grad_w`` with explicit SIMD blocks (:func:`kernels._simd.grad3x3_rows` for 3x3 at
-stride 1, :func:`kernels._simd.grad_pairs` for 1x1 without padding, a block of channel pairs
-over flat planes, and :func:`kernels._simd.grad_tap_rows`, a run of a filter row's taps,
-otherwise): short sums in the working precision, everything longer in float64. Only non-finite data at a column stride above 1
-(or a non-finite filter with one) keeps the exact scalar float64 reduction and the BLAS +
-col2im route, where no product of a padding or spread-out zero is ever formed.
+the definition puts it. The backward pass reuses the forward kernels for ``grad_x``: a
+correlation with the rotated filter, one per phase of the stride (the input positions a
+sub-filter's taps reach from consecutive outputs), so that no product of a spread-out zero is
+formed. It computes ``grad_w`` with explicit SIMD blocks (:func:`kernels._simd.grad3x3_rows` for
+3x3 at stride 1, :func:`kernels._simd.grad_pairs` for 1x1 without padding, a block of channel
+pairs over flat planes, and :func:`kernels._simd.grad_tap_rows`, a run of a filter row's taps,
+otherwise, at a column stride over the input's column phases): short sums in the working
+precision, everything longer in float64.
 
 Layout
 ------
@@ -68,7 +68,7 @@ One file per concern; the public functions are re-exported here. The compiled ke
 clean, C-contiguous input and only compute; :mod:`.geometry` validates at the door.
 
 * :mod:`.forward`: :func:`correlate2d`, :func:`convolve2d` and the dispatch ``_run_forward``;
-* :mod:`.backward`: :func:`correlate2d_backward` (and the col2im scatter of its strided route);
+* :mod:`.backward`: :func:`correlate2d_backward`, the input gradient's phases and the column phases;
 * :mod:`.filter_grad`: the ``grad_w`` and ``grad_bias`` reductions;
 * :mod:`.blocked`: the register-blocked many-channel kernel (and its packed filter);
 * :mod:`.direct`: the copy-free kernel, per-tap rows and the fused 3x3 tile;

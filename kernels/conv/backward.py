@@ -1,67 +1,19 @@
 """The backward pass, public :func:`correlate2d_backward`: ``grad_w`` and ``grad_bias`` by the
-reductions of :mod:`.filter_grad`, ``grad_x`` as a forward correlation of ``grad_out`` with the
-rotated filter (:func:`.forward._run_forward`), or, at a stride above 1 with a non-finite filter
-(or padding beyond the filter's extent), by BLAS columns scattered back with
-:func:`_col2im_kernel`.
+reductions of :mod:`.filter_grad`, ``grad_x`` as forward correlations of ``grad_out`` with the
+rotated filter (:func:`.forward._run_forward`), one per phase of the stride.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
 
 from kernels import _simd
 from kernels import _validate as V
-from kernels._config import jit
 
-from .filter_grad import _grad_bias_kernel, _grad_w3x3_kernel, _grad_w_kernel, _grad_w_pairs_kernel, _grad_w_taps_kernel
+from .filter_grad import _grad_bias_kernel, _grad_w3x3_kernel, _grad_w_pairs_kernel, _grad_w_taps_kernel
 from .forward import _run_forward
 from .geometry import _pad, _pad_flat, _prepare
-
-
-@jit(parallel=True)
-def _col2im_kernel(cols, gx, n, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo):
-    """gx[n, ci] = sum over taps of cols scattered back to the input positions they came from.
-
-    Each input channel is one task writing only its own plane, in a fixed tap order.
-    """
-    C, H = gx.shape[1], gx.shape[2]
-    for ci in prange(C):
-        plane = gx[n, ci]
-        plane[:, :] = 0
-        for i in range(kh):
-            for j in range(kw):
-                src = cols[(ci * kh + i) * kw + j]
-                for y in range(Ho):
-                    h = y * sh - pt + i * dh
-                    if h < 0 or h >= H:
-                        continue
-                    prow = plane[h]
-                    _accumulate_tap_scatter(prow, src[y * Wo : (y + 1) * Wo], sw, j * dw - pl)
-
-
-@jit()
-def _accumulate_tap_scatter(prow, grow, sw, off):
-    """prow[xo*sw + off] += grow[xo] wherever the column is inside prow."""
-    W = prow.shape[0]
-    Wo = grow.shape[0]
-    lo = 0
-    if off < 0:
-        lo = (-off + sw - 1) // sw
-    if W - 1 - off < 0:
-        return
-    hi = min(Wo, (W - 1 - off) // sw + 1)
-    if hi <= lo:
-        return
-    if sw == 1:
-        dst = prow[lo + off : hi + off]
-        src = grow[lo:hi]
-        for k in range(hi - lo):
-            dst[k] += src[k]
-    else:
-        for xo in range(lo, hi):
-            prow[xo * sw + off] += grow[xo]
 
 
 def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, grads=("x", "w", "bias")):
@@ -91,10 +43,10 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, gra
     ``grad_bias`` are unchanged and the filter gradient is ``flip(grad_w)``.
 
     Implementation: ``grad_w`` is a compiled reduction over the zero-padded input, parallel over
-    (co, ci) pairs. At stride 1 ``grad_x`` is itself a forward correlation (of ``grad_out`` with
-    the filter rotated by 180 degrees, channel axes swapped, padding ``d*(k-1) - p``) and runs on
-    the forward kernel; at larger strides its columns come from a NumPy matrix product (BLAS), one
-    image at a time, scattered back by a compiled col2im parallel over input channels.
+    (co, ci) pairs. ``grad_x`` is itself a forward correlation (of ``grad_out`` with the filter
+    rotated by 180 degrees, channel axes swapped, padding ``d*(k-1) - p``) and runs on the forward
+    kernel; at a stride above 1, one correlation per phase of the stride, each with the taps
+    that reach its positions (:func:`_input_grad`).
     """
     want = _wanted(grads)
     p = _prepare(x, w, stride, padding, dilation)
@@ -162,52 +114,86 @@ def _filter_grad(g4, xc, p, Co, C, kh, kw):
         xflat, (_, _, Hp, Wp) = _pad_flat(xc, p["pad"], lanes)  # the blocks read a vector past a row
         _grad_w3x3_kernel(g4, xflat, C, Hp, Wp, grad_w)
     else:
-        # With finite x, grad_out is widened with zero columns: spread out by a column stride
-        # sw > 1 (which becomes stride 1, at sw times the multiply-adds) and completed to whole
-        # vectors (no scalar tail). Zeros times inf would be NaN, hence finite x only; a column
-        # stride over non-finite x keeps the exact scalar reduction.
-        x_finite = bool(np.isfinite(xc).all())
-        if sw == 1 or x_finite:
-            gs = g4
-            if x_finite and (sw != 1 or Wo % lanes):
-                Ws = (Wo - 1) * sw + 1
-                gs = np.zeros((N, Co, Ho, -(-Ws // lanes) * lanes), dtype=dtype)
-                gs[..., :Ws:sw] = g4
+        # With finite x, grad_out is widened with zero columns to whole vectors (no scalar tail;
+        # zeros times inf would be NaN, hence finite x only: otherwise the tail sums exactly).
+        gs = g4
+        if Wo % lanes and bool(np.isfinite(xc).all()):
+            gs = np.zeros((N, Co, Ho, -(-Wo // lanes) * lanes), dtype=dtype)
+            gs[..., :Wo] = g4
+        if sw == 1:
             xflat, (_, _, Hp, Wp) = _pad_flat(xc, p["pad"], lanes)  # slack: widened rows read past
-            _grad_w_taps_kernel(gs, xflat, C, Hp, Wp, grad_w, sh, dh, dw)
+            phase_stride = 0
         else:
-            xpad = xc if not (pt or pb or pl or pr) else _pad(xc, p["pad"])
-            _grad_w_kernel(g4, xpad, grad_w, sh, sw, dh, dw)
+            # at a column stride, over the column phases: only the products the definition forms
+            # (grad_out spread out by the stride formed sw times as many), each read at stride 1
+            xflat, Hp, Wp, phase_stride = _column_phases(xc, p["pad"], sw, lanes)
+        _grad_w_taps_kernel(gs, xflat, C, Hp, Wp, grad_w, sh, dh, dw, sw, phase_stride)
     return grad_w.astype(dtype).reshape(Co, C, kh, kw)
 
 
+def _column_phases(xc, pads, sw, slack):
+    """The zero-padded input with each row's ``sw`` column phases side by side (phase ``q``:
+    columns ``q, q + sw, ...``, zero-filled to ``ceil(Wp / sw)``), flat, ``slack`` zeros after
+    it; returns it, the rows and their length, and the phases' spacing."""
+    xpad = _pad(xc, pads) if any(pads) else xc
+    N, C, Hp, Wp = xpad.shape
+    Wq = -(-Wp // sw)
+    size = N * C * Hp * sw * Wq
+    V.check_allocation((size + slack) * xc.itemsize, f"the column phases {(N, C, Hp, sw * Wq)} of the padded input")
+    flat = np.zeros(size + slack, dtype=xc.dtype)
+    rows = flat[:size].reshape(N, C, Hp, sw, Wq)
+    for q in range(sw):
+        cols = xpad[..., q::sw]
+        rows[:, :, :, q, : cols.shape[3]] = cols
+    return flat, Hp, sw * Wq, Wq
+
+
+def _phase_taps(a, s, p, d, k, n):
+    """Output phase ``a`` (positions ``a, a + s, ...`` of ``n``) of the input gradient along one
+    axis (stride ``s``, padding ``p``, dilation ``d``, ``k`` taps): input position ``h = a + s m``
+    receives tap ``i`` from output ``y = m + (a + p - i d) / s`` wherever that is an integer.
+    Returns the taps in the order of their offsets (a correlation's), the first offset, the
+    offsets' spacing and the phase's length."""
+    taps = sorted((i for i in range(k) if (a + p - i * d) % s == 0), key=lambda i: -i)
+    offsets = [(a + p - i * d) // s for i in taps]
+    step = offsets[1] - offsets[0] if len(taps) > 1 else 1
+    return taps, (offsets[0] if taps else 0), step, len(range(a, n, s))
+
+
 def _input_grad(g4, wc, p, N, C, H, W, Co, kh, kw, Ho, Wo):
-    """``grad_x`` of :func:`correlate2d_backward`, in the dtype of ``wc``."""
+    """``grad_x`` of :func:`correlate2d_backward`, in the dtype of ``wc``.
+
+    Polyphase: the input positions ``(a + s_h m, b + s_w l)`` of one phase ``(a, b)`` receive
+    the taps ``(i, j)`` with ``a + p_t - i d_h`` and ``b + p_l - j d_w`` multiples of the
+    stride, from consecutive outputs: a stride-1 correlation of grad_out with that sub-filter,
+    rotated by 180 degrees and its channel axes swapped (at stride 1 the one phase is the whole
+    filter). Each runs on the forward kernels with the rows and columns of grad_out it reaches,
+    "padded" where it would reach outputs that do not exist (products the definition never
+    forms: ``padding_is_data=False``), and is written into its phase of grad_x. Only the
+    products of the definition are formed, so a non-finite filter needs no other route.
+    """
     dtype = wc.dtype
     (sh, sw), (dh, dw) = p["stride"], p["dilation"]
-    pt, pb, pl, pr = p["pad"]
-    # grad_x is itself a correlation: of grad_out with the filter rotated by 180 degrees and its
-    # channel axes swapped, padded by the filter extent minus the forward padding; at a stride
-    # above 1, of grad_out spread out by the stride with zeros between (the zeros are products
-    # the definition does not form, harmless unless the filter holds inf or NaN).
-    ekh, ekw = dh * (kh - 1), dw * (kw - 1)
-    Hs, Ws = (Ho - 1) * sh + 1, (Wo - 1) * sw + 1
-    bpads = (ekh - pt, H - Hs + pt, ekw - pl, W - Ws + pl)
+    pt, _, pl, _ = p["pad"]
     grad_x = np.empty((N, C, H, W), dtype=dtype)
-    if min(bpads) >= 0 and ((sh, sw) == (1, 1) or np.isfinite(wc).all()):
-        wt = np.ascontiguousarray(wc[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        gs = g4
-        if (sh, sw) != (1, 1):
-            gs = np.zeros((N, Co, Hs, Ws), dtype=dtype)
-            gs[:, :, ::sh, ::sw] = g4
-        _run_forward(gs, wt, np.zeros(C, dtype=dtype), grad_x, (1, 1), (dh, dw), bpads, padding_is_data=False)
-    else:
-        # strided (or over-padded): columns of grad_x by BLAS, scattered back by col2im
-        K, P = C * kh * kw, Ho * Wo
-        w2t = np.ascontiguousarray(wc.reshape(Co, K).T)
-        gcols = np.empty((K, P), dtype=dtype)
-        for n in range(N):
-            with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf propagate, like the kernels
-                np.matmul(w2t, g4[n].reshape(Co, P), out=gcols)
-            _col2im_kernel(gcols, grad_x, n, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo)
+    whole = (sh, sw) == (1, 1)
+    for a in range(sh):
+        rows, r0, rstep, Ma = _phase_taps(a, sh, pt, dh, kh, H)
+        for b in range(sw):
+            cols, c0, cstep, Mb = _phase_taps(b, sw, pl, dw, kw, W)
+            target = grad_x if whole else grad_x[:, :, a::sh, b::sw]
+            # the rows of grad_out the phase reaches, and the "padding" beyond them
+            y0, y1 = max(0, r0), min(Ho, Ma + r0 + rstep * (len(rows) - 1))
+            x0, x1 = max(0, c0), min(Wo, Mb + c0 + cstep * (len(cols) - 1))
+            if not rows or not cols or y1 <= y0 or x1 <= x0:
+                target[...] = 0
+                continue
+            pads = (max(0, -r0), Ma + rstep * (len(rows) - 1) - (y1 - y0) - max(0, -r0),
+                    max(0, -c0), Mb + cstep * (len(cols) - 1) - (x1 - x0) - max(0, -c0))
+            wt = np.ascontiguousarray(wc[:, :, rows][:, :, :, cols].transpose(1, 0, 2, 3))
+            out = grad_x if whole else np.empty((N, C, Ma, Mb), dtype=dtype)
+            _run_forward(np.ascontiguousarray(g4[:, :, y0:y1, x0:x1]), wt, np.zeros(C, dtype=dtype), out, (1, 1),
+                         (rstep, cstep), pads, padding_is_data=False)
+            if not whole:
+                target[...] = out
     return grad_x

@@ -2,10 +2,10 @@
 in float64 in a fixed order (the result does not depend on the thread count).
 
 :func:`_grad_w3x3_kernel` (3x3, stride 1, dilation 1), :func:`_grad_w_taps_kernel` (any
-filter at column stride 1) and :func:`_grad_w_pairs_kernel` (1x1 without padding) run the
-explicit-SIMD blocks of :mod:`kernels._simd.grad`: short sums
-in the working precision, everything longer in float64. :func:`_grad_w_kernel` is the exact
-scalar float64 reduction kept for non-finite data at a column stride above 1.
+other filter; at a column stride, over the input's column phases) and
+:func:`_grad_w_pairs_kernel` (1x1 without padding) run the explicit-SIMD blocks of
+:mod:`kernels._simd.grad`: short sums in the working precision, everything longer in float64.
+Each forms exactly the products of the definition, NaN and inf included.
 :func:`_grad_bias_kernel` sums ``grad_out`` per output channel.
 """
 
@@ -17,37 +17,7 @@ from numba import prange
 from kernels import _simd
 from kernels._config import jit
 
-from .tiles import _GRAD_CHANNEL_GROUP, _GRAD_ROWS
-
-
-@jit(parallel=True)
-def _grad_w_kernel(g, xp, gw, sh, sw, dh, dw):
-    """gw[co, ci, i, j] = sum_{n,y,x} g[n, co, y, x] * xp[n, ci, y*sh + i*dh, x*sw + j*dw].
-
-    ``xp`` is the zero-padded input and ``gw`` float64: each (co, ci) pair is one task that sums
-    its N*H_out*W_out products in float64 in a fixed order, so the result does not depend on the
-    thread count. (3x3, stride 1, dilation 1 has its own kernel: :func:`_grad_w3x3_kernel`.)
-    """
-    N, Co, Ho, Wo = g.shape
-    C = xp.shape[1]
-    kh, kw = gw.shape[2], gw.shape[3]
-    for t in prange(Co * C):
-        co = t // C
-        ci = t - co * C
-        for i in range(kh):
-            for j in range(kw):
-                s = 0.0
-                for n in range(N):
-                    for y in range(Ho):
-                        grow = g[n, co, y]
-                        xr = xp[n, ci, y * sh + i * dh, j * dw :]
-                        if sw == 1:
-                            for x in range(Wo):
-                                s += np.float64(grow[x]) * xr[x]
-                        else:
-                            for x in range(Wo):
-                                s += np.float64(grow[x]) * xr[x * sw]
-                gw[co, ci, i, j] = s
+from .tiles import _GRAD_CHANNEL_GROUP, _GRAD_LANE_PRODUCTS, _GRAD_ROWS
 
 
 @jit(parallel=True)
@@ -119,12 +89,16 @@ def _grad_w3x3_kernel(g, xflat, C, Hp, Wp, gw):
 
 
 @jit(parallel=True)
-def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw):
-    """gw[co, ci, i, j] = sum_{n,y,x} g[n, co, y, x] * xpad[n, ci, y*sh + i*dh, x + j*dw] for any
-    filter at column stride 1, ``xflat`` the zero-padded input flat.
+def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw, sw, phase_stride):
+    """gw[co, ci, i, j] = sum_{n,y,x} g[n, co, y, x] * xpad[n, ci, y*sh + i*dh, x*sw + j*dw] for any
+    filter, ``xflat`` the zero-padded input flat (``Hp`` rows of ``Wp`` elements per plane). At
+    ``sw = 1`` a row is the padded row; at ``sw > 1`` it holds the padded row's ``sw`` column
+    phases side by side, ``phase_stride`` apart (phase ``q``: columns ``q, q + sw, ...``), so
+    that tap ``j`` reads phase ``(j dw) % sw`` from column ``x + (j dw) // sw``, at stride 1.
 
     One task per (block of output channels, input channel); for each band of
-    :data:`_GRAD_ROWS` rows of g (which stays in L1) every filter row in turn runs
+    :data:`_GRAD_ROWS` rows of g (more on narrow planes; the band stays in L1) every filter row
+    in turn runs
     :func:`kernels._simd.grad_tap_rows` on runs of its taps: sums over the band in the working
     precision, float64 beyond, float64 scalars for the columns past the last whole vector. Fixed
     order throughout.
@@ -135,6 +109,9 @@ def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw):
     V = _simd.VECTOR_BYTES // g.itemsize
     nvec = Wo // V
     xv = nvec * V
+    # rows of a band: _GRAD_ROWS, or more on planes narrower than four vectors, so that a call's
+    # sums keep their 32 products per float32 lane (a call costs its flush to float64)
+    band = max(_GRAD_ROWS, _GRAD_LANE_PRODUCTS // max(1, nvec))
     ncb = (Co + K - 1) // K
     taps = kh * kw
     gflat = g.reshape(g.size)
@@ -151,21 +128,22 @@ def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw):
             goff = (n * Co + c0) * HWo
             xoff = (n * C + ci) * plane
             if nvec > 0:
-                for y0 in range(0, Ho, _GRAD_ROWS):
-                    rows = min(_GRAD_ROWS, Ho - y0)
+                for y0 in range(0, Ho, band):
+                    rows = min(band, Ho - y0)
                     for i in range(kh):
                         for j in range(0, kw, _simd.ROW_TAPS):
                             _simd.grad_tap_rows(acc[(i * kw + j) * K * V :], gflat, goff + y0 * Wo, HWo, Wo, xflat,
-                                                xoff + (y0 * sh + i * dh) * Wp + j * dw, sh * Wp, rows, nvec, kk,
-                                                min(_simd.ROW_TAPS, kw - j), dw)
+                                                xoff + (y0 * sh + i * dh) * Wp, sh * Wp, rows, nvec, kk,
+                                                min(_simd.ROW_TAPS, kw - j), j, dw, sw, phase_stride)
             for k in range(kk):
                 for y in range(Ho):
                     for x in range(xv, Wo):
                         gval = np.float64(gflat[goff + k * HWo + y * Wo + x])
                         for tap in range(taps):
                             i = tap // kw
-                            j = tap - i * kw
-                            tail[tap * K + k] += gval * xflat[xoff + (y * sh + i * dh) * Wp + x + j * dw]
+                            d = (tap - i * kw) * dw
+                            col = (d % sw) * phase_stride + d // sw
+                            tail[tap * K + k] += gval * xflat[xoff + (y * sh + i * dh) * Wp + x + col]
         for k in range(kk):
             for tap in range(taps):
                 s = tail[tap * K + k]

@@ -25,4 +25,7 @@ _STREAM_MIN_BYTES = 16 << 20
 # (8 rows of 64 columns: 32 products per float32 lane), and input channels a filter-gradient
 # task takes in turn over each such band of rows, so the band of g is read from L1.
 _GRAD_ROWS = 8
+# Products per lane the tap blocks sum in the working precision: _GRAD_ROWS rows of 64 columns
+# (four float32 vectors); narrower planes take bands of more rows up to the same count.
+_GRAD_LANE_PRODUCTS = 32
 _GRAD_CHANNEL_GROUP = 4
