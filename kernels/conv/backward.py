@@ -13,7 +13,8 @@ from kernels import _validate as V
 
 from .filter_grad import _grad_bias_kernel, _grad_w3x3_kernel, _grad_w_pairs_kernel, _grad_w_taps_kernel
 from .forward import _run_forward
-from .geometry import _pad, _pad_flat, _prepare
+from .geometry import _pad_flat, _prepare
+from .phases import column_phases, scatter_phase
 
 
 def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, grads=("x", "w", "bias")):
@@ -126,26 +127,9 @@ def _filter_grad(g4, xc, p, Co, C, kh, kw):
         else:
             # at a column stride, over the column phases: only the products the definition forms
             # (grad_out spread out by the stride formed sw times as many), each read at stride 1
-            xflat, Hp, Wp, phase_stride = _column_phases(xc, p["pad"], sw, lanes)
+            xflat, Hp, Wp, phase_stride = column_phases(xc, p["pad"], sw, lanes)
         _grad_w_taps_kernel(gs, xflat, C, Hp, Wp, grad_w, sh, dh, dw, sw, phase_stride)
     return grad_w.astype(dtype).reshape(Co, C, kh, kw)
-
-
-def _column_phases(xc, pads, sw, slack):
-    """The zero-padded input with each row's ``sw`` column phases side by side (phase ``q``:
-    columns ``q, q + sw, ...``, zero-filled to ``ceil(Wp / sw)``), flat, ``slack`` zeros after
-    it; returns it, the rows and their length, and the phases' spacing."""
-    xpad = _pad(xc, pads) if any(pads) else xc
-    N, C, Hp, Wp = xpad.shape
-    Wq = -(-Wp // sw)
-    size = N * C * Hp * sw * Wq
-    V.check_allocation((size + slack) * xc.itemsize, f"the column phases {(N, C, Hp, sw * Wq)} of the padded input")
-    flat = np.zeros(size + slack, dtype=xc.dtype)
-    rows = flat[:size].reshape(N, C, Hp, sw, Wq)
-    for q in range(sw):
-        cols = xpad[..., q::sw]
-        rows[:, :, :, q, : cols.shape[3]] = cols
-    return flat, Hp, sw * Wq, Wq
 
 
 def _phase_taps(a, s, p, d, k, n):
@@ -195,5 +179,5 @@ def _input_grad(g4, wc, p, N, C, H, W, Co, kh, kw, Ho, Wo):
             _run_forward(np.ascontiguousarray(g4[:, :, y0:y1, x0:x1]), wt, np.zeros(C, dtype=dtype), out, (1, 1),
                          (rstep, cstep), pads, padding_is_data=False)
             if not whole:
-                target[...] = out
+                scatter_phase(out, grad_x, a, b, sh, sw)
     return grad_x

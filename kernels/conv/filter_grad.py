@@ -96,9 +96,9 @@ def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw, sw, phase_stride):
     phases side by side, ``phase_stride`` apart (phase ``q``: columns ``q, q + sw, ...``), so
     that tap ``j`` reads phase ``(j dw) % sw`` from column ``x + (j dw) // sw``, at stride 1.
 
-    One task per (block of output channels, input channel); for each band of
-    :data:`_GRAD_ROWS` rows of g (more on narrow planes; the band stays in L1) every filter row
-    in turn runs
+    One task per (block of output channels, group of :data:`_GRAD_CHANNEL_GROUP` input
+    channels); for each band of :data:`_GRAD_ROWS` rows of g (more on narrow planes; the band
+    stays in L1 across the group) every filter row of every channel of the group in turn runs
     :func:`kernels._simd.grad_tap_rows` on runs of its taps: sums over the band in the working
     precision, float64 beyond, float64 scalars for the columns past the last whole vector. Fixed
     order throughout.
@@ -113,44 +113,51 @@ def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw, sw, phase_stride):
     # sums keep their 32 products per float32 lane (a call costs its flush to float64)
     band = max(_GRAD_ROWS, _GRAD_LANE_PRODUCTS // max(1, nvec))
     ncb = (Co + K - 1) // K
+    G = _GRAD_CHANNEL_GROUP
+    ngr = (C + G - 1) // G
     taps = kh * kw
     gflat = g.reshape(g.size)
     plane = Hp * Wp
     HWo = Ho * Wo
-    for t in prange(ncb * C):
-        cb = t // C
-        ci = t - cb * C
+    for t in prange(ncb * ngr):
+        cb = t // ngr
         c0 = cb * K
         kk = min(K, Co - c0)
-        acc = np.zeros(taps * K * V)
-        tail = np.zeros(taps * K)
+        ci0 = (t - cb * ngr) * G
+        gg = min(G, C - ci0)
+        acc = np.zeros(gg * taps * K * V)
+        tail = np.zeros(gg * taps * K)
         for n in range(N):
             goff = (n * Co + c0) * HWo
-            xoff = (n * C + ci) * plane
             if nvec > 0:
                 for y0 in range(0, Ho, band):
                     rows = min(band, Ho - y0)
-                    for i in range(kh):
-                        for j in range(0, kw, _simd.ROW_TAPS):
-                            _simd.grad_tap_rows(acc[(i * kw + j) * K * V :], gflat, goff + y0 * Wo, HWo, Wo, xflat,
-                                                xoff + (y0 * sh + i * dh) * Wp, sh * Wp, rows, nvec, kk,
-                                                min(_simd.ROW_TAPS, kw - j), j, dw, sw, phase_stride)
+                    for c in range(gg):  # the band of g stays in L1 across the group's channels
+                        xoff = (n * C + ci0 + c) * plane
+                        for i in range(kh):
+                            for j in range(0, kw, _simd.ROW_TAPS):
+                                _simd.grad_tap_rows(acc[((c * taps) + i * kw + j) * K * V :], gflat, goff + y0 * Wo,
+                                                    HWo, Wo, xflat, xoff + (y0 * sh + i * dh) * Wp, sh * Wp, rows,
+                                                    nvec, kk, min(_simd.ROW_TAPS, kw - j), j, dw, sw, phase_stride)
+            for c in range(gg):
+                xoff = (n * C + ci0 + c) * plane
+                for k in range(kk):
+                    for y in range(Ho):
+                        for x in range(xv, Wo):
+                            gval = np.float64(gflat[goff + k * HWo + y * Wo + x])
+                            for tap in range(taps):
+                                i = tap // kw
+                                d = (tap - i * kw) * dw
+                                col = (d % sw) * phase_stride + d // sw
+                                tail[(c * taps + tap) * K + k] += gval * xflat[xoff + (y * sh + i * dh) * Wp + x + col]
+        for c in range(gg):
             for k in range(kk):
-                for y in range(Ho):
-                    for x in range(xv, Wo):
-                        gval = np.float64(gflat[goff + k * HWo + y * Wo + x])
-                        for tap in range(taps):
-                            i = tap // kw
-                            d = (tap - i * kw) * dw
-                            col = (d % sw) * phase_stride + d // sw
-                            tail[tap * K + k] += gval * xflat[xoff + (y * sh + i * dh) * Wp + x + col]
-        for k in range(kk):
-            for tap in range(taps):
-                s = tail[tap * K + k]
-                base = (tap * K + k) * V
-                for lane in range(V):
-                    s += acc[base + lane]
-                gw[c0 + k, ci, tap // kw, tap % kw] = s
+                for tap in range(taps):
+                    s = tail[(c * taps + tap) * K + k]
+                    base = ((c * taps + tap) * K + k) * V
+                    for lane in range(V):
+                        s += acc[base + lane]
+                    gw[c0 + k, ci0 + c, tap // kw, tap % kw] = s
 
 
 @jit(parallel=True)
