@@ -52,17 +52,25 @@ def _step_kernel(rule, w, g, l2, state, k, lr, hyper, keep, w_prev):  # pragma: 
     the gradient scale 1: ``g`` is already the mean gradient); 0.0 if every weight stays finite.
 
     The rules are elementwise, so blocks of :data:`UPDATE_BLOCK` weights update in parallel with
-    the very result of one pass (LeNet-5's 108k weights: 7 blocks)."""
+    the very result of one pass (LeNet-5's 108k weights: 7 blocks). ``state`` is ``(blocks, 2,
+    UPDATE_BLOCK)``, block ``b``'s moments in a C-contiguous slab of their own: a block sliced
+    out of one ``(2, d)`` array has rows whose stride Numba cannot know, and there Adam's loop
+    ran scalar (0.41 ms a step on LeNet-5's weights, 0.1 ms vectorised)."""
     d = w.shape[0]
     nb = (d + UPDATE_BLOCK - 1) // UPDATE_BLOCK
     if nb == 1:
-        return update(rule, w, g, 1.0, l2, state, k, lr, hyper, keep, w_prev)
+        return update(rule, w, g, 1.0, l2, state[0], k, lr, hyper, keep, w_prev)
     bad = np.zeros(nb)
     for b in prange(nb):
         lo = b * UPDATE_BLOCK
         hi = min(d, lo + UPDATE_BLOCK)
-        bad[b] = update(rule, w[lo:hi], g[lo:hi], 1.0, l2, state[:, lo:hi], k, lr, hyper, keep, w_prev[lo:hi])
+        bad[b] = update(rule, w[lo:hi], g[lo:hi], 1.0, l2, state[b], k, lr, hyper, keep, w_prev[lo:hi])
     return bad.sum()
+
+
+def _state(d):
+    """The optimizer state of ``d`` weights, zero, laid out for :func:`_step_kernel`."""
+    return np.zeros((-(-d // UPDATE_BLOCK), 2, UPDATE_BLOCK))
 
 
 @dataclass
@@ -157,7 +165,7 @@ class Trainer:
         self.l2 = _validate.finite_float(l2, "l2", low=0.0)
         self.weight_decay = _validate.finite_float(weight_decay, "weight_decay", low=0.0, high=1.0, high_open=True)
         self._keep = 1.0 - self.weight_decay
-        self.state = np.zeros((2, model.size))
+        self.state = _state(model.size)
         self._w_prev = np.empty_like(model.flat_params)
         self.k = 0
         self.diverged = False
