@@ -37,7 +37,9 @@ def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, gra
 
     dtype rules: float32 and float64 keep their dtype. ``grad_w`` and ``grad_bias`` are long
     reductions over ``N*H_out*W_out`` terms, so for float32 they accumulate in float64 and round
-    once; ``grad_x`` (sums of ``C_out*kh*kw`` terms) accumulates in the input dtype.
+    once (``grad_w`` after runs in the input dtype over a band of rows per SIMD lane: 8 rows,
+    or 32 products on narrower planes);
+    ``grad_x`` (sums of ``C_out*kh*kw`` terms) accumulates in the input dtype.
 
     The gradients of :func:`convolve2d` follow from ``convolve2d(x, w) = correlate2d(x, flip(w))``
     with ``flip = w[..., ::-1, ::-1]``: call this function with ``flip(w)``; ``grad_x`` and
