@@ -60,6 +60,18 @@ def _add_widened(L, adata, t, slot):
     b.store(b.fadd(b.load(ptr, align=8), a), ptr, align=8)
 
 
+def _add_block_widened(L, adata, acc, outer, inner, outer_count, inner_count):
+    """:func:`_add_widened` for the slots ``o*inner + i`` of a block with ``o < outer_count`` and
+    ``i < inner_count`` (run-time counts: the block's channels or taps that exist)."""
+    b = L.builder
+    for o in range(outer):
+        for i in range(inner):
+            inside = b.and_(b.icmp_signed("<", ir.Constant(L.i64, o), outer_count),
+                            b.icmp_signed("<", ir.Constant(L.i64, i), inner_count))
+            with b.if_then(inside):
+                _add_widened(L, adata, o * inner + i, acc[o * inner + i])
+
+
 def _grad3x3(K: int):
     """An intrinsic ``f(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec)``.
 
@@ -164,12 +176,7 @@ def grad_tap_rows(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x
                         cur[j * KB + k] = L.fma(gv[k], xv, cur[j * KB + k])
                 for a, c in zip(acc, cur):
                     builder.store(c, a)
-        for j in range(JB):
-            for k in range(KB):
-                inside = builder.and_(builder.icmp_signed("<", ir.Constant(i64, k), K_),
-                                      builder.icmp_signed("<", ir.Constant(i64, j), J_))
-                with builder.if_then(inside):
-                    _add_widened(L, adata, j * KB + k, acc[j * KB + k])
+        _add_block_widened(L, adata, acc, JB, KB, J_, K_)
         return context.get_dummy_value()
 
     sig = types.none(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K, J, j0, dw, sw,
@@ -217,12 +224,7 @@ def grad_pairs(typingctx, acc64, g, g_off, g_cstride, x, x_off, x_cstride, nvec,
                 for j in range(JB):
                     a = acc[k * JB + j]
                     builder.store(L.fma(gv[k], xv[j], builder.load(a)), a)
-        for k in range(KB):
-            for j in range(JB):
-                inside = builder.and_(builder.icmp_signed("<", ir.Constant(i64, k), K_),
-                                      builder.icmp_signed("<", ir.Constant(i64, j), J_))
-                with builder.if_then(inside):
-                    _add_widened(L, adata, k * JB + j, acc[k * JB + j])
+        _add_block_widened(L, adata, acc, KB, JB, K_, J_)
         return context.get_dummy_value()
 
     return types.none(acc64, g, g_off, g_cstride, x, x_off, x_cstride, nvec, K, J), codegen
