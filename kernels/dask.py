@@ -77,7 +77,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from kernels import _validate as V
 from kernels.conv import correlate2d as _correlate2d
-from kernels.conv.geometry import _bias_array, _padding
+from kernels.conv.geometry import _bias_array, _filter_geometry
 from kernels.pool import maxpool2d as _maxpool2d
 
 __all__ = ["correlate2d", "convolve2d", "maxpool2d", "sweep", "SweepFailure", "SweepResults"]
@@ -361,27 +361,13 @@ def _apply(func, g, grid, *, seg_r, seg_c, oy, ox):
 def _conv(x, w, bias, stride, padding, dilation, flipped):
     x = _dask_float_array(x, (2, 4))
     two_d = x.ndim == 2
-    w = V.float_array(w, "w", ndim=2 if two_d else 4)
-    if w.dtype != x.dtype:
-        raise TypeError(f"w must have dtype {x.dtype} like x, got {w.dtype}")
-    sh, sw = V.int_pair(stride, "stride")
-    dh, dw = V.int_pair(dilation, "dilation")
-    w4 = w[None, None] if two_d else w
-    if not two_d and w.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"w has {w.shape[1]} input channels (shape {w.shape}) but x has {x.shape[1]} (shape {x.shape})")
     if any(s == 0 for s in x.shape[-3 if not two_d else -2:]):
         raise ValueError(f"x must not be empty, got shape {x.shape}")
-    Co, kh, kw = w4.shape[0], w4.shape[2], w4.shape[3]
-    pt, pb, pl, pr = _padding(padding, kh, kw, dh, dw, (sh, sw), flipped)
+    w, w4, (sh, sw), (dh, dw), (pt, _, pl, _), (eh, ew), (Ho, Wo) = _filter_geometry(
+        x, w, stride, padding, dilation, flipped)
+    Co = w4.shape[0]
     H, W = x.shape[-2:]
-    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    if eh > H + pt + pb or ew > W + pl + pr:
-        raise ValueError(
-            f"w's (dilated) extent {(eh, ew)} is larger than the padded input {(H + pt + pb, W + pl + pr)} "
-            f"(x shape {x.shape}, w shape {w.shape}, padding={padding!r}, dilation={(dh, dw)})")
     b = _bias_array(bias, Co, x.dtype, two_d)
-    Ho, Wo = (H + pt + pb - eh) // sh + 1, (W + pl + pr - ew) // sw + 1
     # the flipped filter, once: convolve2d(x, w) is exactly correlate2d(x, w[..., ::-1, ::-1])
     wk = np.ascontiguousarray(w[..., ::-1, ::-1] if flipped else w)
     if not two_d and x.shape[0] == 0:

@@ -59,6 +59,35 @@ def _bias_array(bias, co, dtype, two_d):
     return np.ascontiguousarray(b)
 
 
+def _filter_geometry(x, w, stride, padding, dilation, flipped=False):
+    """Check the filter and the geometry against an already checked ``x`` (a NumPy or a dask
+    array, 2-D or 4-D: only its shape and dtype are read). Returns the filter, its 4-D form,
+    stride, dilation, (top, bottom, left, right) padding, the dilated extent and the output's
+    (H_out, W_out)."""
+    two_d = x.ndim == 2
+    w = V.float_array(w, "w", ndim=2 if two_d else 4)
+    if w.dtype != x.dtype:
+        raise TypeError(f"w must have dtype {x.dtype} like x, got {w.dtype}")
+    sh, sw = V.int_pair(stride, "stride")
+    dh, dw = V.int_pair(dilation, "dilation")
+    w4 = w[None, None] if two_d else w
+    if not two_d and w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"w has {w.shape[1]} input channels (shape {w.shape}) but x has {x.shape[1]} (shape {x.shape})"
+        )
+    kh, kw = w4.shape[2], w4.shape[3]
+    pt, pb, pl, pr = _padding(padding, kh, kw, dh, dw, (sh, sw), flipped)
+    H, W = x.shape[-2], x.shape[-1]
+    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if eh > H + pt + pb or ew > W + pl + pr:
+        raise ValueError(
+            f"w's (dilated) extent {(eh, ew)} is larger than the padded input {(H + pt + pb, W + pl + pr)} "
+            f"(x shape {x.shape}, w shape {w.shape}, padding={padding!r}, dilation={(dh, dw)})"
+        )
+    out_hw = ((H + pt + pb - eh) // sh + 1, (W + pl + pr - ew) // sw + 1)
+    return w, w4, (sh, sw), (dh, dw), (pt, pb, pl, pr), (eh, ew), out_hw
+
+
 def _prepare(x, w, stride, padding, dilation, flipped=False):
     """Validate and coerce the common arguments; returns a dict of 4-D operands and geometry.
 
@@ -66,30 +95,8 @@ def _prepare(x, w, stride, padding, dilation, flipped=False):
     filter is not."""
     x = V.float_array(x, "x", ndim=(2, 4), empty_batch=True)
     two_d = x.ndim == 2
-    w = V.float_array(w, "w", ndim=2 if two_d else 4)
-    if w.dtype != x.dtype:
-        raise TypeError(f"w must have dtype {x.dtype} like x, got {w.dtype}")
-    sh, sw = V.int_pair(stride, "stride")
-    dh, dw = V.int_pair(dilation, "dilation")
-    if two_d:
-        x4, w4 = x[None, None], w[None, None]
-    else:
-        x4, w4 = x, w
-        if w.shape[1] != x.shape[1]:
-            raise ValueError(
-                f"w has {w.shape[1]} input channels (shape {w.shape}) but x has {x.shape[1]} (shape {x.shape})"
-            )
-    kh, kw = w4.shape[2], w4.shape[3]
-    pt, pb, pl, pr = _padding(padding, kh, kw, dh, dw, (sh, sw), flipped)
-    H, W = x4.shape[2], x4.shape[3]
-    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    if eh > H + pt + pb or ew > W + pl + pr:
-        raise ValueError(
-            f"w's (dilated) extent {(eh, ew)} is larger than the padded input {(H + pt + pb, W + pl + pr)} "
-            f"(x shape {x.shape}, w shape {w.shape}, padding={padding!r}, dilation={(dh, dw)})"
-        )
-    Ho = (H + pt + pb - eh) // sh + 1
-    Wo = (W + pl + pr - ew) // sw + 1
+    w, w4, (sh, sw), (dh, dw), pads, _, (Ho, Wo) = _filter_geometry(x, w, stride, padding, dilation, flipped)
+    x4 = x[None, None] if two_d else x
     # A huge padding or dilation implies a huge output: refuse it by name rather than let the
     # allocator fail, or the machine swap. (A forward pass pads a copy of x only where that copy
     # is no larger than the output; the backward pass checks its own padded copy.)
@@ -98,8 +105,8 @@ def _prepare(x, w, stride, padding, dilation, flipped=False):
         f"the output {(x4.shape[0], w4.shape[0], Ho, Wo)} implied by x shape {x.shape}, w shape {w.shape}, "
         f"padding={padding!r}, stride={(sh, sw)} and dilation={(dh, dw)}",
     )
-    return dict(x=x, w=w, x4=x4, w4=w4, two_d=two_d, stride=(sh, sw), dilation=(dh, dw),
-                pad=(pt, pb, pl, pr), out_hw=(Ho, Wo))
+    return dict(x=x, w=w, x4=x4, w4=w4, two_d=two_d, stride=(sh, sw), dilation=(dh, dw), pad=pads,
+                out_hw=(Ho, Wo))
 
 
 def _pad_flat(xc, pads, slack=0):
