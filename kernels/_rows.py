@@ -174,6 +174,15 @@ def zero(acc, h):  # pragma: no cover - compiled
 
 
 @jit(inline="always")
+def copy(dst, src):  # pragma: no cover - compiled
+    """``dst[:] = src`` for two 1-D arrays of one length, as a loop. A slice assignment between
+    arrays would compile Numba's shape-mismatch message with it (its string formatting: about
+    2 s of a cold process's first call) for a check the callers' shapes already make."""
+    for j in range(src.shape[0]):
+        dst[j] = src[j]
+
+
+@jit(inline="always")
 def _squared_residuals(X, t, w, rows, start, end):  # pragma: no cover - compiled
     """``sum r_i^2`` over batch rows ``start:end``, one row at a time: the loss pass. Each dot
     product is its own vectorised loop; the eight-row groups of :func:`_sweep` pay for

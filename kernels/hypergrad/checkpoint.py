@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from .._config import jit
+from .._rows import copy
 from ._problem import _check_memory
 from .descent import _adjoint_step, _finish_grad, _fused_sweep, _grad_sweep, _hess_sweep, _reverse_mode
 
@@ -66,7 +67,7 @@ def _checkpoint_reverse_kernel(X, t, ckpt, buf, S, a, lr, l2, steps):  # pragma:
         recompute = j > 0
         n_rec = S - 1 if recompute else 0
         if recompute:
-            w[:] = ckpt[j - 1]
+            copy(w, ckpt[j - 1])
         for i in range(max(L, n_rec)):
             rev = i < L
             rec = i < n_rec
@@ -88,7 +89,7 @@ def _checkpoint_reverse_kernel(X, t, ckpt, buf, S, a, lr, l2, steps):  # pragma:
                 _finish_grad(w, g, l2)
                 for jj in range(d):
                     w[jj] -= lr * g[jj]
-                buf[_slot(1 - orient, i + 1, S), :] = w
+                copy(buf[_slot(1 - orient, i + 1, S)], w)
         orient = 1 - orient
     return d_lr, d_l2
 
@@ -172,14 +173,14 @@ def _revolve_kernel(X, t, snaps, ops, a, lr, l2):  # pragma: no cover - compiled
     for o in range(ops.shape[0]):
         src = ops[o, 1]
         if ops[o, 0] == 0:
-            w[:] = snaps[src]
+            copy(w, snaps[src])
             for _ in range(ops[o, 2]):
                 _grad_sweep(X, t, w, g, coef)
                 _finish_grad(w, g, l2)
                 for j in range(d):
                     w[j] -= lr * g[j]
             if ops[o, 3] >= 0:
-                snaps[ops[o, 3], :] = w
+                copy(snaps[ops[o, 3]], w)
         else:
             _hess_sweep(X, a, s, h)
             if src >= 0:

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from .._config import jit
-from .._rows import sweep_inlined, zero
+from .._rows import copy, sweep_inlined, zero
 from .._validate import positive_int
 from ._problem import HypergradResult, _hyper, _noise, _objective_grad, _problem
 from .spectrum import _diverged
@@ -96,12 +96,12 @@ def _descend_kernel(X, t, w, g, lr, l2, steps, noise, ckpt, stride, buf):  # pra
             return k, loss
         if k == steps:
             if steps % stride == 0 and steps // stride < J:
-                ckpt[steps // stride, :] = w
+                copy(ckpt[steps // stride], w)
             return -1, loss
         if k % stride == 0 and k // stride < J:
-            ckpt[k // stride, :] = w
+            copy(ckpt[k // stride], w)
         elif k > last and k - last - 1 < buf.shape[0]:
-            buf[k - last - 1, :] = w
+            copy(buf[k - last - 1], w)
         for j in range(d):
             w[j] -= lr * g[j]
     return -1, 0.0  # not reached

@@ -59,7 +59,7 @@ import warnings
 import numpy as np
 
 from .._config import jit
-from .._rows import sweep_inlined, zero
+from .._rows import copy, sweep_inlined, zero
 from ..optim import rules
 from ._problem import DIVERGENCE_FACTOR, HypergradResult, _noise
 
@@ -186,16 +186,16 @@ def _forward_step(rule, X, t, rows, start, end, w, state, g, wprev, k, lr, l2, h
 @jit(inline="always")
 def _store(buf, i, w, g, state, srows):  # pragma: no cover - compiled
     """Row block ``i`` of a trajectory: ``w_k``, ``g_k`` and the state rows the rule reads."""
-    buf[i, 0, :] = w
-    buf[i, 1, :] = g
+    copy(buf[i, 0], w)
+    copy(buf[i, 1], g)
     for r in range(srows.shape[0]):
-        buf[i, 2 + r, :] = state[srows[r]]
+        copy(buf[i, 2 + r], state[srows[r]])
 
 
 @jit(inline="always")
 def _unstore(buf, i, sprev, srows):  # pragma: no cover - compiled
     for r in range(srows.shape[0]):
-        sprev[srows[r], :] = buf[i, 2 + r]
+        copy(sprev[srows[r]], buf[i, 2 + r])
 
 
 @jit(inline="always")
@@ -229,19 +229,19 @@ def _run_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, w, state, l
         i = k - k0
         if ckpt.shape[0] > 0 and i % stride == 0:
             c = i // stride
-            ckpt[c, 0, :] = w
-            ckpt[c, 1, :] = state[0]
-            ckpt[c, 2, :] = state[1]
+            copy(ckpt[c, 0], w)
+            copy(ckpt[c, 1], state[0])
+            copy(ckpt[c, 2], state[1])
         if traj.shape[0] > 0:
-            traj[i, 0, :] = w
+            copy(traj[i, 0], w)
             for r in range(srows.shape[0]):
-                traj[i, 2 + r, :] = state[srows[r]]
+                copy(traj[i, 2 + r], state[srows[r]])
         loss, bad = _forward_step(rule, X, t, rows, start, end, w, state, g, wprev, k, lr, l2, hyper, keep, gram, G,
                                   bt, tt)
         if traj.shape[0] > 0:
-            traj[i, 1, :] = g
+            copy(traj[i, 1], g)
         if not (loss <= thr):
-            w[:] = wprev
+            copy(w, wprev)
             return k
         if bad != 0.0:
             return k + 1
@@ -322,9 +322,9 @@ def _checkpoint_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, ckpt
     for j in range(J - 1, -1, -1):
         k0 = j * S
         k1 = min(steps, k0 + S)
-        w[:] = ckpt[j, 0]
-        state[0, :] = ckpt[j, 1]
-        state[1, :] = ckpt[j, 2]
+        copy(w, ckpt[j, 0])
+        copy(state[0], ckpt[j, 1])
+        copy(state[1], ckpt[j, 2])
         _run_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, w, state, lr, l2, hyper, keep, k0, k1,
                     np.inf, srows, buf, nockpt, 1)
         _reverse_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, buf, srows, a, lr, l2, hyper, keep, k0,
@@ -354,9 +354,9 @@ def _revolve_opt_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, sna
     for o in range(ops.shape[0]):
         src = ops[o, 1]
         if ops[o, 0] == 0:
-            w[:] = snaps[src, 0]
-            state[0, :] = snaps[src, 1]
-            state[1, :] = snaps[src, 2]
+            copy(w, snaps[src, 0])
+            copy(state[0], snaps[src, 1])
+            copy(state[1], snaps[src, 2])
             k = slot_k[src]
             for _ in range(ops[o, 2]):
                 rows, start, end = _batch(k, full, perms, batch, nb, n, none)
@@ -365,21 +365,22 @@ def _revolve_opt_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, sna
                 k += 1
             dst = ops[o, 3]
             if dst >= 0:
-                snaps[dst, 0, :] = w
-                snaps[dst, 1, :] = state[0]
-                snaps[dst, 2, :] = state[1]
+                copy(snaps[dst, 0], w)
+                copy(snaps[dst, 1], state[0])
+                copy(snaps[dst, 2], state[1])
                 slot_k[dst] = k
             else:
                 kw = k
         else:
             if src >= 0:
-                wk[:] = snaps[src, 0]
-                sprev[0, :] = snaps[src, 1]
-                sprev[1, :] = snaps[src, 2]
+                copy(wk, snaps[src, 0])
+                copy(sprev[0], snaps[src, 1])
+                copy(sprev[1], snaps[src, 2])
                 k = slot_k[src]
             else:
-                wk[:] = w
-                sprev[:, :] = state
+                copy(wk, w)
+                copy(sprev[0], state[0])
+                copy(sprev[1], state[1])
                 k = kw
             rows, start, end = _batch(k, full, perms, batch, nb, n, none)
             if gram:
