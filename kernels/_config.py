@@ -216,6 +216,20 @@ def jit(*, parallel: bool = False, fastmath: bool = True, cache: bool | None = N
     return numba.njit(**opts)
 
 
+def specialise(f, name: str, *, parallel: bool = False, **constants):
+    """``f`` compiled (with :func:`jit`) as a copy of its code named ``name`` whose globals
+    ``constants`` override: each is a compile-time constant to Numba, so a branch on one is
+    pruned before typing, and a global function so bound is the one the copy calls. Each copy
+    has its own name, hence its own entry in the on-disk cache (which keys a kernel on its name
+    and bytecode, not on its globals). How one source gives builds that compile only the code
+    they run (see :mod:`kernels.optim.drivers`, :mod:`kernels.conv.direct`)."""
+    import types
+
+    g = types.FunctionType(f.__code__, dict(f.__globals__, **constants), name, f.__defaults__, f.__closure__)
+    g.__qualname__, g.__module__, g.__doc__ = name, f.__module__, f.__doc__
+    return jit(parallel=parallel)(g)
+
+
 # Numba's and OpenBLAS's pools set to share the cores (kernels/_threads.py says why and how).
 _threads.configure(PARALLEL)
 

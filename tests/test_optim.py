@@ -145,7 +145,7 @@ def test_passes_bit_identical_across_thread_counts_and_serial_parallel(monkeypat
     finally:
         numba.set_num_threads(before)
     # both builds of the optimizers' loop ran: the serial one first, the parallel one after
-    assert optim.drivers._drive_serial.signatures and optim.drivers._drive.signatures
+    assert optim.drivers._DRIVE_SERIAL.signatures and optim.drivers._DRIVE.signatures
     for g, lo, r1, r2 in results[1:]:
         assert np.array_equal(g, results[0][0]) and lo == results[0][1]
         for a, b in ((r1, results[0][2]), (r2, results[0][3])):

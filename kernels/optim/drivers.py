@@ -1,7 +1,7 @@
 """The optimizers on linear regression: ``gd``, ``sgd``, ``rmsprop``, ``adagrad``, ``adam``.
 
-Each is the one time-stepping loop (:func:`_steps`, built parallel as ``_drive`` and serial as
-``_drive_serial``) that, per step, takes the gradient of the
+Each is the one time-stepping loop (:func:`_steps`, built parallel as ``_DRIVE`` and serial as
+``_DRIVE_SERIAL``) that, per step, takes the gradient of the
 step's batch in one pass over its rows (:mod:`kernels._rows`) and applies an update rule
 (:mod:`kernels.optim.rules`, where the update formulas are), chosen by its id.
 
@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import math
 import time
-import types
 from dataclasses import dataclass
 
 import numba
@@ -76,7 +75,7 @@ import numpy as np
 from numba import prange
 
 from .. import _validate
-from .._config import REDUCTION_BLOCK, jit
+from .._config import REDUCTION_BLOCK, specialise
 from .._rows import reduce_blocks, residual_block, serial_blocks, sumsq
 from . import rules
 from .linreg import _NO_GRAM, _buffers, _data, _full_loss, _gram, _l2, _loss_serial, _par_rows, _weights
@@ -120,20 +119,14 @@ class OptimResult:
 # --------------------------------------------------------------------------- the compiled loop
 
 
-def _copy_function(f, name):
-    """``f`` under another name: a second dispatcher of the same code with its own cache file."""
-    g = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__, f.__closure__)
-    g.__qualname__, g.__module__, g.__doc__ = name, f.__module__, f.__doc__
-    return g
-
-
 def _steps(
     X, t, perm, full, batch, nbatches, epoch0, s0, s1,
     rule, lr, hyper, l2, wd, record_every, par_rows, gram, G, Xt_t, t_t,
     w, w_prev, state, g, part, spart, losses, traj, rec_steps, info,
 ):  # pragma: no cover - compiled
     """Run steps ``s0 <= s < s1`` of the optimizer whose update rule has id ``rule``
-    (:data:`rules.SGD`, ...), updating ``w`` and ``state`` in place.
+    (:data:`rules.SGD`, ...), updating ``w`` and ``state`` in place. ``_PARALLEL`` (a constant
+    of each build, below) says whether the passes may run in parallel.
 
     ``perm[e]`` is the row permutation of epoch ``epoch0 + e`` (unused when ``full``). The
     time loop is serial; a step's gradient pass is parallel over row blocks when the batch has
@@ -175,7 +168,7 @@ def _steps(
             # ||X w - t||^2 by the Gram form: good enough to tell finite from not (the
             # divergence check); never recorded, as it cancels when the residual is small
             ss = wgw - 2.0 * bw + t_t
-        elif mb < par_rows:
+        elif not _PARALLEL or mb < par_rows:
             ss = serial_blocks(X, t, w, rows, start, end, g, part, spart)
         else:
             for b in prange(nblk):
@@ -188,7 +181,7 @@ def _steps(
                 lf = lb
             else:
                 # the full-data loss of a recorded step: one more pass (g is left alone)
-                if n < par_rows:
+                if not _PARALLEL or n < par_rows:
                     lf = _loss_serial(X, t, w, l2, spart, g)
                 else:
                     nfb = (n + B - 1) // B
@@ -221,15 +214,16 @@ def _steps(
         info[0] = s + 1
 
 
-# Two builds of the same loop: the parallel one for runs that make a pass over at least
-# `par_rows` rows, and a serial one, which compiles in a fraction of the time (no parfor
-# lowering) and carries no thread-pool call per step, for the rest: mini-batches smaller than
-# `par_rows` and data smaller than it. Same arithmetic, same bits. Each is compiled from its own
-# copy of the function (its own name, so its own entry in the on-disk cache, which keys a kernel
-# on its bytecode and not on `parallel`); inlining `_steps` into two wrappers instead cost
-# seconds of compile time (Numba's inliner deep-copies the whole loop's IR).
-_drive = jit(parallel=True)(_steps)
-_drive_serial = jit()(_copy_function(_steps, "_drive_serial"))
+# Two builds of the same loop (kernels._config.specialise): the parallel one for runs that make
+# a pass over at least `par_rows` rows, and a serial one for the rest, mini-batches smaller than
+# `par_rows` and data smaller than it. The serial build has none of the parallel passes (their
+# branches are pruned before typing), so it compiles in a fraction of the time and carries no
+# thread-pool call per step. Same arithmetic, same bits. Inlining `_steps` into two wrappers
+# instead cost seconds of compile time (Numba's inliner deep-copies the whole loop's IR). One
+# build holds all four rules: a build per rule made a first `sgd` 0.6 s faster to compile and a
+# program using all four 4 s slower.
+_DRIVE_SERIAL = specialise(_steps, "_drive_serial", _PARALLEL=False)
+_DRIVE = specialise(_steps, "_drive", parallel=True, _PARALLEL=True)
 
 
 # --------------------------------------------------------------------------- the wrappers
@@ -254,10 +248,10 @@ def _probe(X, t, perm, n, steps, args, par_rows, info):
     chunk faster and the step to go on from. Both give the same bits, so the choice changes
     only the time. The first chunk of each build warms its caches and threads and is not
     counted."""
-    best = {_drive_serial: math.inf, _drive: math.inf}
+    best = {_DRIVE_SERIAL: math.inf, _DRIVE: math.inf}
     s = 0
     for rnd in range(3):
-        for build, rows in ((_drive_serial, par_rows), (_drive, 1)):
+        for build, rows in ((_DRIVE_SERIAL, par_rows), (_DRIVE, 1)):
             start = time.perf_counter()
             build(X, t, perm, True, n, 1, 0, s, s + _PROBE_STEPS, *args(rows))
             if rnd:
@@ -327,7 +321,7 @@ def _run(rule, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
 
     # a pass over par_rows rows or more runs in parallel: a step's batch, or a recorded loss
     parallel = (not gram and (n if full else batch_size) >= par_rows) or (record_every and n >= par_rows)
-    drive = _drive if parallel else _drive_serial
+    drive = _DRIVE if parallel else _DRIVE_SERIAL
 
     if full:
         perm = np.empty((1, 0), dtype=np.int64)
@@ -335,7 +329,7 @@ def _run(rule, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
         if not parallel and not gram and _probe_pays(X, steps):
             drive, s0 = _probe(X, t, perm, n, steps, args, par_rows, info)
         if info[_I_DIVERGED_AT] < 0:
-            drive(X, t, perm, True, n, 1, 0, s0, steps, *args(par_rows if drive is _drive_serial else 1))
+            drive(X, t, perm, True, n, 1, 0, s0, steps, *args(par_rows if drive is _DRIVE_SERIAL else 1))
     else:
         rng = np.random.default_rng(seed)
         epochs_total = -(-steps // nbatches)
