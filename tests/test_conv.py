@@ -721,6 +721,31 @@ def test_single_channel_stencil_ignores_output_alignment(shape, streaming, dtype
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("wshape,kw", [((3, 3), dict(padding="same")), ((5, 4), dict(stride=2, padding=1)),
+                                       ((3, 3), dict(dilation=2, padding=2))])
+def test_single_channel_serial_and_parallel_builds_agree(wshape, kw, dtype, monkeypatch):
+    """A single-channel image that is one tile runs the serial build of the copy-free kernel,
+    a batch or an image of several tiles the parallel build (kernels.conv.direct._CORRELATE):
+    the same bits, and the reference's values."""
+    from kernels.conv import direct, tiles
+
+    rng = _rng(18)
+    x, w = _data((2, 1, 45, 67), dtype, rng), _data((1, 1) + wshape, dtype, rng)
+    monkeypatch.setattr(tiles, "_STENCIL_TILE_ELEMENTS", 1 << 40)  # an image is one tile
+    monkeypatch.setattr(tiles, "_TILE_ELEMENTS", 1 << 40)
+    one_by_one = np.concatenate([kernels.correlate2d(x[i : i + 1], w, **kw) for i in range(2)])  # serial
+    batched = kernels.correlate2d(x, w, **kw)  # two tiles: parallel
+    np.testing.assert_array_equal(one_by_one, batched)
+    monkeypatch.setattr(tiles, "_STENCIL_TILE_ELEMENTS", 200)  # several tiles per image: parallel
+    monkeypatch.setattr(tiles, "_TILE_ELEMENTS", 200)
+    np.testing.assert_array_equal(kernels.correlate2d(x[:1], w, **kw), one_by_one[:1])
+    for parallel in (False, True):
+        sigs = direct._CORRELATE[True, parallel].signatures
+        assert any(str(s[0].dtype) == np.dtype(dtype).name for s in sigs), f"parallel={parallel} build never ran"
+    check_forward(x, w, None, **kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_bias_forms_for_single_channel(dtype):
     rng = _rng(16)
     x, w = _data((6, 7), dtype, rng), _data((3, 3), dtype, rng)

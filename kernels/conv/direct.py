@@ -1,4 +1,4 @@
-"""The copy-free forward kernel :func:`_correlate_kernel`: parallel over disjoint output tiles,
+"""The copy-free forward kernel (:func:`_correlate`, built as ``_CORRELATE``): parallel over disjoint output tiles,
 taps that fall in the zero padding skipped rather than multiplied by zero.
 
 Two inner paths. One vectorised loop per filter tap over the valid span of each output row
@@ -13,10 +13,11 @@ products must not be formed.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import prange
 
 from kernels import _simd
-from kernels._config import jit
+from kernels._config import jit, specialise
 
 from .stencil3x3 import _border3x3, _stencil3x3_span, _taps3x3
 
@@ -150,10 +151,10 @@ def _fused3x3_span(x, w, b, out, n, c0, c1, q0, L, xq0, stream):
             co += 1
 
 
-@jit(parallel=True)
-def _correlate_kernel(x, w, b, out, sh, sw, pt, pl, dh, dw, rows_per_task, stream):
+def _correlate(x, w, b, out, sh, sw, pt, pl, dh, dw, rows_per_task, stream):  # pragma: no cover - compiled
     """out[n, co, y, xo] = b[co] + sum_{ci,i,j} w[co,ci,i,j] x[n, ci, y*sh-pt+i*dh, xo*sw-pl+j*dw],
-    taps outside x skipped (zero padding). x, w, out C-contiguous; out fully overwritten."""
+    taps outside x skipped (zero padding). x, w, out C-contiguous; out fully overwritten. The
+    build for one input and one output channel (``_ONE_CHANNEL``) takes nothing else."""
     N, C, H, W = x.shape
     Co, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     Ho, Wo = out.shape[2], out.shape[3]
@@ -201,8 +202,7 @@ def _correlate_kernel(x, w, b, out, sh, sw, pt, pl, dh, dw, rows_per_task, strea
             _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb, stream)
 
 
-@jit()
-def _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb, stream):
+def _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb, stream):  # pragma: no cover - compiled
     """One output tile of a 3x3, stride-1, dilation-1 correlation (out holds the bias outside
     the interior span).
 
@@ -211,13 +211,14 @@ def _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb, strea
     """
     W = x.shape[3]
     Wo = out.shape[3]
+    one = np.int64(1)  # not the literal 1: the signature _correlate compiles _row_taps for
     for y in range(y0, y1):
         if y < ya or y >= yb:
             for co in range(c0, c1):
-                _row_taps(x, w, out, n, co, y, 0, Wo, 1, 1, pt, pl, 1, 1)
+                _row_taps(x, w, out, n, co, y, 0, Wo, one, one, pt, pl, one, one)
     if yb <= ya:
         return
-    if x.shape[1] == 1 and c1 - c0 == 1:
+    if _ONE_CHANNEL or (x.shape[1] == 1 and c1 - c0 == 1):
         # One input and one output channel (memory-bound): groups of rows, each row's interior
         # columns only (kernels._simd); the border columns hold the bias and get their taps below.
         H = x.shape[2]
@@ -266,3 +267,20 @@ def _fused_tile(x, w, b, out, n, c0, c1, y0, y1, pt, pl, xlo, xhi, ya, yb, strea
                     _point(x, w, out, n, co, y, xo, pt, pl)
                 for xo in range(xhi, Wo):
                     _point(x, w, out, n, co, y, xo, pt, pl)
+
+
+# Builds of the kernel (kernels._config.specialise). One input and one output channel: tiles
+# that take only the one-channel path of _fused_tile (the stencil); a single-channel image
+# compiled all of the several-channel code with it, about 5 s of a cold process's first call.
+# Of that build, a serial one for an image that is one tile (a thread pool buys nothing there,
+# and the parfor lowering is most of the compile time) beside the parallel one. Any other
+# channels (a non-finite filter in grad_x): the parallel build of the general kernel.
+_FUSED_TILE = {one: specialise(_fused_tile, f"_fused_tile_{'one' if one else 'many'}", _ONE_CHANNEL=one)
+               for one in (True, False)}
+#: ``_CORRELATE[one_channel, parallel]``: the kernel for ``C_in == C_out == 1`` (True) or any
+#: other, parallel over tiles or serial (one channel only).
+_CORRELATE = {
+    (one, par): specialise(_correlate, f"_correlate_{'one' if one else 'many'}{'' if par else '_serial'}",
+                           parallel=par, _ONE_CHANNEL=one, _fused_tile=_FUSED_TILE[one])
+    for one, par in ((True, True), (True, False), (False, True))
+}

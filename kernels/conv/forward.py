@@ -16,7 +16,7 @@ from kernels import _validate as V
 
 from . import tiles
 from .blocked import _correlate_blocked_kernel, _pack_filter
-from .direct import _correlate_kernel
+from .direct import _CORRELATE
 from .geometry import _bias_array, _pad, _pad_flat, _prepare
 
 
@@ -68,7 +68,9 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
         # Non-temporal stores only where each output element is written once (one input
         # channel) and the output is too large to stay in cache for whoever reads it next.
         stream = _simd.STREAMING_SUPPORTED and C == 1 and res4.nbytes >= tiles._STREAM_MIN_BYTES
-        _correlate_kernel(xc, wc, b, res4, sh, sw, pt, pl, dh, dw, rows, stream)
+        one = C == 1 and Co == 1
+        parallel = not one or xc.shape[0] * -(-Ho // rows) > 1  # one channel: more than one tile
+        _CORRELATE[one, parallel](xc, wc, b, res4, sh, sw, pt, pl, dh, dw, rows, stream)
 
 
 def _forward(p, bias, out):

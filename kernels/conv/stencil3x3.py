@@ -10,6 +10,8 @@ Called by the 3x3 tile of :mod:`.direct`.
 
 from __future__ import annotations
 
+import numpy as np
+
 from kernels import _simd
 from kernels._config import jit
 
@@ -61,12 +63,14 @@ def _stencil3x3_span(o, opitch, x, xpitch, rows, L, taps, bv, stream):
         head = ((-addr) % _simd.STENCIL_VECTOR_BYTES) // item
     else:
         nt = False
-    p = 0
+    # run-time values, not the literals 0 and False: calls with a literal compile their own copy
+    p = np.int64(0)
+    cached = np.bool_(False)
     if last >= 0:
         # An unaligned block covers the head and another the tail; the aligned blocks between
         # overlap them, rewriting the same values (every block computes the same expression).
         if head > 0:
-            _stencil3x3_block(o, opitch, x, xpitch, rows, 0, taps, bv, False)
+            _stencil3x3_block(o, opitch, x, xpitch, rows, p, taps, bv, cached)
         p = head
         while p <= last:
             _stencil3x3_block(o, opitch, x, xpitch, rows, p, taps, bv, nt)
@@ -74,7 +78,7 @@ def _stencil3x3_span(o, opitch, x, xpitch, rows, L, taps, bv, stream):
         if nt:
             _simd.store_fence()
         if p < L:
-            _stencil3x3_block(o, opitch, x, xpitch, rows, last, taps, bv, False)
+            _stencil3x3_block(o, opitch, x, xpitch, rows, last, taps, bv, cached)
             p = last + block
     for r in range(rows):  # what no block may read far enough for
         orow = o[r * opitch :]
