@@ -610,8 +610,9 @@ def test_nan_and_inf_propagate_like_the_reference(case, dtype):
     x[..., 4, 5] = np.inf
     x[..., 6, 2] = -np.inf
     x[..., -1, -1] = np.inf
-    for kw in (dict(padding="same"), dict(padding="valid"), dict(padding=2)):
-        check_forward(x, w, **kw)
+    for kw in (dict(padding="same"), dict(padding="valid"), dict(padding=2), dict(stride=2, padding=1),
+               dict(stride=(3, 2), dilation=(1, 2), padding=2)):
+        check_forward(x, w, **kw)  # at a stride, a NaN in a column no output reads stays out
     # a non-finite filter tap times a zero of the padding is NaN under the zero-padded definition
     xf = _data(xs, dtype, rng)
     wf = w.copy()
@@ -743,6 +744,29 @@ def test_single_channel_serial_and_parallel_builds_agree(wshape, kw, dtype, monk
         sigs = direct._CORRELATE[True, parallel].signatures
         assert any(str(s[0].dtype) == np.dtype(dtype).name for s in sigs), f"parallel={parallel} build never ran"
     check_forward(x, w, None, **kw)
+
+
+@pytest.mark.parametrize("xs,pads,stride", [((2, 3, 9, 11), (1, 2, 3, 0), (2, 3)), ((1, 2, 8, 8), (0, 0, 0, 0), (2, 2)),
+                                             ((1, 1, 7, 5), (2, 2, 2, 2), (3, 1)), ((2, 2, 5, 6), (0, 1, 4, 1), (1, 2)),
+                                             ((1, 1, 6, 7), (0, 0, 1, 2), (2, 2)), ((1, 1, 3, 1), (5, 5, 5, 5), (2, 2))])
+def test_phase_planes_are_the_padded_input_at_each_offset(xs, pads, stride):
+    """The strided forward's copy (kernels.conv.phases.phase_planes): phase (a, b) of each plane
+    is the zero-padded plane's rows a, a + sh, ... and columns b, b + sw, ..., zero-filled to one
+    shape, followed by zero slack."""
+    from kernels.conv.phases import phase_planes
+
+    x = _data(xs, np.float64, _rng(19))
+    flat, (Hq, Wq) = phase_planes(x, pads, stride, 5)
+    (pt, pb, pl, pr), (sh, sw) = pads, stride
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    got = flat[:-5].reshape(xs[0], xs[1], sh, sw, Hq, Wq)
+    assert not flat[-5:].any()
+    for a in range(sh):
+        for b in range(sw):
+            part = xp[:, :, a::sh, b::sw]
+            want = np.zeros(xs[:2] + (Hq, Wq))
+            want[:, :, : part.shape[2], : part.shape[3]] = part
+            np.testing.assert_array_equal(got[:, :, a, b], want)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -101,50 +101,51 @@ def correlate3x3_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, row,
 
 
 @intrinsic
-def correlate_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, row, C, wp, w_off, bp, b_off, geom):
-    """:func:`correlate3x3_block` for any filter at stride 1: ``geom = (kh, kw, dh, dw)``.
+def correlate_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, C, wp, w_off, bp, b_off, offsets):
+    """:func:`correlate3x3_block` for any filter, at any stride: tap ``t`` (``i * kw + j``) of
+    output position ``p`` reads ``xf[x_off + ci*plane + offsets[t] + p]``. On a padded plane
+    of rows ``row`` long, ``offsets[t] = i*dh*row + j*dw``; on the phases of a strided grid (see
+    :func:`kernels.conv.phases.phase_planes`), the position of tap ``(i, j)`` there, so that
+    the outputs of a strided row are consecutive positions.
 
     For k < K and the P = ``POSITION_VECTORS * lanes`` positions p::
 
         stage[s_off + k*s_stride + p] = bp[b_off + k]
-            + sum over ci, then i < kh, then j < kw, of
-              wp[w_off + ((ci*kh + i)*kw + j)*K + k] * xf[x_off + ci*plane + i*dh*row + j*dw + p]
+            + sum over ci, then t < len(offsets), of
+              wp[w_off + (ci*taps + t)*K + k] * xf[x_off + ci*plane + offsets[t] + p]
 
-    with fused multiply-adds in that order. The taps are runtime loops, so each is a vector load
-    at its own offset (no lane shifts): 16 multiply-adds per 4 loads and 4 broadcasts. Reads
-    ``xf`` up to ``x_off + (C-1)*plane + (kh-1)*dh*row + (kw-1)*dw + P`` (exclusive).
+    with fused multiply-adds in that order. The taps are a runtime loop, so each is a vector
+    load at its own offset (no lane shifts): 16 multiply-adds per 4 loads and 4 broadcasts.
+    Reads ``xf`` up to ``x_off + (C-1)*plane + max(offsets) + P`` (exclusive).
     """
     dtype = stage.dtype
     V = lanes(dtype.bitwidth // 8)
     K, U = CHANNEL_BLOCK, POSITION_VECTORS
 
     def codegen(context, builder, sig, args):
-        stage_, s_off_, s_stride_, xf_, x_off_, plane_, row_, C_, wp_, w_off_, bp_, b_off_, geom_ = args
+        stage_, s_off_, s_stride_, xf_, x_off_, plane_, C_, wp_, w_off_, bp_, b_off_, offsets_ = args
         L = _Lanes(context, builder, dtype, V)
         i64 = L.i64
-        kh_, kw_, dh_, dw_ = (builder.extract_value(geom_, q) for q in range(4))
         sdata = _data(context, builder, sig.args[0], stage_)
         xdata = _data(context, builder, sig.args[3], xf_)
-        wdata = _data(context, builder, sig.args[8], wp_)
-        bdata = _data(context, builder, sig.args[10], bp_)
+        wdata = _data(context, builder, sig.args[7], wp_)
+        bdata = _data(context, builder, sig.args[9], bp_)
+        odata = _data(context, builder, sig.args[11], offsets_)
+        taps = cgutils.create_struct_proxy(sig.args[11])(context, builder, value=offsets_).nitems
         acc = _bias_accumulators(L, bdata, b_off_, K, U)
-        taps = builder.mul(kh_, kw_)
         with cgutils.for_range(builder, C_) as cloop:
             ci = cloop.index
             xbase = L.at(xdata, builder.add(x_off_, builder.mul(ci, plane_)))
             wci = builder.add(w_off_, builder.mul(builder.mul(ci, taps), ir.Constant(i64, K)))
-            with cgutils.for_range(builder, kh_) as iloop:
-                rbase = L.at(xbase, builder.mul(builder.mul(iloop.index, dh_), row_))
-                wi = builder.add(wci, builder.mul(builder.mul(iloop.index, kw_), ir.Constant(i64, K)))
-                with cgutils.for_range(builder, kw_) as jloop:
-                    tbase = L.at(rbase, builder.mul(jloop.index, dw_))
-                    wt = L.at(wdata, builder.add(wi, builder.mul(jloop.index, ir.Constant(i64, K))))
-                    xs = [L.load(L.at(tbase, u * V)) for u in range(U)]
-                    for k in range(K):
-                        wv = L.splat(builder.load(L.at(wt, k)))
-                        for u in range(U):
-                            builder.store(L.fma(wv, xs[u], builder.load(acc[k][u])), acc[k][u])
+            with cgutils.for_range(builder, taps) as tloop:
+                tbase = L.at(xbase, builder.load(builder.gep(odata, [tloop.index])))
+                wt = L.at(wdata, builder.add(wci, builder.mul(tloop.index, ir.Constant(i64, K))))
+                xs = [L.load(L.at(tbase, u * V)) for u in range(U)]
+                for k in range(K):
+                    wv = L.splat(builder.load(L.at(wt, k)))
+                    for u in range(U):
+                        builder.store(L.fma(wv, xs[u], builder.load(acc[k][u])), acc[k][u])
         _store_accumulators(L, acc, sdata, s_off_, s_stride_)
         return context.get_dummy_value()
 
-    return types.none(stage, s_off, s_stride, xf, x_off, plane, row, C, wp, w_off, bp, b_off, geom), codegen
+    return types.none(stage, s_off, s_stride, xf, x_off, plane, C, wp, w_off, bp, b_off, offsets), codegen

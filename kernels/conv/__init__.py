@@ -39,16 +39,20 @@ result is bit-identical for any number of threads). Four inner paths:
   (:func:`kernels._simd.correlate3x3_block`) keep 4 channels x 4 vectors of positions in
   registers through all input channels, 144 fused multiply-adds per 15 vector loads, which runs
   at the machine's multiply-add rate;
-* any other filter at stride 1 on several channels (5x5, 1x1, dilated, rectangular): the same
-  padded layout and register blocking, with one vector load per tap
-  (:func:`kernels._simd.correlate_block`);
+* any other filter on several channels (5x5, 1x1 with padding, dilated, rectangular, strided):
+  the same padded layout and register blocking, with one vector load per tap
+  (:func:`kernels._simd.correlate_block`). At a stride the copy cuts each padded plane into its
+  phases (:func:`.phases.phase_planes`: rows ``a, a + sh, ...`` and columns ``b, b + sw, ...``),
+  on which the outputs of a row are consecutive positions and each tap a fixed distance away,
+  so only the definition's products are formed (computing every stride-1 position and keeping
+  one in ``sw`` formed ``sw`` times more);
 * 3x3, stride 1, dilation 1, one channel (a single image, memory-bound): no copy. Explicit
   SIMD blocks (:mod:`kernels._simd`) compute four output rows at once from six input rows, each
   loaded once per vector with the shifted taps cut from neighbouring vectors, and write the
   output once, with non-temporal stores once it outgrows the cache; the border pixels get
   their in-bounds taps separately. It runs at about the speed of a copy of the image;
-* anything else (strides above 1, one channel with a filter other than 3x3): one vectorised
-  loop per filter tap over the valid span of each output row.
+* anything else (one channel with a filter other than 3x3, or a stride): one vectorised loop
+  per filter tap over the valid span of each output row.
 
 Taps that fall in the zero padding are skipped rather than multiplied by zero. That differs from
 the zero-padded definition only when the filter holds inf or NaN (``0 * inf = NaN``); such a
@@ -74,6 +78,7 @@ clean, C-contiguous input and only compute; :mod:`.geometry` validates at the do
 * :mod:`.direct`: the copy-free kernel, per-tap rows and the fused 3x3 tile;
 * :mod:`.stencil3x3`: the single-channel 3x3 stencil spans and border pixels;
 * :mod:`.geometry`: validation at the door and the zero-padded copies;
+* :mod:`.phases`: the phases of a stride (the strided forward's copy, the backward's phases);
 * :mod:`.tiles`: tile sizes and the streaming threshold.
 """
 

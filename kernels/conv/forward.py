@@ -18,6 +18,7 @@ from . import tiles
 from .blocked import _correlate_blocked_kernel, _pack_filter
 from .direct import _CORRELATE
 from .geometry import _bias_array, _pad, _pad_flat, _prepare
+from .phases import phase_offsets, phase_planes
 
 
 def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=True):
@@ -56,12 +57,21 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
         # it keeps the copy-free kernels below, as does a non-finite filter whose padding
         # products must not be formed. The copy ends in zero slack: the last block of a tile
         # reads whole vectors past its last position.
+        # At a stride the copy cuts each padded plane into its phases, so that the outputs of a
+        # row are consecutive positions and only the definition's products are formed
+        # (computing every stride-1 position and keeping one in sw formed sw times more).
         slack = 2 * _simd.POSITION_VECTORS * _simd.lanes(xc.itemsize) + _simd.lanes(xc.itemsize)
-        xflat, (_, _, Hp, Wp) = _pad_flat(xc, (pt, pb, pl, pr), slack)
+        pads = (pt, pb, pl, pr)
+        if (sh, sw) == (1, 1):
+            xflat, (_, _, Hq, Wq) = _pad_flat(xc, pads, slack)
+        else:
+            xflat, (Hq, Wq) = phase_planes(xc, pads, (sh, sw), slack)
+        offsets = phase_offsets(kh, kw, (dh, dw), (sh, sw), (Hq, Wq))
         wpack, bpack = _pack_filter(wc, b)
-        rows = max(1, min(Ho, tiles._PADDED_TILE_ELEMENTS // Wp))
-        _correlate_blocked_kernel(xflat, xc.shape[0], C, Hp, Wp, wpack, bpack, res4, rows, (kh, kw, dh, dw),
-                                  sh, sw)
+        rows = max(1, min(Ho, tiles._PADDED_TILE_ELEMENTS // Wq))
+        three = (kh, kw, dh, dw, sh, sw) == (3, 3, 1, 1, 1, 1)
+        _correlate_blocked_kernel(xflat, xc.shape[0], C, sh * sw * Hq * Wq, Wq, wpack, bpack, res4, rows, offsets,
+                                  three)
     else:
         single = C == 1 and (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
         rows = max(1, min(Ho, (tiles._STENCIL_TILE_ELEMENTS if single else tiles._TILE_ELEMENTS) // Wo))
