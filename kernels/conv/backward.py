@@ -14,7 +14,7 @@ from kernels import _validate as V
 from .filter_grad import _grad_bias_kernel, _grad_w3x3_kernel, _grad_w_pairs_kernel, _grad_w_taps_kernel
 from .forward import _run_forward
 from .geometry import _pad_flat, _prepare
-from .phases import column_phases, scatter_phase
+from .phases import column_phases, interleave_phases
 
 
 def correlate2d_backward(grad_out, x, w, *, stride=1, padding=0, dilation=1, grads=("x", "w", "bias")):
@@ -155,7 +155,7 @@ def _input_grad(g4, wc, p, N, C, H, W, Co, kh, kw, Ho, Wo):
     rotated by 180 degrees and its channel axes swapped (at stride 1 the one phase is the whole
     filter). Each runs on the forward kernels with the rows and columns of grad_out it reaches,
     "padded" where it would reach outputs that do not exist (products the definition never
-    forms: ``padding_is_data=False``), and is written into its phase of grad_x. Only the
+    forms: ``padding_is_data=False``), and the phases are interleaved into grad_x in one pass. Only the
     products of the definition are formed, so a non-finite filter needs no other route.
     """
     dtype = wc.dtype
@@ -163,23 +163,24 @@ def _input_grad(g4, wc, p, N, C, H, W, Co, kh, kw, Ho, Wo):
     pt, _, pl, _ = p["pad"]
     grad_x = np.empty((N, C, H, W), dtype=dtype)
     whole = (sh, sw) == (1, 1)
+    phases = []
     for a in range(sh):
         rows, r0, rstep, Ma = _phase_taps(a, sh, pt, dh, kh, H)
         for b in range(sw):
             cols, c0, cstep, Mb = _phase_taps(b, sw, pl, dw, kw, W)
-            target = grad_x if whole else grad_x[:, :, a::sh, b::sw]
+            out = grad_x if whole else np.empty((N, C, Ma, Mb), dtype=dtype)
+            phases.append(out)
             # the rows of grad_out the phase reaches, and the "padding" beyond them
             y0, y1 = max(0, r0), min(Ho, Ma + r0 + rstep * (len(rows) - 1))
             x0, x1 = max(0, c0), min(Wo, Mb + c0 + cstep * (len(cols) - 1))
             if not rows or not cols or y1 <= y0 or x1 <= x0:
-                target[...] = 0
+                out[...] = 0
                 continue
             pads = (max(0, -r0), Ma + rstep * (len(rows) - 1) - (y1 - y0) - max(0, -r0),
                     max(0, -c0), Mb + cstep * (len(cols) - 1) - (x1 - x0) - max(0, -c0))
             wt = np.ascontiguousarray(wc[:, :, rows][:, :, :, cols].transpose(1, 0, 2, 3))
-            out = grad_x if whole else np.empty((N, C, Ma, Mb), dtype=dtype)
             _run_forward(np.ascontiguousarray(g4[:, :, y0:y1, x0:x1]), wt, np.zeros(C, dtype=dtype), out, (1, 1),
                          (rstep, cstep), pads, padding_is_data=False)
-            if not whole:
-                scatter_phase(out, grad_x, a, b, sh, sw)
+    if not whole:
+        interleave_phases(phases, grad_x, (sh, sw))
     return grad_x
