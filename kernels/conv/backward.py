@@ -11,6 +11,8 @@ import numpy as np
 from kernels import _simd
 from kernels import _validate as V
 
+from . import tiles
+from .blocked import _correlate_blocked_kernel, _pack_filter
 from .filter_grad import _grad_bias_kernel, _grad_w3x3_kernel, _grad_w_pairs_kernel, _grad_w_taps_kernel
 from .forward import _run_forward
 from .geometry import _pad_flat, _prepare
@@ -155,27 +157,38 @@ def _input_grad(g4, wc, p, N, C, H, W, Co, kh, kw, Ho, Wo):
     rotated by 180 degrees and its channel axes swapped (at stride 1 the one phase is the whole
     filter). Each runs on the forward kernels with the rows and columns of grad_out it reaches,
     "padded" where it would reach outputs that do not exist (products the definition never
-    forms: ``padding_is_data=False``), and the phases are interleaved into grad_x in one pass. Only the
-    products of the definition are formed, so a non-finite filter needs no other route.
+    forms: ``padding_is_data=False``; at a stride, for a finite filter on several channels, all
+    from one padded copy: :func:`_phases_on_one_copy`), and the phases are interleaved into
+    grad_x in one pass. Only the products of the definition are formed, so a non-finite filter
+    needs no other route.
     """
     dtype = wc.dtype
     (sh, sw), (dh, dw) = p["stride"], p["dilation"]
     pt, _, pl, _ = p["pad"]
     grad_x = np.empty((N, C, H, W), dtype=dtype)
     whole = (sh, sw) == (1, 1)
-    phases = []
+    phases, plans = [], []
     for a in range(sh):
         rows, r0, rstep, Ma = _phase_taps(a, sh, pt, dh, kh, H)
         for b in range(sw):
             cols, c0, cstep, Mb = _phase_taps(b, sw, pl, dw, kw, W)
             out = grad_x if whole else np.empty((N, C, Ma, Mb), dtype=dtype)
             phases.append(out)
-            # the rows of grad_out the phase reaches, and the "padding" beyond them
+            # the rows of grad_out the phase reaches: r0 <= y < r0 + Ma + rstep (len(rows) - 1)
+            # ("padding" where that is outside grad_out), and likewise the columns
             y0, y1 = max(0, r0), min(Ho, Ma + r0 + rstep * (len(rows) - 1))
             x0, x1 = max(0, c0), min(Wo, Mb + c0 + cstep * (len(cols) - 1))
             if not rows or not cols or y1 <= y0 or x1 <= x0:
                 out[...] = 0
-                continue
+            else:
+                plans.append((out, rows, r0, rstep, cols, c0, cstep))
+    if not whole and C * Co > 1 and np.isfinite(wc).all():
+        _phases_on_one_copy(g4, wc, plans)
+    else:
+        for out, rows, r0, rstep, cols, c0, cstep in plans:
+            Ma, Mb = out.shape[2], out.shape[3]
+            y0, y1 = max(0, r0), min(Ho, Ma + r0 + rstep * (len(rows) - 1))
+            x0, x1 = max(0, c0), min(Wo, Mb + c0 + cstep * (len(cols) - 1))
             pads = (max(0, -r0), Ma + rstep * (len(rows) - 1) - (y1 - y0) - max(0, -r0),
                     max(0, -c0), Mb + cstep * (len(cols) - 1) - (x1 - x0) - max(0, -c0))
             wt = np.ascontiguousarray(wc[:, :, rows][:, :, :, cols].transpose(1, 0, 2, 3))
@@ -184,3 +197,30 @@ def _input_grad(g4, wc, p, N, C, H, W, Co, kh, kw, Ho, Wo):
     if not whole:
         interleave_phases(phases, grad_x, (sh, sw))
     return grad_x
+
+
+def _phases_on_one_copy(g4, wc, plans):
+    """The phases of :func:`_input_grad` (each ``(out, rows, r0, rstep, cols, c0, cstep)``: its
+    output and the taps and window of grad_out it reads) on the blocked forward kernel, all from
+    one zero-padded copy of ``grad_out`` (each phase's window starts where its own would), where
+    a copy per phase cost three passes over grad_out at stride 2. For a finite filter on several
+    channels, the blocked kernel's case: the same products in the same order."""
+    N, Co, Ho, Wo = g4.shape
+    C = wc.shape[1]
+    ends = [(r0 + out.shape[2] + rstep * (len(rows) - 1), c0 + out.shape[3] + cstep * (len(cols) - 1))
+            for out, rows, r0, rstep, cols, c0, cstep in plans]
+    top = max([0] + [-q[2] for q in plans])
+    left = max([0] + [-q[5] for q in plans])
+    bottom = max([0] + [e[0] - Ho for e in ends])
+    right = max([0] + [e[1] - Wo for e in ends])
+    slack = 2 * _simd.POSITION_VECTORS * _simd.lanes(g4.itemsize) + _simd.lanes(g4.itemsize)
+    gflat, (_, _, Hp, Wp) = _pad_flat(g4, (top, bottom, left, right), slack)
+    zeros = np.zeros(C, dtype=wc.dtype)
+    for out, rows, r0, rstep, cols, c0, cstep in plans:
+        wpack, bpack = _pack_filter(wc[:, :, rows][:, :, :, cols].transpose(1, 0, 2, 3), zeros)
+        offsets = (np.arange(len(rows), dtype=np.int64)[:, None] * (rstep * Wp)
+                   + np.arange(len(cols), dtype=np.int64)[None, :] * cstep).reshape(-1)
+        tile = max(1, min(out.shape[2], tiles._PADDED_TILE_ELEMENTS // Wp))
+        three = (len(rows), len(cols), rstep, cstep) == (3, 3, 1, 1)
+        _correlate_blocked_kernel(gflat[(r0 + top) * Wp + c0 + left :], N, Co, Hp * Wp, Wp, wpack, bpack, out, tile,
+                                  offsets, three)
