@@ -1,5 +1,5 @@
-"""The copy-free forward kernel (:func:`_correlate`, built as ``_CORRELATE``): parallel over disjoint output tiles,
-taps that fall in the zero padding skipped rather than multiplied by zero.
+"""The copy-free forward kernel (:func:`_correlate`, built as ``_CORRELATE``): parallel over
+disjoint output tiles, taps that fall in the zero padding skipped rather than multiplied by zero.
 
 Two inner paths. One vectorised loop per filter tap over the valid span of each output row
 (:func:`_row_taps`): strides above 1, filters other than 3x3, and the border rows of a 3x3 tile.

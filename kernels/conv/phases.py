@@ -24,18 +24,18 @@ from kernels._config import jit
 
 @jit(inline="always")
 def _row_phases(of, o, spacing, Wq, xf, s, W, pl, sw):  # pragma: no cover - compiled
-    """The ``sw`` column phases of one padded row, ``Wq`` long each and ``spacing`` apart, into
-    ``of[o + b*spacing + v] = xpad[b + v*sw]``, where ``xpad`` is the row ``xf[s : s + W]`` with ``pl`` zeros on its
-    left and zeros past its end. The columns inside the row are copied through views that start
-    there (their indices are provably not negative: no wraparound test in the loop); at stride
-    2 both phases in one loop over pairs of columns (a load and a shuffle, where a loop per
-    phase reads every other element: a gather)."""
+    """The ``sw`` column phases of one padded row, ``Wq`` long each and ``spacing`` apart:
+    ``of[o + b*spacing + v] = xpad[b + v*sw]``, where ``xpad`` is the row ``xf[s : s + W]`` with
+    ``pl`` zeros on its left and zeros past its end. The columns inside the row are copied with
+    indices that are provably not negative (no wraparound test to keep the loop from
+    vectorising); at stride 2 both phases in one loop over pairs of columns (a load and a
+    shuffle, where a loop per phase reads every other element: a gather)."""
     v0 = 0
     v1 = 0
     if sw == 2:
         v0 = min(Wq, (pl + 1) // 2)  # pairs v whose columns 2v - pl and 2v + 1 - pl are in the row
         v1 = min(Wq, max(v0, (W + pl) // 2))
-        # unsigned indices: no wraparound test in the loop (a view per row cost more than its copy)
+        # unsigned indices: Numba tests a signed index for wraparound, a branch in the loop
         q = np.uint64(s + 2 * v0 - pl)
         d = np.uint64(o + v0)
         e = np.uint64(o + spacing + v0)
@@ -64,7 +64,7 @@ def _phase_planes_kernel(x, out, pt, pl, sh, sw):  # pragma: no cover - compiled
     """out[n, c, a, b, u, v] = xpad[n, c, a + u*sh, b + v*sw] with ``xpad`` the batch ``x``
     zero-padded by ``pt`` rows on top and ``pl`` columns on the left (zeros wherever that is
     outside ``x``); ``out`` is ``(N, C, sh, sw, Hq, Wq)``, both C-contiguous. Parallel over the
-    planes, on flat indices (the rows are short: a view per row cost more than its copy)."""
+    planes."""
     N, C, H, W = x.shape
     Hq, Wq = out.shape[4], out.shape[5]
     xf = x.reshape(N * C * H * W)
@@ -72,7 +72,7 @@ def _phase_planes_kernel(x, out, pt, pl, sh, sw):  # pragma: no cover - compiled
     for t in prange(N * C):
         for a in range(sh):
             for u in range(Hq):
-                o = ((t * sh + a) * sw * Hq + u) * Wq  # phase (a, 0), row u; phase (a, b) is b*Hq*Wq on
+                o = ((t * sh + a) * sw * Hq + u) * Wq  # row u of phase (a, 0); phase (a, b) is b*Hq*Wq on
                 hh = a + u * sh - pt
                 if hh < 0 or hh >= H:
                     for b in range(sw):
