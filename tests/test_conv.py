@@ -746,27 +746,32 @@ def test_single_channel_serial_and_parallel_builds_agree(wshape, kw, dtype, monk
     check_forward(x, w, None, **kw)
 
 
-@pytest.mark.parametrize("xs,pads,stride", [((2, 3, 9, 11), (1, 2, 3, 0), (2, 3)), ((1, 2, 8, 8), (0, 0, 0, 0), (2, 2)),
-                                             ((1, 1, 7, 5), (2, 2, 2, 2), (3, 1)), ((2, 2, 5, 6), (0, 1, 4, 1), (1, 2)),
-                                             ((1, 1, 6, 7), (0, 0, 1, 2), (2, 2)), ((1, 1, 3, 1), (5, 5, 5, 5), (2, 2))])
-def test_phase_planes_are_the_padded_input_at_each_offset(xs, pads, stride):
+@pytest.mark.parametrize("xs,pads,stride,geom", [
+    ((2, 3, 9, 11), (1, 2, 3, 0), (2, 3), (2, 3, 1, 1)), ((1, 2, 8, 8), (0, 0, 0, 0), (2, 2), (3, 3, 1, 1)),
+    ((1, 1, 7, 5), (2, 2, 2, 2), (3, 1), (3, 1, 1, 1)), ((2, 2, 5, 6), (0, 1, 4, 1), (1, 2), (1, 2, 1, 1)),
+    ((1, 1, 6, 7), (0, 0, 1, 2), (2, 2), (2, 2, 1, 1)), ((1, 1, 3, 1), (5, 5, 5, 5), (2, 2), (3, 3, 1, 1)),
+    ((1, 2, 9, 9), (1, 1, 1, 1), (4, 5), (3, 2, 2, 3)), ((1, 1, 4, 4), (0, 0, 0, 0), (10**9, 10**9), (2, 2, 1, 1))])
+def test_phase_planes_are_the_padded_input_at_each_offset(xs, pads, stride, geom):
     """The strided forward's copy (kernels.conv.phases.phase_planes): phase (a, b) of each plane
     is the zero-padded plane's rows a, a + sh, ... and columns b, b + sw, ..., zero-filled to one
-    shape, followed by zero slack."""
+    shape, for the phases the filter's taps read (``(i dh) % sh``, ``(j dw) % sw``) and those
+    only (a stride of 1e9 copies four), followed by zero slack."""
     from kernels.conv.phases import phase_planes
 
     x = _data(xs, np.float64, _rng(19))
-    flat, (Hq, Wq) = phase_planes(x, pads, stride, 5)
-    (pt, pb, pl, pr), (sh, sw) = pads, stride
+    flat, (Hq, Wq), (rows, cols) = phase_planes(x, pads, stride, geom, 5)
+    (pt, pb, pl, pr), (sh, sw), (kh, kw, dh, dw) = pads, stride, geom
+    assert list(rows) == sorted({i * dh % sh for i in range(kh)})
+    assert list(cols) == sorted({j * dw % sw for j in range(kw)})
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    got = flat[:-5].reshape(xs[0], xs[1], sh, sw, Hq, Wq)
+    got = flat[:-5].reshape(xs[0], xs[1], len(rows), len(cols), Hq, Wq)
     assert not flat[-5:].any()
-    for a in range(sh):
-        for b in range(sw):
+    for p, a in enumerate(rows):
+        for q, b in enumerate(cols):
             part = xp[:, :, a::sh, b::sw]
             want = np.zeros(xs[:2] + (Hq, Wq))
             want[:, :, : part.shape[2], : part.shape[3]] = part
-            np.testing.assert_array_equal(got[:, :, a, b], want)
+            np.testing.assert_array_equal(got[:, :, p, q], want)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

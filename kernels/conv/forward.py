@@ -64,14 +64,15 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
         pads = (pt, pb, pl, pr)
         if (sh, sw) == (1, 1):
             xflat, (_, _, Hq, Wq) = _pad_flat(xc, pads, slack)
+            held = None
         else:
-            xflat, (Hq, Wq) = phase_planes(xc, pads, (sh, sw), slack)
-        offsets = phase_offsets(kh, kw, (dh, dw), (sh, sw), (Hq, Wq))
+            xflat, (Hq, Wq), held = phase_planes(xc, pads, (sh, sw), (kh, kw, dh, dw), slack)
+        offsets = phase_offsets(kh, kw, (dh, dw), (sh, sw), (Hq, Wq), held)
+        plane = Hq * Wq if held is None else len(held[0]) * len(held[1]) * Hq * Wq
         wpack, bpack = _pack_filter(wc, b)
         rows = max(1, min(Ho, tiles._PADDED_TILE_ELEMENTS // Wq))
         three = (kh, kw, dh, dw, sh, sw) == (3, 3, 1, 1, 1, 1)
-        _correlate_blocked_kernel(xflat, xc.shape[0], C, sh * sw * Hq * Wq, Wq, wpack, bpack, res4, rows, offsets,
-                                  three)
+        _correlate_blocked_kernel(xflat, xc.shape[0], C, plane, Wq, wpack, bpack, res4, rows, offsets, three)
     else:
         single = C == 1 and (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
         rows = max(1, min(Ho, (tiles._STENCIL_TILE_ELEMENTS if single else tiles._TILE_ELEMENTS) // Wo))

@@ -23,16 +23,17 @@ from kernels._config import jit
 
 
 @jit(inline="always")
-def _row_phases(of, o, spacing, Wq, xf, s, W, pl, sw):  # pragma: no cover - compiled
-    """The ``sw`` column phases of one padded row, ``Wq`` long each and ``spacing`` apart:
-    ``of[o + b*spacing + v] = xpad[b + v*sw]``, where ``xpad`` is the row ``xf[s : s + W]`` with
+def _row_phases(of, o, spacing, Wq, xf, s, W, pl, sw, cols):  # pragma: no cover - compiled
+    """The column phases ``cols`` (each in ``[0, sw)``) of one padded row, ``Wq`` long each and
+    ``spacing`` apart: ``of[o + q*spacing + v] = xpad[cols[q] + v*sw]``, where ``xpad`` is the row ``xf[s : s + W]`` with
     ``pl`` zeros on its left and zeros past its end. The columns inside the row are copied with
     indices that are provably not negative (no wraparound test to keep the loop from
     vectorising); at stride 2 both phases in one loop over pairs of columns (a load and a
     shuffle, where a loop per phase reads every other element: a gather)."""
     v0 = 0
     v1 = 0
-    if sw == 2:
+    pairs = sw == 2 and cols.shape[0] == 2  # both phases of stride 2 (cols is then 0, 1)
+    if pairs:
         v0 = min(Wq, (pl + 1) // 2)  # pairs v whose columns 2v - pl and 2v + 1 - pl are in the row
         v1 = min(Wq, max(v0, (W + pl) // 2))
         # unsigned indices: Numba tests a signed index for wraparound, a branch in the loop
@@ -43,9 +44,10 @@ def _row_phases(of, o, spacing, Wq, xf, s, W, pl, sw):  # pragma: no cover - com
         for m in range(np.uint64(v1 - v0)):
             of[d + m] = xf[q + two * m]
             of[e + m] = xf[q + two * m + np.uint64(1)]
-    for b in range(sw):
-        dst = of[o + b * spacing : o + b * spacing + Wq]
-        if sw != 2:  # the columns v with 0 <= b + v*sw - pl < W, strided
+    for q in range(cols.shape[0]):
+        b = cols[q]
+        dst = of[o + q * spacing : o + q * spacing + Wq]
+        if not pairs:  # the columns v with 0 <= b + v*sw - pl < W, strided
             v0 = min(Wq, max(0, -((b - pl) // sw)))
             v1 = min(Wq, max(v0, -((b - pl - W) // sw)))
             src = xf[s + b + v0 * sw - pl : s + b + v1 * sw - pl]
@@ -60,33 +62,34 @@ def _row_phases(of, o, spacing, Wq, xf, s, W, pl, sw):  # pragma: no cover - com
 
 
 @jit(parallel=True)
-def _phase_planes_kernel(x, out, pt, pl, sh, sw):  # pragma: no cover - compiled
-    """out[n, c, a, b, u, v] = xpad[n, c, a + u*sh, b + v*sw] with ``xpad`` the batch ``x``
-    zero-padded by ``pt`` rows on top and ``pl`` columns on the left (zeros wherever that is
-    outside ``x``); ``out`` is ``(N, C, sh, sw, Hq, Wq)``, both C-contiguous. Parallel over the
-    planes."""
+def _phase_planes_kernel(x, out, pt, pl, sh, sw, rows, cols):  # pragma: no cover - compiled
+    """out[n, c, p, q, u, v] = xpad[n, c, rows[p] + u*sh, cols[q] + v*sw] with ``xpad`` the
+    batch ``x`` zero-padded by ``pt`` rows on top and ``pl`` columns on the left (zeros wherever
+    that is outside ``x``); ``out`` is ``(N, C, len(rows), len(cols), Hq, Wq)``, both
+    C-contiguous. Parallel over the planes."""
     N, C, H, W = x.shape
-    Hq, Wq = out.shape[4], out.shape[5]
+    nr, nc, Hq, Wq = out.shape[2], out.shape[3], out.shape[4], out.shape[5]
     xf = x.reshape(N * C * H * W)
-    of = out.reshape(N * C * sh * sw * Hq * Wq)
+    of = out.reshape(N * C * nr * nc * Hq * Wq)
     for t in prange(N * C):
-        for a in range(sh):
+        for p in range(nr):
             for u in range(Hq):
-                o = ((t * sh + a) * sw * Hq + u) * Wq  # row u of phase (a, 0); phase (a, b) is b*Hq*Wq on
-                hh = a + u * sh - pt
+                o = ((t * nr + p) * nc * Hq + u) * Wq  # row u of phase (p, 0); phase (p, q) is q*Hq*Wq on
+                hh = rows[p] + u * sh - pt
                 if hh < 0 or hh >= H:
-                    for b in range(sw):
+                    for q in range(nc):
                         for v in range(Wq):
-                            of[o + b * Hq * Wq + v] = 0
+                            of[o + q * Hq * Wq + v] = 0
                 else:
-                    _row_phases(of, o, Hq * Wq, Wq, xf, (t * H + hh) * W, W, pl, sw)
+                    _row_phases(of, o, Hq * Wq, Wq, xf, (t * H + hh) * W, W, pl, sw, cols)
 
 
 @jit(parallel=True)
-def _column_phases_kernel(x, out, pt, pl, sw):  # pragma: no cover - compiled
+def _column_phases_kernel(x, out, pt, pl, sw, cols):  # pragma: no cover - compiled
     """out[n, c, h, q, u] = xpad[n, c, h, q + u*sw] with ``xpad`` the batch ``x`` zero-padded
     by ``pt`` rows on top and ``pl`` columns on the left (and zeros wherever that is outside
-    ``x``); ``out`` is ``(N, C, Hp, sw, Wq)``, both C-contiguous. Parallel over the planes."""
+    ``x``); ``out`` is ``(N, C, Hp, sw, Wq)``, both C-contiguous, ``cols`` all ``sw`` phases.
+    Parallel over the planes."""
     N, C, H, W = x.shape
     Hp, Wq = out.shape[2], out.shape[4]
     xf = x.reshape(N * C * H * W)
@@ -99,7 +102,7 @@ def _column_phases_kernel(x, out, pt, pl, sw):  # pragma: no cover - compiled
                 for v in range(sw * Wq):
                     of[o + v] = 0
             else:
-                _row_phases(of, o, Wq, Wq, xf, (t * H + hh) * W, W, pl, sw)
+                _row_phases(of, o, Wq, Wq, xf, (t * H + hh) * W, W, pl, sw, cols)
 
 
 @jit(parallel=True)
@@ -146,38 +149,50 @@ def column_phases(xc, pads, sw, slack):
     V.check_allocation((size + slack) * xc.itemsize, f"the column phases {(N, C, Hp, sw * Wq)} of the padded input")
     flat = np.empty(size + slack, dtype=xc.dtype)
     flat[size:] = 0
-    _column_phases_kernel(xc, flat[:size].reshape(N, C, Hp, sw, Wq), pt, pl, sw)
+    _column_phases_kernel(xc, flat[:size].reshape(N, C, Hp, sw, Wq), pt, pl, sw, np.arange(sw, dtype=np.int64))
     return flat, Hp, sw * Wq, Wq
 
 
-def phase_planes(xc, pads, stride, slack):
+def _phases_used(k, d, s):
+    """The phases ``(i d) % s`` that the taps ``i < k`` of dilation ``d`` read at stride ``s``."""
+    return np.array(sorted({i * d % s for i in range(k)}), dtype=np.int64)
+
+
+def phase_planes(xc, pads, stride, geom, slack):
     """The C-contiguous batch ``xc`` zero-padded by ``pads`` (top, bottom, left, right), each
-    plane cut into its ``sh * sw`` phases at ``stride = (sh, sw)`` (phase ``(a, b)``: rows
-    ``a, a + sh, ...`` and columns ``b, b + sw, ...`` of the padded plane, zero-filled to
-    ``ceil(Hp / sh)`` by ``ceil(Wp / sw)``), one after the other, flat, with ``slack`` zeros
-    after it. On it, the outputs of a strided correlation are consecutive positions of a phase
-    and each tap a fixed distance from its output (:func:`phase_offsets`). Returns it and the
-    phases' shape ``(Hq, Wq)``."""
+    plane cut into the phases of ``stride = (sh, sw)`` that the taps of ``geom = (kh, kw, dh,
+    dw)`` read (phase ``(a, b)``: rows ``a, a + sh, ...`` and columns ``b, b + sw, ...`` of the
+    padded plane, zero-filled to ``ceil(Hp / sh)`` by ``ceil(Wp / sw)``; a stride larger than
+    the filter leaves most phases unread, and they are not copied), one after the other, flat,
+    with ``slack`` zeros after it. On it, the outputs of a strided correlation are consecutive
+    positions of a phase and each tap a fixed distance from its output (:func:`phase_offsets`).
+    Returns it, the phases' shape ``(Hq, Wq)``, and the row and column phases held."""
     pt, pb, pl, pr = pads
-    sh, sw = stride
+    (sh, sw), (kh, kw, dh, dw) = stride, geom
     N, C, H, W = xc.shape
+    rows, cols = _phases_used(kh, dh, sh), _phases_used(kw, dw, sw)
     Hq, Wq = -(-(H + pt + pb) // sh), -(-(W + pl + pr) // sw)
-    size = N * C * sh * sw * Hq * Wq
-    V.check_allocation((size + slack) * xc.itemsize, f"the phases {(N, C, sh * sw, Hq, Wq)} of the padded input")
+    shape = (N, C, len(rows), len(cols), Hq, Wq)
+    size = int(np.prod(shape, dtype=object))
+    V.check_allocation((size + slack) * xc.itemsize, f"the phases {shape} of the padded input")
     flat = np.empty(size + slack, dtype=xc.dtype)
     flat[size:] = 0
-    _phase_planes_kernel(xc, flat[:size].reshape(N, C, sh, sw, Hq, Wq), pt, pl, sh, sw)
-    return flat, (Hq, Wq)
+    _phase_planes_kernel(xc, flat[:size].reshape(shape), pt, pl, sh, sw, rows, cols)
+    return flat, (Hq, Wq), (rows, cols)
 
 
-def phase_offsets(kh, kw, dilation, stride, phase_shape):
+def phase_offsets(kh, kw, dilation, stride, phase_shape, phases=None):
     """The flat offset of each tap ``(i, j)`` (row-major) from its output on :func:`phase_planes`
-    of that ``stride``: tap row ``i dh`` lies in row phase ``i dh % sh``, ``i dh // sh`` rows
-    down, and likewise for columns."""
+    of that ``stride`` (which holds the row and column phases ``phases``; all of them when
+    None): tap row ``i dh`` lies in row phase ``i dh % sh``, ``i dh // sh`` rows down, and
+    likewise for columns."""
     (dh, dw), (sh, sw), (Hq, Wq) = dilation, stride, phase_shape
+    rows, cols = phases if phases is not None else (np.arange(sh), np.arange(sw))
     ih = np.arange(kh, dtype=np.int64)[:, None] * dh
     jw = np.arange(kw, dtype=np.int64)[None, :] * dw
-    return ((ih % sh * sw + jw % sw) * (Hq * Wq) + ih // sh * Wq + jw // sw).reshape(-1)
+    p = np.searchsorted(rows, ih % sh)
+    q = np.searchsorted(cols, jw % sw)
+    return ((p * len(cols) + q) * (Hq * Wq) + ih // sh * Wq + jw // sw).reshape(-1)
 
 
 def interleave_phases(phases, dst, stride):
