@@ -774,6 +774,18 @@ def test_phase_planes_are_the_padded_input_at_each_offset(xs, pads, stride, geom
             np.testing.assert_array_equal(got[:, :, p, q], want)
 
 
+@pytest.mark.parametrize("stride", [10**9, (2, 10**9), (10**9, 3)])
+def test_strides_wider_than_the_input_both_passes(stride):
+    """A stride wider than the padded input is a valid call (one output position per row or
+    column): the forward and both gradients match the reference, with no copy or loop sized by
+    the stride (the strided copies hold only the phases the taps read)."""
+    rng = _rng(20)
+    x, w = _data((1, 2, 5, 7), np.float64, rng), _data((3, 2, 2, 3), np.float64, rng)
+    kw = dict(stride=stride, padding=1)
+    y = check_forward(x, w, **kw)
+    check_backward(_data(y.shape, np.float64, rng), x, w, **kw)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bias_forms_for_single_channel(dtype):
     rng = _rng(16)

@@ -131,7 +131,7 @@ def _filter_grad(g4, xc, p, Co, C, kh, kw):
         else:
             # at a column stride, over the column phases: only the products the definition forms
             # (grad_out spread out by the stride formed sw times as many), each read at stride 1
-            xflat, Hp, Wp, phase_stride = column_phases(xc, p["pad"], sw, lanes)
+            xflat, Hp, Wp, phase_stride = column_phases(xc, p["pad"], sw, lanes, (kw - 1) * dw + 1)
         _grad_w_taps_kernel(gs, xflat, C, Hp, Wp, grad_w, sh, dh, dw, sw, phase_stride)
     return grad_w.astype(dtype).reshape(Co, C, kh, kw)
 
@@ -168,9 +168,9 @@ def _input_grad(g4, wc, p, N, C, H, W, Co, kh, kw, Ho, Wo):
     grad_x = np.empty((N, C, H, W), dtype=dtype)
     whole = (sh, sw) == (1, 1)
     phases, plans = [], []
-    for a in range(sh):
+    for a in range(min(sh, H)):  # a stride past the edge: no more phases hold a position
         rows, r0, rstep, Ma = _phase_taps(a, sh, pt, dh, kh, H)
-        for b in range(sw):
+        for b in range(min(sw, W)):
             cols, c0, cstep, Mb = _phase_taps(b, sw, pl, dw, kw, W)
             out = grad_x if whole else np.empty((N, C, Ma, Mb), dtype=dtype)
             phases.append(out)

@@ -88,27 +88,28 @@ def _phase_planes_kernel(x, out, pt, pl, sh, sw, rows, cols):  # pragma: no cove
 def _column_phases_kernel(x, out, pt, pl, sw, cols):  # pragma: no cover - compiled
     """out[n, c, h, q, u] = xpad[n, c, h, q + u*sw] with ``xpad`` the batch ``x`` zero-padded
     by ``pt`` rows on top and ``pl`` columns on the left (and zeros wherever that is outside
-    ``x``); ``out`` is ``(N, C, Hp, sw, Wq)``, both C-contiguous, ``cols`` all ``sw`` phases.
-    Parallel over the planes."""
+    ``x``); ``out`` is ``(N, C, Hp, len(cols), Wq)``, both C-contiguous, ``cols`` the first
+    phases. Parallel over the planes."""
     N, C, H, W = x.shape
-    Hp, Wq = out.shape[2], out.shape[4]
+    Hp, nc, Wq = out.shape[2], out.shape[3], out.shape[4]
     xf = x.reshape(N * C * H * W)
-    of = out.reshape(N * C * Hp * sw * Wq)
+    of = out.reshape(N * C * Hp * nc * Wq)
     for t in prange(N * C):
         for h in range(Hp):
-            o = (t * Hp + h) * sw * Wq
+            o = (t * Hp + h) * nc * Wq
             hh = h - pt
             if hh < 0 or hh >= H:
-                for v in range(sw * Wq):
+                for v in range(nc * Wq):
                     of[o + v] = 0
             else:
                 _row_phases(of, o, Wq, Wq, xf, (t * H + hh) * W, W, pl, sw, cols)
 
 
 @jit(parallel=True)
-def _interleave_phases_kernel(phases, dst, sh, sw):  # pragma: no cover - compiled
-    """dst[n, c, a + m*sh, b + l*sw] = phases[a*sw + b][n, c, m, l] for every phase ``(a, b)``
-    (each C-contiguous, as many rows and columns as its subgrid of ``dst`` has). Parallel over
+def _interleave_phases_kernel(phases, dst, sh, sw, nb):  # pragma: no cover - compiled
+    """dst[n, c, a + m*sh, b + l*sw] = phases[a*nb + b][n, c, m, l] for every phase ``(a, b)``
+    with ``a < min(sh, H)`` and ``b < nb = min(sw, W)`` (the others hold no position), each
+    C-contiguous, as many rows and columns as its subgrid of ``dst`` has. Parallel over
     the planes, one pass over each row of ``dst``; at column stride 2 the row's two phases in
     one loop over pairs (a shuffle, where a strided store per phase is a scatter)."""
     N, C, H, W = dst.shape
@@ -120,7 +121,7 @@ def _interleave_phases_kernel(phases, dst, sh, sw):  # pragma: no cover - compil
             m = h // sh
             drow = dst[n, c, h]
             b0 = 0
-            if sw == 2:
+            if sw == 2 and nb == 2:
                 s0 = phases[a * 2][n, c, m]
                 s1 = phases[a * 2 + 1][n, c, m]
                 pairs = s1.shape[0]  # phase 1 is never longer than phase 0
@@ -131,26 +132,30 @@ def _interleave_phases_kernel(phases, dst, sh, sw):  # pragma: no cover - compil
                 if s0.shape[0] > pairs:
                     drow[2 * pairs] = s0[pairs]
                 b0 = 2
-            for b in range(b0, sw):
-                src = phases[a * sw + b][n, c, m]
+            for b in range(b0, nb):
+                src = phases[a * nb + b][n, c, m]
                 for l in range(src.shape[0]):
                     drow[b + l * sw] = src[l]
 
 
-def column_phases(xc, pads, sw, slack):
+def column_phases(xc, pads, sw, slack, phases=None):
     """The C-contiguous batch ``xc`` zero-padded by ``pads`` (top, bottom, left, right), each
-    row's ``sw`` column phases side by side (phase ``q``: columns ``q, q + sw, ...`` of the padded
-    row, zero-filled to ``ceil(Wp / sw)``), flat, with ``slack`` zeros after it. Returns it, the
-    padded rows, their length (``sw`` phases) and the phases' spacing."""
+    row's first ``phases`` column phases (all ``sw`` when None) side by side (phase ``q``:
+    columns ``q, q + sw, ...`` of the padded row, zero-filled to ``ceil(Wp / sw)``), flat, with
+    ``slack`` zeros after it. A filter ``kw`` wide at dilation ``dw`` reads only the phases
+    below ``(kw - 1) dw + 1``: a stride wider than that needs no more. Returns it, the padded
+    rows, their length and the phases' spacing."""
     pt, pb, pl, pr = pads
     N, C, H, W = xc.shape
+    held = sw if phases is None else min(sw, phases)
     Hp, Wq = H + pt + pb, -(-(W + pl + pr) // sw)
-    size = N * C * Hp * sw * Wq
-    V.check_allocation((size + slack) * xc.itemsize, f"the column phases {(N, C, Hp, sw * Wq)} of the padded input")
+    size = N * C * Hp * held * Wq
+    V.check_allocation((size + slack) * xc.itemsize,
+                       f"the column phases {(N, C, Hp, held * Wq)} of the padded input")
     flat = np.empty(size + slack, dtype=xc.dtype)
     flat[size:] = 0
-    _column_phases_kernel(xc, flat[:size].reshape(N, C, Hp, sw, Wq), pt, pl, sw, np.arange(sw, dtype=np.int64))
-    return flat, Hp, sw * Wq, Wq
+    _column_phases_kernel(xc, flat[:size].reshape(N, C, Hp, held, Wq), pt, pl, sw, np.arange(held, dtype=np.int64))
+    return flat, Hp, held * Wq, Wq
 
 
 def _phases_used(k, d, s):
@@ -196,7 +201,8 @@ def phase_offsets(kh, kw, dilation, stride, phase_shape, phases=None):
 
 
 def interleave_phases(phases, dst, stride):
-    """Write the C-contiguous phase arrays ``phases`` (phase ``(a, b)`` at ``a * sw + b``, of
-    the shape of ``dst[:, :, a::sh, b::sw]``) into ``dst``, C-contiguous: the inverse of
-    cutting ``dst`` into the phases of ``stride = (sh, sw)``."""
-    _interleave_phases_kernel(tuple(phases), dst, stride[0], stride[1])
+    """Write the C-contiguous phase arrays ``phases`` (phase ``(a, b)`` at ``a * nb + b`` with
+    ``nb = min(sw, W)``, of the shape of ``dst[:, :, a::sh, b::sw]``, for ``a < min(sh, H)``
+    and ``b < nb``: a stride past the array's edge has no more phases) into ``dst``,
+    C-contiguous: the inverse of cutting ``dst`` into the phases of ``stride = (sh, sw)``."""
+    _interleave_phases_kernel(tuple(phases), dst, stride[0], stride[1], min(stride[1], dst.shape[3]))
