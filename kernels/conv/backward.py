@@ -167,13 +167,18 @@ def _input_grad(g4, wc, p, N, C, H, W, Co, kh, kw, Ho, Wo):
     pt, _, pl, _ = p["pad"]
     grad_x = np.empty((N, C, H, W), dtype=dtype)
     whole = (sh, sw) == (1, 1)
-    phases, plans = [], []
-    for a in range(min(sh, H)):  # a stride past the edge: no more phases hold a position
+    plans = []
+    # the phases side by side in one buffer (a stride past the edge: no more phases hold a position)
+    nA, nB = min(sh, H), min(sw, W)
+    shapes = [(len(range(a, H, sh)), len(range(b, W, sw))) for a in range(nA) for b in range(nB)]
+    starts = np.cumsum([0] + [N * C * Ma * Mb for Ma, Mb in shapes])
+    store = np.empty(0 if whole else int(starts[-1]), dtype=dtype)
+    for a in range(nA):
         rows, r0, rstep, Ma = _phase_taps(a, sh, pt, dh, kh, H)
-        for b in range(min(sw, W)):
+        for b in range(nB):
             cols, c0, cstep, Mb = _phase_taps(b, sw, pl, dw, kw, W)
-            out = grad_x if whole else np.empty((N, C, Ma, Mb), dtype=dtype)
-            phases.append(out)
+            k = a * nB + b
+            out = grad_x if whole else store[starts[k] : starts[k + 1]].reshape(N, C, Ma, Mb)
             # the rows of grad_out the phase reaches: r0 <= y < r0 + Ma + rstep (len(rows) - 1)
             # ("padding" where that is outside grad_out), and likewise the columns
             y0, y1 = max(0, r0), min(Ho, Ma + r0 + rstep * (len(rows) - 1))
@@ -195,7 +200,7 @@ def _input_grad(g4, wc, p, N, C, H, W, Co, kh, kw, Ho, Wo):
             _run_forward(np.ascontiguousarray(g4[:, :, y0:y1, x0:x1]), wt, np.zeros(C, dtype=dtype), out, (1, 1),
                          (rstep, cstep), pads, padding_is_data=False)
     if not whole:
-        interleave_phases(phases, grad_x, (sh, sw))
+        interleave_phases(store, starts[:-1], np.array(shapes, dtype=np.int64).reshape(-1, 2), grad_x, (sh, sw))
     return grad_x
 
 

@@ -106,13 +106,14 @@ def _column_phases_kernel(x, out, pt, pl, sw, cols):  # pragma: no cover - compi
 
 
 @jit(parallel=True)
-def _interleave_phases_kernel(phases, dst, sh, sw, nb):  # pragma: no cover - compiled
-    """dst[n, c, a + m*sh, b + l*sw] = phases[a*nb + b][n, c, m, l] for every phase ``(a, b)``
-    with ``a < min(sh, H)`` and ``b < nb = min(sw, W)`` (the others hold no position), each
-    C-contiguous, as many rows and columns as its subgrid of ``dst`` has. Parallel over
-    the planes, one pass over each row of ``dst``; at column stride 2 the row's two phases in
-    one loop over pairs (a shuffle, where a strided store per phase is a scatter)."""
+def _interleave_phases_kernel(store, starts, shapes, dst, sh, sw):  # pragma: no cover - compiled
+    """dst[n, c, a + m*sh, b + l*sw] = phase (a, b) at [n, c, m, l] for every phase ``(a, b)``
+    with ``a < min(sh, H)`` and ``b < nb = min(sw, W)`` (the others hold no position): phase
+    ``k = a*nb + b`` is C-contiguous ``(N, C) + shapes[k]`` at ``store[starts[k]:]``. Parallel
+    over the planes, one pass over each row of ``dst``; at column stride 2 the row's two phases
+    in one loop over pairs (a shuffle, where a strided store per phase is a scatter)."""
     N, C, H, W = dst.shape
+    nb = min(sw, W)
     for t in prange(N * C):
         n = t // C
         c = t - n * C
@@ -122,19 +123,22 @@ def _interleave_phases_kernel(phases, dst, sh, sw, nb):  # pragma: no cover - co
             drow = dst[n, c, h]
             b0 = 0
             if sw == 2 and nb == 2:
-                s0 = phases[a * 2][n, c, m]
-                s1 = phases[a * 2 + 1][n, c, m]
-                pairs = s1.shape[0]  # phase 1 is never longer than phase 0
-                out = drow[: 2 * pairs]
-                for l in range(pairs):
+                k = a * 2
+                M0, M1 = shapes[k, 1], shapes[k + 1, 1]  # phase 1 is never longer than phase 0
+                s0 = store[starts[k] + ((n * C + c) * shapes[k, 0] + m) * M0 :]
+                s1 = store[starts[k + 1] + ((n * C + c) * shapes[k + 1, 0] + m) * M1 :]
+                out = drow[: 2 * M1]
+                for l in range(M1):
                     out[2 * l] = s0[l]
                     out[2 * l + 1] = s1[l]
-                if s0.shape[0] > pairs:
-                    drow[2 * pairs] = s0[pairs]
+                if M0 > M1:
+                    drow[2 * M1] = s0[M1]
                 b0 = 2
             for b in range(b0, nb):
-                src = phases[a * nb + b][n, c, m]
-                for l in range(src.shape[0]):
+                k = a * nb + b
+                Mk = shapes[k, 1]
+                src = store[starts[k] + ((n * C + c) * shapes[k, 0] + m) * Mk :]
+                for l in range(Mk):
                     drow[b + l * sw] = src[l]
 
 
@@ -200,9 +204,11 @@ def phase_offsets(kh, kw, dilation, stride, phase_shape, phases=None):
     return ((p * len(cols) + q) * (Hq * Wq) + ih // sh * Wq + jw // sw).reshape(-1)
 
 
-def interleave_phases(phases, dst, stride):
-    """Write the C-contiguous phase arrays ``phases`` (phase ``(a, b)`` at ``a * nb + b`` with
-    ``nb = min(sw, W)``, of the shape of ``dst[:, :, a::sh, b::sw]``, for ``a < min(sh, H)``
-    and ``b < nb``: a stride past the array's edge has no more phases) into ``dst``,
-    C-contiguous: the inverse of cutting ``dst`` into the phases of ``stride = (sh, sw)``."""
-    _interleave_phases_kernel(tuple(phases), dst, stride[0], stride[1], min(stride[1], dst.shape[3]))
+def interleave_phases(store, starts, shapes, dst, stride):
+    """Write the phases of ``stride = (sh, sw)`` held in ``store`` into ``dst`` (C-contiguous):
+    the inverse of cutting ``dst`` into them. Phase ``(a, b)``, for ``a < min(sh, H)`` and
+    ``b < nb = min(sw, W)`` (a stride past the array's edge has no more phases), is the
+    C-contiguous ``dst[:, :, a::sh, b::sw]``-shaped array at ``store[starts[k]:]``, ``k = a*nb
+    + b``, of ``shapes[k]`` rows and columns. One buffer, not a tuple of arrays: Numba would
+    compile the kernel once per number of phases."""
+    _interleave_phases_kernel(store, starts, shapes, dst, stride[0], stride[1])
