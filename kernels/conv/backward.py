@@ -12,7 +12,7 @@ from kernels import _simd
 from kernels import _validate as V
 
 from . import tiles
-from .blocked import _correlate_blocked_kernel, _pack_filter
+from .blocked import _correlate_blocked_kernel, _pack_filter, _read_slack
 from .filter_grad import _grad_bias_kernel, _grad_w3x3_kernel, _grad_w_pairs_kernel, _grad_w_taps_kernel
 from .forward import _run_forward
 from .geometry import _pad_flat, _prepare
@@ -179,49 +179,44 @@ def _input_grad(g4, wc, p, N, C, H, W, Co, kh, kw, Ho, Wo):
             cols, c0, cstep, Mb = _phase_taps(b, sw, pl, dw, kw, W)
             k = a * nB + b
             out = grad_x if whole else store[starts[k] : starts[k + 1]].reshape(N, C, Ma, Mb)
-            # the rows of grad_out the phase reaches: r0 <= y < r0 + Ma + rstep (len(rows) - 1)
-            # ("padding" where that is outside grad_out), and likewise the columns
-            y0, y1 = max(0, r0), min(Ho, Ma + r0 + rstep * (len(rows) - 1))
-            x0, x1 = max(0, c0), min(Wo, Mb + c0 + cstep * (len(cols) - 1))
-            if not rows or not cols or y1 <= y0 or x1 <= x0:
+            # the window of grad_out the phase reaches, rows r0 <= y < r1 and columns c0 <= x < c1
+            # ("padding" where that is outside grad_out)
+            r1, c1 = r0 + Ma + rstep * (len(rows) - 1), c0 + Mb + cstep * (len(cols) - 1)
+            if not rows or not cols or min(Ho, r1) <= max(0, r0) or min(Wo, c1) <= max(0, c0):
                 out[...] = 0
             else:
-                plans.append((out, rows, r0, rstep, cols, c0, cstep))
+                plans.append((out, rows, cols, rstep, cstep, (r0, r1, c0, c1)))
     if not whole and C * Co > 1 and np.isfinite(wc).all():
         _phases_on_one_copy(g4, wc, plans)
     else:
-        for out, rows, r0, rstep, cols, c0, cstep in plans:
-            Ma, Mb = out.shape[2], out.shape[3]
-            y0, y1 = max(0, r0), min(Ho, Ma + r0 + rstep * (len(rows) - 1))
-            x0, x1 = max(0, c0), min(Wo, Mb + c0 + cstep * (len(cols) - 1))
-            pads = (max(0, -r0), Ma + rstep * (len(rows) - 1) - (y1 - y0) - max(0, -r0),
-                    max(0, -c0), Mb + cstep * (len(cols) - 1) - (x1 - x0) - max(0, -c0))
+        for out, rows, cols, rstep, cstep, (r0, r1, c0, c1) in plans:
+            pads = (max(0, -r0), max(0, r1 - Ho), max(0, -c0), max(0, c1 - Wo))
             wt = np.ascontiguousarray(wc[:, :, rows][:, :, :, cols].transpose(1, 0, 2, 3))
-            _run_forward(np.ascontiguousarray(g4[:, :, y0:y1, x0:x1]), wt, np.zeros(C, dtype=dtype), out, (1, 1),
-                         (rstep, cstep), pads, padding_is_data=False)
+            window = np.ascontiguousarray(g4[:, :, max(0, r0) : min(Ho, r1), max(0, c0) : min(Wo, c1)])
+            _run_forward(window, wt, np.zeros(C, dtype=dtype), out, (1, 1), (rstep, cstep), pads,
+                         padding_is_data=False)
     if not whole:
         interleave_phases(store, starts[:-1], np.array(shapes, dtype=np.int64).reshape(-1, 2), grad_x, (sh, sw))
     return grad_x
 
 
 def _phases_on_one_copy(g4, wc, plans):
-    """The phases of :func:`_input_grad` (each ``(out, rows, r0, rstep, cols, c0, cstep)``: its
-    output and the taps and window of grad_out it reads) on the blocked forward kernel, all from
-    one zero-padded copy of ``grad_out`` (each phase's window starts where its own would), where
-    a copy per phase cost three passes over grad_out at stride 2. For a finite filter on several
-    channels, the blocked kernel's case: the same products in the same order."""
+    """The phases of :func:`_input_grad` (each ``(out, rows, cols, rstep, cstep, window)``: its
+    output, its taps, and the window ``(r0, r1, c0, c1)`` of grad_out it reads) on the blocked
+    forward kernel, all from one zero-padded copy of ``grad_out`` (each phase's window starts
+    where its own would), where a copy per phase cost three passes over grad_out at stride 2.
+    For a finite filter on several channels, the blocked kernel's case: the same products in
+    the same order."""
     N, Co, Ho, Wo = g4.shape
     C = wc.shape[1]
-    ends = [(r0 + out.shape[2] + rstep * (len(rows) - 1), c0 + out.shape[3] + cstep * (len(cols) - 1))
-            for out, rows, r0, rstep, cols, c0, cstep in plans]
-    top = max([0] + [-q[2] for q in plans])
-    left = max([0] + [-q[5] for q in plans])
-    bottom = max([0] + [e[0] - Ho for e in ends])
-    right = max([0] + [e[1] - Wo for e in ends])
-    slack = 2 * _simd.POSITION_VECTORS * _simd.lanes(g4.itemsize) + _simd.lanes(g4.itemsize)
-    gflat, (_, _, Hp, Wp) = _pad_flat(g4, (top, bottom, left, right), slack)
+    windows = [q[5] for q in plans]
+    top = max([0] + [-r0 for r0, _, _, _ in windows])
+    bottom = max([0] + [r1 - Ho for _, r1, _, _ in windows])
+    left = max([0] + [-c0 for _, _, c0, _ in windows])
+    right = max([0] + [c1 - Wo for _, _, _, c1 in windows])
+    gflat, (_, _, Hp, Wp) = _pad_flat(g4, (top, bottom, left, right), _read_slack(g4.itemsize))
     zeros = np.zeros(C, dtype=wc.dtype)
-    for out, rows, r0, rstep, cols, c0, cstep in plans:
+    for out, rows, cols, rstep, cstep, (r0, _, c0, _) in plans:
         wpack, bpack = _pack_filter(wc[:, :, rows][:, :, :, cols].transpose(1, 0, 2, 3), zeros)
         offsets = (np.arange(len(rows), dtype=np.int64)[:, None] * (rstep * Wp)
                    + np.arange(len(cols), dtype=np.int64)[None, :] * cstep).reshape(-1)

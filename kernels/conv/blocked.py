@@ -29,6 +29,12 @@ def _pack_filter(wc, b):
     return np.ascontiguousarray(wfull.reshape(ncb, K, C, kh, kw).transpose(0, 2, 3, 4, 1)).reshape(-1), bfull
 
 
+def _read_slack(itemsize):
+    """The zeros a padded copy for :func:`_correlate_blocked_kernel` needs after its last plane:
+    the last block of a tile reads whole vectors past its last position."""
+    return 2 * _simd.POSITION_VECTORS * _simd.lanes(itemsize) + _simd.lanes(itemsize)
+
+
 @jit(parallel=True)
 def _correlate_blocked_kernel(xflat, N, C, plane, row, wpack, bpack, out, rows_per_task, offsets, three):
     """out = the correlation of the zero-padded input, plus bias, with the taps at flat

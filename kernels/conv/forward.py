@@ -15,7 +15,7 @@ from kernels import _simd
 from kernels import _validate as V
 
 from . import tiles
-from .blocked import _correlate_blocked_kernel, _pack_filter
+from .blocked import _correlate_blocked_kernel, _pack_filter, _read_slack
 from .direct import _CORRELATE
 from .geometry import _bias_array, _pad, _pad_flat, _prepare
 from .phases import phase_offsets, phase_planes
@@ -60,7 +60,7 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
         # At a stride the copy cuts each padded plane into its phases, so that the outputs of a
         # row are consecutive positions and only the definition's products are formed
         # (computing every stride-1 position and keeping one in sw formed sw times more).
-        slack = 2 * _simd.POSITION_VECTORS * _simd.lanes(xc.itemsize) + _simd.lanes(xc.itemsize)
+        slack = _read_slack(xc.itemsize)
         pads = (pt, pb, pl, pr)
         if (sh, sw) == (1, 1):
             xflat, (_, _, Hq, Wq) = _pad_flat(xc, pads, slack)
