@@ -121,8 +121,14 @@ def _maxpool2d_indices_kernel(x, kh, kw, sh, sw, ph, pw, out, idx):  # pragma: n
 
 @jit(parallel=True)
 def _maxpool2x2_indices_kernel(x, out, idx):  # pragma: no cover - compiled
-    """:func:`_maxpool2x2_kernel` that also records each maximum's flat index (unrolled, so the
-    int64 selects vectorise beside the float ones: 7x faster than the general scan)."""
+    """:func:`_maxpool2x2_kernel` that also records each maximum's flat index (unrolled: 7x
+    faster than the general scan; the selects stay scalar, LLVM does not vectorise them).
+
+    The window's four taps are taken as two pairs and then the pairs' winners, which picks the
+    same tap as the scan ``a, b, c, d`` of the general kernel (a later tap replaces the
+    running one when it is greater or NaN: the last NaN if there is one, else the first
+    maximum), with two compares in sequence instead of three: 8-20% faster on the 2-core EPYC
+    (LeNet-5's and the digits network's pools, batch 64, and (16, 32, 128, 128))."""
     N, C, H, W = x.shape
     OH = out.shape[2]
     OW = out.shape[3]
@@ -135,24 +141,18 @@ def _maxpool2x2_indices_kernel(x, out, idx):  # pragma: no cover - compiled
             orow = out[n, c, oh]
             irow = idx[n, c, oh]
             b0 = 2 * oh * W
-            b1 = b0 + W
             for ow in range(OW):
-                m = r0[2 * ow]
-                k = b0 + 2 * ow
-                v = r0[2 * ow + 1]
-                t = (v > m) | (v != v)
-                m = v if t else m
-                k = b0 + 2 * ow + 1 if t else k
+                a = r0[2 * ow]
+                b = r0[2 * ow + 1]
                 v = r1[2 * ow]
-                t = (v > m) | (v != v)
-                m = v if t else m
-                k = b1 + 2 * ow if t else k
-                v = r1[2 * ow + 1]
-                t = (v > m) | (v != v)
-                m = v if t else m
-                k = b1 + 2 * ow + 1 if t else k
-                orow[ow] = m
-                irow[ow] = k
+                u = r1[2 * ow + 1]
+                tb = (b > a) | (b != b)
+                top = b if tb else a
+                tu = (u > v) | (u != u)
+                bottom = u if tu else v
+                t = (bottom > top) | (bottom != bottom)
+                orow[ow] = bottom if t else top
+                irow[ow] = b0 + 2 * ow + ((W + np.int64(tu)) if t else np.int64(tb))
 
 
 @jit(parallel=True)

@@ -141,6 +141,26 @@ def test_maxpool2d_nan_propagates_to_last_nan_and_inf_like_torch(k, s, p, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_2x2_fast_path_picks_the_scans_tap_for_every_window_of_special_values(dtype):
+    """The 2x2 kernel compares the window as two pairs, then their winners; the general kernel
+    scans it in row-major order. Every window over {-inf, -1, 0, 1, inf, NaN} (1296: ties,
+    NaNs in any position, all equal) gets the same value and index from both, and from torch."""
+    import itertools
+
+    values = [-np.inf, -1.0, 0.0, 1.0, np.inf, np.nan]
+    windows = np.array(list(itertools.product(values, repeat=4)), dtype=dtype).reshape(-1, 1, 2, 2)
+    y, idx = kernels.maxpool2d(windows, 2, return_indices=True)
+    y_scan = np.empty_like(y)
+    idx_scan = np.empty_like(idx)
+    pool._maxpool2d_indices_kernel(windows, 2, 2, 2, 2, 0, 0, y_scan, idx_scan)
+    _same_bits(y, y_scan)
+    np.testing.assert_array_equal(idx, idx_scan)
+    y_t, idx_t = _torch_pool(windows, 2, 2, 0)
+    _same_bits(y, y_t)
+    np.testing.assert_array_equal(idx, idx_t)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_maxpool2d_all_neg_inf_with_padding_points_at_first_real_element(dtype):
     x = np.full((1, 1, 3, 3), -np.inf, dtype=dtype)
     y, idx = kernels.maxpool2d(x, 2, stride=1, padding=1, return_indices=True)
