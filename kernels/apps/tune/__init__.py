@@ -93,6 +93,19 @@ def _fmt_s(x):
     return f"{x * 1e3:.1f} ms" if x < 1 else f"{x:.2f} s"
 
 
+def _target_difficulty(ref):
+    """``(share within 1%, share within 5%, median excess of the best's grid neighbours)`` as text."""
+    V = np.array(ref["val"], dtype=float)  # a diverged point: inf, or None (NaN) once through JSON
+    V[~np.isfinite(V)] = np.inf
+    best = float(np.min(V))
+    i, j = np.unravel_index(int(np.argmin(V)), V.shape)
+    around = V[max(i - 1, 0): i + 2, max(j - 1, 0): j + 2].ravel()
+    around = around[np.isfinite(around) & (around > best)] if around.size else around
+    share = [int(np.sum(V <= best * (1 + tol))) for tol in (0.01, 0.05)]
+    excess = f"{float(np.median(around)) / best - 1:+.1%}" if around.size else "-"
+    return [f"{n} of {V.size}" for n in share] + [excess]
+
+
 def render(data) -> str:
     m = data["machine"]
     lines = [
@@ -125,6 +138,14 @@ def render(data) -> str:
                 f"| {key} | {meth}{extra} | {r['val']:.4f} ({r['val'] / ref['best'] - 1:+.2%}) | {r['runs']} "
                 f"({dash(r['runs_to_target'])}, {dash(r.get('runs_to_tight'))}) | {_fmt_s(r['seconds_to_target'])} | "
                 f"{_fmt_s(r.get('seconds_to_tight'))} | {_fmt_s(r['seconds'])} | {r['test']:.4f} |")
+    lines += ["", "How hard each target is: the share of the reference grid's points within 1% (and 5%) of its best, "
+              "and how far the best point's eight neighbours on the grid lie above it (median). A method that "
+              "samples the box at random needs about 1 / share runs to land within 1%; where the neighbours lie far "
+              "above, the surface is rough on the grid's own scale and no local method can follow it there.", "",
+              "| problem / optimizer | points within 1% | within 5% | best's neighbours, median above |",
+              "|---|---|---|---|"]
+    for key, row in data["runs"].items():
+        lines.append(f"| {key} | " + " | ".join(_target_difficulty(row["reference"])) + " |")
     for field_, label in (("seconds_to_target", "1% (the issue's bar: >= 10x against each)"),
                           ("seconds_to_tight", "0.1%")):
         lines += ["", f"Speed-up of hypergradients to {label}:", ""]
