@@ -501,6 +501,33 @@ def test_divergence_is_reported_at_the_first_bad_iterate(problem, name, kw):
     assert not short.diverged and np.array_equal(short.w, r.w)
 
 
+@pytest.mark.parametrize("name,kw", [
+    ("gd", dict(lr=3.0)),
+    ("sgd", dict(lr=3.0, batch_size=4, seed=1)),
+    ("sgd", dict(lr=3.0, batch_size=1, seed=1)),
+    ("gd", dict(lr=3.0, record_every=1)),
+])
+def test_float32_run_diverges_before_a_weight_leaves_float32s_range(problem, name, kw):
+    """The working copy is float64: a diverging float32 run has weights past 3.4e38 long before
+    they overflow float64. Each of those iterates is bad (its float32 weights would be inf), so
+    the run stops at the first one and returns the last whose weights float32 holds; the NumPy
+    reference agrees, and the float64 run on the same data goes further."""
+    X, t = problem
+    X32, t32 = X.astype(np.float32), t.astype(np.float32)
+    with np.errstate(all="ignore"):
+        r = call(kernels, name, X32, t32, steps=5000, **kw)
+        ref = call(naive, name, X32, t32, steps=5000, **kw)
+        r64 = call(kernels, name, X32.astype(np.float64), t32.astype(np.float64), steps=5000, **kw)
+    assert r.diverged and r.diverged_at == ref.diverged_at and r.steps == ref.steps == r.diverged_at - 1
+    assert r.w.dtype == np.float32 and np.all(np.isfinite(r.w)) and np.all(np.isfinite(r.trajectory))
+    assert np.array_equal(r.w, ref.w)
+    assert r64.diverged_at > r.diverged_at  # float64 holds the weights that float32 cannot
+    # the first bad iterate is the first with a weight beyond float32's range
+    short = call(kernels, name, X32.astype(np.float64), t32.astype(np.float64), steps=r.diverged_at, **kw)
+    assert np.abs(short.w).max() > np.finfo(np.float32).max
+    assert np.array_equal(r.w, call(kernels, name, X32, t32, steps=r.steps, **kw).w)
+
+
 def test_gd_divergence_step_by_hand():
     """GD overflow: the next iterate or its loss computed by hand from the returned w is not finite."""
     X, t = make_problem(30, 4, seed=8)

@@ -46,6 +46,7 @@ def _optimize(kind, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, w
     X, t, steps, w = _run_checks(X, t, lr=lr, steps=steps, epochs=epochs, batch_size=batch_size, seed=seed,
                                  w0=w0, l2=l2, weight_decay=weight_decay, record_every=record_every)
     dtype = X.dtype
+    wmax = np.finfo(dtype).max  # a weight beyond it would round to inf: a bad iterate
     X, t = X.astype(np.float64, copy=False), t.astype(np.float64, copy=False)  # no copy for float64
     n, d = X.shape
     full = batch_size is None
@@ -101,7 +102,7 @@ def _optimize(kind, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, w
             k = s + 1
             u = m / (1 - beta1**k) / (np.sqrt(v) / np.sqrt(1 - beta2**k) + eps)
         w_new = (1 - weight_decay) * w - lr * u
-        if not np.all(np.isfinite(w_new)):
+        if not np.all(np.isfinite(w_new)) or np.abs(w_new).max(initial=0.0) > wmax:
             diverged_at, done = s + 1, s
             break
         w_prev, w, done = w, w_new, s + 1

@@ -37,14 +37,17 @@ Results, recording and divergence (the :class:`OptimResult` fields):
   optimizer reports it as divergence.
 * Divergence: iterate ``w_k`` is bad when one of its weights, or the loss computed at it (the
   batch loss of step ``k``; the full-data loss at a recorded or the last step), is not
-  finite. The loop stops at the first bad iterate, ``diverged=True``, ``diverged_at=k``, and
+  finite, or when one of its weights lies beyond the largest value of the dtype of ``X``
+  (float32 data: a weight past 3.4e38, which the returned float32 ``w`` would hold as inf,
+  though the float64 working copy is finite). The loop stops at the first bad iterate, ``diverged=True``, ``diverged_at=k``, and
   the last good iterate ``w_{k-1}`` is returned (``steps = k - 1``; if ``w_0`` itself is bad,
   ``w_0`` is returned with ``steps = 0``). Nothing raises inside compiled code. Without
   divergence ``diverged_at = -1``.
 
 dtype policy: as :mod:`kernels.optim.linreg`; ``w`` and ``trajectory`` have the dtype of ``X``,
 and every weight and optimizer state is float64 inside: a float32 run equals the float64 run on
-the same (exactly widened) data, rounded once at the end.
+the same (exactly widened) data, rounded once at the end, up to the first iterate with a weight
+beyond float32's range (the float32 run diverges there, see above).
 
 Numerical note: with a constant ``lr``, an adaptive method that has reached its noise floor
 (``|w - w*| ~ lr``) takes steps of about ``lr * sign(g)``, a chaotic map that multiplies a
@@ -121,7 +124,7 @@ class OptimResult:
 
 def _steps(
     X, t, perm, full, batch, nbatches, epoch0, s0, s1,
-    rule, lr, hyper, l2, wd, record_every, par_rows, gram, G, Xt_t, t_t,
+    rule, lr, hyper, l2, wd, wmax, record_every, par_rows, gram, G, Xt_t, t_t,
     w, w_prev, state, g, part, spart, losses, traj, rec_steps, info,
 ):  # pragma: no cover - compiled
     """Run steps ``s0 <= s < s1`` of the optimizer whose update rule has id ``rule``
@@ -135,7 +138,8 @@ def _steps(
     ``w.G w - 2 (X^T t).w + t.t``, both O(d^2); recorded losses still come from a pass over
     ``X`` (the Gram form of the loss cancels). ``info`` carries the returned step,
     ``diverged_at`` and the number of records across calls; ``w_prev`` holds the iterate
-    before the last update, so that the last good iterate can be returned.
+    before the last update, so that the last good iterate can be returned. ``wmax`` is the
+    largest value of the dtype of ``X``: a ``w_s`` with a weight beyond it is bad.
     """
     n = X.shape[0]
     d = X.shape[1]
@@ -176,6 +180,11 @@ def _steps(
                 spart[b] = residual_block(X, t, w, rows, lo, min(lo + B, end), part[b])
             ss = reduce_blocks(part, spart, nblk, g)
         lb = ss / mb + l2 * wsq
+        if wsq > wmax * wmax:
+            # a weight may lie beyond what the dtype of X holds (wmax): such a w_s is bad too
+            for j in range(d):
+                if abs(w[j]) > wmax:
+                    lb = np.inf
         if record_every > 0 and s % record_every == 0 and np.isfinite(lb):
             if full and not gram:
                 lf = lb
@@ -314,10 +323,11 @@ def _run(rule, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
     info[_I_DIVERGED_AT] = -1
     gram, G, Xt_t, t_t = _gram(X, t, steps) if full else (False, *_NO_GRAM)
     par_rows = _par_rows(X)
+    wmax = float(np.finfo(X.dtype).max)
 
     def args(par_rows):
-        return (rule, lr, (float(b1), float(b2), float(eps)), l2, wd, record_every, par_rows, gram, G, Xt_t, t_t,
-                w, w_prev, state, g, part, spart, losses, traj, rec_steps, info)
+        return (rule, lr, (float(b1), float(b2), float(eps)), l2, wd, wmax, record_every, par_rows, gram, G, Xt_t,
+                t_t, w, w_prev, state, g, part, spart, losses, traj, rec_steps, info)
 
     # a pass over par_rows rows or more runs in parallel: a step's batch, or a recorded loss
     parallel = (not gram and (n if full else batch_size) >= par_rows) or (record_every and n >= par_rows)
@@ -347,7 +357,7 @@ def _run(rule, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
     # the full-data loss of the returned iterate; a non-finite one makes it the bad iterate
     done = int(info[_I_STEPS])
     lf = _full_loss(X, t, w, l2, spart, g)
-    if info[_I_DIVERGED_AT] < 0 and not math.isfinite(lf):
+    if info[_I_DIVERGED_AT] < 0 and (not math.isfinite(lf) or np.abs(w).max(initial=0.0) > wmax):
         info[_I_DIVERGED_AT] = done
         if done > 0:
             w[:] = w_prev
