@@ -72,7 +72,10 @@ def positive_int(value, name: str, *, minimum: int = 1) -> int:
 
 
 def int_pair(value, name: str, *, minimum: int = 1) -> tuple[int, int]:
-    """An int or a pair of ints, each >= ``minimum``, returned as a pair."""
+    """An int or a pair of ints, each >= ``minimum``, returned as a pair. A 0-d array is a
+    scalar, like the NumPy scalar it holds."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
     if isinstance(value, (tuple, list, np.ndarray)):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")

@@ -90,12 +90,18 @@ _GRADS = ("x", "w", "bias")
 
 
 def _wanted(grads) -> dict:
-    if isinstance(grads, str) or not all(isinstance(name, str) for name in grads):
+    if isinstance(grads, str):
         raise TypeError(f"grads must be a tuple of names among {_GRADS}, got {grads!r}")
-    unknown = [name for name in grads if name not in _GRADS]
+    try:
+        names = tuple(grads)  # once: a generator would be empty on a second pass
+    except TypeError:
+        raise TypeError(f"grads must be a tuple of names among {_GRADS}, got {grads!r}") from None
+    if not all(isinstance(name, str) for name in names):
+        raise TypeError(f"grads must be a tuple of names among {_GRADS}, got {names!r}")
+    unknown = [name for name in names if name not in _GRADS]
     if unknown:
         raise ValueError(f"grads names {unknown!r}; expected names among {_GRADS}")
-    return {name: name in grads for name in _GRADS}
+    return {name: name in names for name in _GRADS}
 
 
 def _filter_grad(g4, xc, p, Co, C, kh, kw):

@@ -97,8 +97,12 @@ def _forward(p, bias, out):
     if N == 0:
         return target
     res = target if target.flags.c_contiguous else np.empty(out_shape, dtype=dtype)
-    _run_forward(np.ascontiguousarray(x4), np.ascontiguousarray(w4), b, res.reshape(N, Co, Ho, Wo),
-                 p["stride"], p["dilation"], p["pad"])
+    xc, wc = np.ascontiguousarray(x4), np.ascontiguousarray(w4)
+    if res is out:
+        # The kernels read x, w and the bias while they write out: an out= that overlaps
+        # one of them (out=x with padding="same") would read pixels already overwritten.
+        xc, wc, b = (a.copy() if np.may_share_memory(a, out) else a for a in (xc, wc, b))
+    _run_forward(xc, wc, b, res.reshape(N, Co, Ho, Wo), p["stride"], p["dilation"], p["pad"])
     if res is not target:
         target[...] = res
     return target
@@ -132,7 +136,9 @@ def correlate2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
         ``padding='same'``: the odd pixel goes to the bottom/right, which is also the centred
         part of the ``'full'`` output that ``scipy.signal.correlate2d(x, w, 'same')`` returns.
     out : optional preallocated output of exactly the result's shape and dtype; it is filled in
-        place and returned (saves the page faults of a fresh large array on every call).
+        place and returned (saves the page faults of a fresh large array on every call). It may
+        overlap ``x``, ``w`` or ``bias`` (``out=x`` with ``padding='same'``): the overlapped
+        operand is copied first.
 
     Returns
     -------
@@ -144,7 +150,9 @@ def correlate2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, out=None):
     inf propagate as IEEE arithmetic says on the zero-padded definition (a non-finite filter
     times padding zeros is NaN). Raises ``TypeError``/``ValueError`` naming the argument for
     wrong dtypes or ndim, channel mismatch, an empty image or filter, a filter larger than the padded input,
-    non-positive stride/dilation, negative padding, or a mismatched ``out``.
+    non-positive stride/dilation, negative padding, a padded size, dilated filter extent or padded
+    size plus stride beyond 2**62 (the kernels index in int64), a scalar bias outside the range
+    of the dtype of ``x`` (NaN and inf are accepted and propagate), or a mismatched ``out``.
     """
     p = _prepare(x, w, stride, padding, dilation)
     return _forward(p, bias, out)

@@ -9,6 +9,7 @@ non-finite filter need. Nothing unchecked reaches the compiled kernels.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -46,8 +47,20 @@ def _bias_array(bias, co, dtype, two_d):
     if bias is None:
         return np.zeros(co, dtype=dtype)
     if two_d and isinstance(bias, numbers.Real) and not isinstance(bias, (bool, np.bool_)):
-        # a Python (or NumPy) real scalar takes the dtype of x; arrays must already match it
-        return np.full(1, float(bias), dtype=dtype)
+        # a Python (or NumPy) real scalar takes the dtype of x; arrays must already match it.
+        # NaN and inf pass (they propagate like a non-finite bias array); a finite value that
+        # overflows the dtype would turn every output pixel into inf.
+        shown = repr(bias) if len(repr(bias)) <= 40 else repr(bias)[:37] + "..."
+        overflow = f"bias must be within the range of {np.dtype(dtype)} (like x), got {shown}"
+        try:
+            value = float(bias)
+        except OverflowError:
+            raise ValueError(overflow) from None
+        with np.errstate(over="ignore"):
+            cast = np.full(1, value, dtype=dtype)
+        if math.isfinite(value) and not np.isfinite(cast[0]):
+            raise ValueError(overflow)
+        return cast
     if two_d:
         b = V.float_array(bias, "bias", ndim=(0, 1), dtype=dtype, like="x")
         if b.size != 1:
@@ -57,6 +70,29 @@ def _bias_array(bias, co, dtype, two_d):
     if b.shape != (co,):
         raise ValueError(f"bias must have shape ({co},) (one per output channel of w), got {b.shape}")
     return np.ascontiguousarray(b)
+
+
+#: The largest padded size, dilated filter extent or padded size plus stride the kernels take.
+#: They form indices from these (the first output a tap reaches, ``ceil((p_l - j d_w) / s_w)``;
+#: the phases of a stride; tap offsets) in int64, where a few sums of values below 2**62 still
+#: fit; beyond it the arithmetic would wrap and read the wrong pixels.
+MAX_EXTENT = 2**62
+
+
+def _check_index_range(padded, extent, stride, padding, dilation):
+    """Refuse, naming the argument, a geometry whose indices would not fit in int64 (per axis:
+    the padded size, the dilated extent and the padded size plus the stride, each at most
+    :data:`MAX_EXTENT`)."""
+    for axis, p, e, s in zip(("rows", "columns"), padded, extent, stride):
+        if e > MAX_EXTENT:
+            raise ValueError(f"dilation={dilation} spreads w's {axis} over {e} pixels, beyond the "
+                             f"{MAX_EXTENT} (2**62) the kernels index in int64")
+        if p > MAX_EXTENT:
+            raise ValueError(f"padding={padding!r} (dilation={dilation}) pads x's {axis} to {p}, beyond the "
+                             f"{MAX_EXTENT} (2**62) the kernels index in int64")
+        if p + s > MAX_EXTENT:
+            raise ValueError(f"stride={stride} plus x's padded {axis} ({p}) is {p + s}, beyond the "
+                             f"{MAX_EXTENT} (2**62) the kernels index in int64")
 
 
 def _filter_geometry(x, w, stride, padding, dilation, flipped=False):
@@ -79,6 +115,7 @@ def _filter_geometry(x, w, stride, padding, dilation, flipped=False):
     pt, pb, pl, pr = _padding(padding, kh, kw, dh, dw, (sh, sw), flipped)
     H, W = x.shape[-2], x.shape[-1]
     eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    _check_index_range((H + pt + pb, W + pl + pr), (eh, ew), (sh, sw), padding, (dh, dw))
     if eh > H + pt + pb or ew > W + pl + pr:
         raise ValueError(
             f"w's (dilated) extent {(eh, ew)} is larger than the padded input {(H + pt + pb, W + pl + pr)} "
