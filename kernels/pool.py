@@ -53,12 +53,18 @@ def _maxpool2d_kernel(x, kh, kw, sh, sw, ph, pw, out):  # pragma: no cover - com
     tap order, with the innermost loop over output columns. Every output therefore sees its
     window's elements in the same row-major order as a per-window scan (so ties and NaN go the
     same way), while the inner loop is a branch-free compare-and-select over contiguous output
-    memory that LLVM vectorises. Column ranges are clipped in advance so that no tap reads
-    outside the input: padded taps are skipped, which is what ``-inf`` padding amounts to.
+    memory that LLVM vectorises. Row, tap and column ranges are clipped in advance so that no
+    tap reads outside the input: padded taps are skipped, which is what ``-inf`` padding amounts
+    to, and the work per output row is bounded by the input's width, not the kernel's.
     """
     N, C, H, W = x.shape
     OH = out.shape[2]
     OW = out.shape[3]
+    # the taps that land inside [0, W) for some output column: from the last column's first real
+    # tap to the first column's last one, at most 2W of them (2*pw <= kw), however wide the
+    # kernel; the taps skipped would run an empty column range
+    j_lo = max(0, pw - (OW - 1) * sw)
+    j_hi = min(kw, pw + W)
     for p in prange(N * C):
         n = p // C
         c = p - n * C
@@ -69,7 +75,7 @@ def _maxpool2d_kernel(x, kh, kw, sh, sw, ph, pw, out):  # pragma: no cover - com
                 orow[ow] = -np.inf
             for i in range(max(h0, 0), min(h0 + kh, H)):
                 xrow = x[n, c, i]
-                for j in range(kw):
+                for j in range(j_lo, j_hi):
                     # the outputs whose tap j lands inside [0, W): 0 <= ow*sw - pw + j < W
                     lo = max(0, (pw - j + sw - 1) // sw)
                     hi = min(OW, (W + pw - j - 1) // sw + 1)

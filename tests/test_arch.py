@@ -77,11 +77,29 @@ def test_parse_defaults_and_every_suffix():
         ("in32x32x1 fc0", r"'fc0': units must be >= 1, got 0"),
         ("in32x32x1 Conv3", r"'Conv3': not a layer"),
         ("in32x32x1 conv", r"'conv': not a layer"),
+        # compiled code takes sizes as int64
+        ("in8x8x1 pool2s99999999999999999999999 fc2",
+         r"spec token 2 of 3, 'pool2s99999999999999999999999': stride must be <= 9223372036854775807"),
+        ("in8x8x1 conv3s9223372036854775808c2", r"'conv3s9223372036854775808c2': stride must be <= 9223372036854775807"),
+        ("in8x8x1 conv3p9223372036854775808", r"'conv3p9223372036854775808': padding must be <= 9223372036854775807"),
+        ("in9223372036854775808x8x1 fc2", r"'in9223372036854775808x8x1': height must be <= 9223372036854775807"),
+        ("in8x8x1 fc99999999999999999999", r"'fc99999999999999999999': units must be <= 9223372036854775807"),
+        # ASCII digits only: int() would read these Arabic-Indic and full-width ones
+        ("in\u0668x8x1 conv3", r"spec token 1 of 2, 'in\u0668x8x1': the spec must start with the input"),
+        ("in8x8x1 conv3s\u0662", r"'conv3s\u0662': unknown suffix"),
+        ("in8x8x1 fc\uff11\uff10", r"'fc\uff11\uff10': not a layer"),
     ],
 )
 def test_parse_rejects_bad_tokens_naming_them(spec, match):
     with pytest.raises(ValueError, match=match):
         arch.parse(spec)
+
+
+def test_parse_accepts_the_largest_int64():
+    big = 2**63 - 1
+    layers = arch.parse(f"in8x8x1 conv3s{big}c2 pool1s{big}")
+    assert layers[1].stride == big and layers[2].stride == big
+    assert [r.out_shape for r in arch.analyze(layers)[1:]] == [(1, 1, 2), (1, 1, 2)]
 
 
 def test_parse_error_points_a_caret_at_the_token():
@@ -241,6 +259,9 @@ def test_to_dense_keeps_bias_choice_and_accepts_layers():
         ([arch.Input(4, 4), arch.Conv(3, padding="full")], ValueError, "padding .* got 'full'"),
         ([arch.Input(4, 4), arch.Dense(6, shape=(1, 2, 2))], ValueError, r"shape \(1, 2, 2\) must be \(H, W, C\)"),
         ([arch.Input(0, 4)], ValueError, "height must be an integer >= 1, got 0"),
+        ([arch.Input(4, 4), arch.Pool(2, stride=2**63)], ValueError,
+         r"layer 1 \(Pool.*\): stride must be <= 9223372036854775807 .*got 9223372036854775808"),
+        ([arch.Input(4, 4), arch.Conv(1, dilation=10**30)], ValueError, "dilation must be <= 9223372036854775807"),
     ],
 )
 def test_analyze_rejects_layers_that_do_not_fit(layers, exc, match):

@@ -284,6 +284,12 @@ def small():
     ("in8x8x1 conv3 bogus", ValueError, "bogus"),
     ("in8x8x1 relu pool2", ValueError, "no trainable layer"),
     (42, TypeError, "spec must be a string"),
+    # sizes reach compiled code as int64
+    ("in8x8x1 pool2s99999999999999999999999 fc2", ValueError, r"'pool2s9+': stride must be <= 9223372036854775807"),
+    ("in8x8x1 conv3s9223372036854775808c2 fc2", ValueError, r"'conv3s9223372036854775808c2': stride must be <="),
+    # a 2**63-1 wide filter: its element count must not wrap around int64 to 1
+    ("in2x2x1 conv9223372036854775807p4611686018427387904s9223372036854775807 fc2", ValueError,
+     "the parameters and gradients of .* needs"),
 ])
 def test_build_rejects_bad_specs_naming_them(spec, exc, match):
     with pytest.raises(exc, match=match):
@@ -397,6 +403,63 @@ def test_float32_model_keeps_float32_and_accepts_float64_input(small):
     assert model.forward(x).dtype == np.float32
     np.testing.assert_allclose(model.forward(x), model.forward(x.astype(np.float32)), rtol=1e-6)
     assert isinstance(kernels.arch.Relu(), kernels.arch.Relu)
+
+
+def test_x_beyond_the_model_dtypes_range_is_named_not_blamed_on_lr(small):
+    """A finite float64 of 1e39 is inf in a float32 model: refused at the door, naming the
+    argument, rather than turning into NaN logits or a "diverged, try a smaller lr"."""
+    import warnings
+
+    model = nn.build(small[0].spec, seed=0, dtype="float32")
+    _, x, y = small
+    big = x.copy()
+    big[1, 0, 2, 3] = -1e39
+    before = model.flat_params.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "overflow encountered in cast" on the way either
+        with pytest.raises(ValueError, match=r"x holds values out of the range of the model's dtype float32 "
+                                             r"\(\|x\| > 3.40282e\+38\): 1 of 384"):
+            model.forward(big)
+        with pytest.raises(ValueError, match="x holds values out of the range"):
+            model.loss_and_grad(big, y)
+        with pytest.raises(ValueError, match="X holds values out of the range"):
+            nn.fit(model, big, y, lr=0.1, progress=False)
+        with pytest.raises(ValueError, match="X_val holds values out of the range"):
+            nn.fit(model, x, y, lr=0.1, X_val=big, y_val=y, progress=False)
+        with pytest.raises(ValueError, match="x holds values out of the range"):
+            nn.Trainer(model, lr=0.1).step(big, y)
+    assert np.array_equal(model.flat_params, before)
+    # a NaN is still called non-finite; a float64 model takes 1e39 as it is
+    with pytest.raises(ValueError, match="x holds non-finite values"):
+        model.forward(np.where(big == -1e39, np.nan, big))
+    assert np.isfinite(nn.build(small[0].spec, seed=0, dtype="float64").forward(big)).all()
+
+
+def test_largest_int64_strides_build_and_run():
+    # on an 8x8 input, stride 2**63-1 and stride 8 both leave one window at the corner
+    big = 2**63 - 1
+    a = nn.build(f"in8x8x1 conv3s{big}c2 pool1s{big} fc2", seed=1, dtype="float64")
+    b = nn.build("in8x8x1 conv3s8c2 pool1s8 fc2", seed=1, dtype="float64")
+    x, y = _data(b, 3)
+    np.testing.assert_array_equal(a.forward(x), b.forward(x))
+    for ga, gb in zip(a.loss_and_grad(x, y)[1], b.loss_and_grad(x, y)[1]):
+        np.testing.assert_array_equal(ga, gb)
+
+
+@pytest.mark.parametrize("spec", ["in4x4x1 fc8 conv1c2 fc3", "in4x4x1 fc8 relu pool1 fc3",
+                                  "in4x4x1 fc6 conv1c3", "in6x6x2 conv3c2 relu pool2"])
+def test_torch_twin_unflattens_an_fc_output_before_a_conv_or_pool(spec):
+    """kernels.nn keeps an fc output as (N, units, 1, 1), so a conv or pool may follow it; the
+    torch twin unflattens it there, and flattens a spec that ends on a map into the logits."""
+    model = nn.build(spec, seed=4, dtype="float64")
+    x, y = _data(model, 3)
+    net = torch_net(model)
+    np.testing.assert_allclose(model.forward(x), net(torch.from_numpy(x)).detach().numpy(), rtol=1e-12, atol=1e-14)
+    loss, grads = model.loss_and_grad(x, y)
+    tloss, tgrads = torch_loss_and_grad(net, x, y)
+    assert loss == pytest.approx(tloss, rel=1e-12)
+    for g, tg in zip(grads, tgrads):
+        np.testing.assert_allclose(g, tg, rtol=1e-10, atol=1e-14)
 
 
 def test_trainer_steps_are_fits_steps(small):

@@ -392,6 +392,32 @@ def test_maxpool2d_accepts_kernel_of_padded_size():
     np.testing.assert_array_equal(y, y_t)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k,s,p", [(9, 7, 4), ((9, 3), (1, 5), (4, 1)), (12, 1, 6), (13, 20, 6)])
+def test_maxpool2d_values_only_kernel_wider_than_input_agrees_with_the_scan(rng, k, s, p, dtype):
+    # kernels wider than the input, strides wider than it: most taps fall in the padding and
+    # the values-only kernel skips them; NaN, inf and ties must still go as the scan has them
+    x = _data(rng, (2, 2, 3, 5), dtype)
+    y, _ = kernels.maxpool2d(x, k, stride=s, padding=p, return_indices=True)
+    _same_bits(kernels.maxpool2d(x, k, stride=s, padding=p), y)
+    _same_bits(y, _torch_pool(x, k, s, p)[0])
+
+
+def test_maxpool2d_huge_kernel_with_padding_returns_promptly():
+    """The values-only kernel works on the taps that reach the input, not on every tap of the
+    window: a kernel of 2**62 (legal with padding 2**61) returns at once, as with indices (it
+    looped over all 2**62 taps of each output row before, a hang; 2**28 took 30-130 s)."""
+    x = _data(np.random.default_rng(7), (2, 3, 4, 5), np.float64)
+    for k, s, p in [(2**62, None, 2**61), (2**62, 1, 2**61), (2**63 - 1, 2**63 - 1, 2**62 - 1)]:
+        y = kernels.maxpool2d(x, k, stride=s, padding=p)
+        y_idx, _ = kernels.maxpool2d(x, k, stride=s, padding=p, return_indices=True)
+        _same_bits(y, y_idx)
+    # one window covering each whole plane: its maximum, NaN where the plane holds one
+    y = kernels.maxpool2d(x, 2**62, padding=2**61)
+    assert y.shape == (2, 3, 1, 1)
+    _same_bits(y[..., 0, 0], np.where(np.isnan(x).any(axis=(2, 3)), np.nan, np.nanmax(x, axis=(2, 3))))
+
+
 @pytest.fixture(scope="module")
 def pooled():
     x = np.random.default_rng(1).standard_normal((2, 3, 6, 6))

@@ -12,6 +12,7 @@ import numbers
 
 import numpy as np
 
+from .._validate import MAX_INT
 from .layers import Conv, Dense, Input, LayerInfo, Pool, Relu
 from .spec import parse
 
@@ -26,6 +27,9 @@ def _describe(layer, index):
 def _check_int(value, what, layer, index, minimum):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{_describe(layer, index)}: {what} must be an integer >= {minimum}, got {value!r}")
+    if value > MAX_INT:
+        raise ValueError(f"{_describe(layer, index)}: {what} must be <= {MAX_INT} (compiled code takes it as int64), "
+                         f"got {value!r}")
     return int(value)
 
 

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import re
 
+from .._validate import MAX_INT
 from .layers import Conv, Dense, Input, Pool, Relu
 
 __all__ = ["parse"]
 
-_IN = re.compile(r"in(\d+)x(\d+)x(\d+)")
-_CONV = re.compile(r"conv(\d+)(.*)")
-_POOL = re.compile(r"pool(\d+)(?:s(\d+))?")
-_FC = re.compile(r"fc(\d+)")
-_CONV_SUFFIX = re.compile(r"s(\d+)|p(\d+)|same|valid|d(\d+)|c(\d+)|nobias")
+# re.ASCII: without it \d also matches other scripts' digits ("in٨x8x1"), which int() accepts
+_IN = re.compile(r"in(\d+)x(\d+)x(\d+)", re.ASCII)
+_CONV = re.compile(r"conv(\d+)(.*)", re.ASCII)
+_POOL = re.compile(r"pool(\d+)(?:s(\d+))?", re.ASCII)
+_FC = re.compile(r"fc(\d+)", re.ASCII)
+_CONV_SUFFIX = re.compile(r"s(\d+)|p(\d+)|same|valid|d(\d+)|c(\d+)|nobias", re.ASCII)
 
 
 def _token_error(spec_tokens, i, reason):
@@ -33,6 +35,8 @@ def _positive(text, what, tokens, i, minimum=1):
     value = int(text)
     if value < minimum:
         raise _token_error(tokens, i, f"{what} must be >= {minimum}, got {value}")
+    if value > MAX_INT:
+        raise _token_error(tokens, i, f"{what} must be <= {MAX_INT} (compiled code takes it as int64), got {value}")
     return value
 
 

@@ -15,11 +15,12 @@ changes the model.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 
-from .. import arch
+from .. import _validate, arch
 from ..arch import Conv, Dense, Pool, Relu
 from .layers import ConvLayer, DenseLayer, PoolLayer, ReluLayer
 from .loss import softmax_cross_entropy
@@ -51,10 +52,13 @@ class Model:
         self.dtype = np.dtype(dtype)
         h, w, c = rows[0].out_shape
         self.input_shape = (c, h, w)
-        self.classes = int(np.prod(rows[-1].out_shape))
+        self.classes = math.prod(rows[-1].out_shape)
         shapes = [s for layer in layers for s in layer.shapes]
-        sizes = [int(np.prod(s)) for s in shapes]
+        # math.prod: Python ints, where np.prod wraps around int64 (a conv9223372036854775807's
+        # filter would count 1 element)
+        sizes = [math.prod(s) for s in shapes]
         self.size = int(sum(sizes))
+        _validate.check_allocation(2 * self.size * self.dtype.itemsize, f"the parameters and gradients of {spec!r}")
         self.flat_params = np.empty(self.size, dtype=self.dtype)
         self.flat_grads = np.zeros(self.size, dtype=self.dtype)
         self.params, self._grads = [], []
@@ -73,7 +77,7 @@ class Model:
                 p[...] = rng.uniform(-bound, bound, p.shape)
             i += k
         self.macs_per_image = sum(
-            r.neurons * (r.in_shape[2] * int(layer.kernel) ** 2 if r.kind == "conv" else int(np.prod(r.in_shape)))
+            r.neurons * (r.in_shape[2] * int(layer.kernel) ** 2 if r.kind == "conv" else math.prod(r.in_shape))
             for r, layer in zip(rows[1:], parsed_layers[1:]) if r.kind in ("conv", "fc"))
         # a relu first would rectify the caller's array in place: give it a copy
         self._copy_input = isinstance(layers[0], ReluLayer)
@@ -85,7 +89,7 @@ class Model:
     def check_x(self, x, name="x"):
         """``x`` as a C-contiguous ``(N, C, H, W)`` array of the model's dtype, or a TypeError /
         ValueError naming ``name``: not a float32/float64 array, wrong shape for the spec, an
-        empty batch, a NaN or inf."""
+        empty batch, a NaN or inf, a value out of the range of the model's dtype."""
         if not isinstance(x, np.ndarray):
             try:
                 x = np.asarray(x)
@@ -100,7 +104,15 @@ class Model:
             raise ValueError(f"{name} must hold at least one image, got shape {x.shape}")
         if not np.isfinite(x).all():
             raise ValueError(f"{name} holds non-finite values (NaN or inf): {int((~np.isfinite(x)).sum())} of {x.size}")
-        return np.ascontiguousarray(x, dtype=self.dtype)
+        # checked again after the conversion: a finite float64 beyond float32's range (1e39) is
+        # inf in a float32 model, and would surface as NaN logits or a "diverged" fit
+        with np.errstate(over="ignore"):
+            out = np.ascontiguousarray(x, dtype=self.dtype)
+        if out.dtype != x.dtype and not np.isfinite(out).all():
+            raise ValueError(f"{name} holds values out of the range of the model's dtype {self.dtype.name} "
+                             f"(|x| > {np.finfo(self.dtype).max:.6g}): {int((~np.isfinite(out)).sum())} of {x.size} "
+                             f"would become inf")
+        return out
 
     def check_y(self, y, n, name="y"):
         """``y`` as an int64 ``(n,)`` array of labels in ``[0, classes)``, or a TypeError / ValueError."""
@@ -207,7 +219,7 @@ def build(spec, *, seed=0, dtype="float32") -> Model:
                 continue
             layers.append(ReluLayer())
         elif isinstance(layer, Dense):
-            layers.append(DenseLayer(int(np.prod(row.in_shape)), layer.units, layer.bias, dtype))
+            layers.append(DenseLayer(math.prod(row.in_shape), layer.units, layer.bias, dtype))
     if not any(layer.shapes for layer in layers):
         raise ValueError(f"spec {spec!r} has no trainable layer (conv or fc)")
     return Model(spec, rows, layers, dtype, int(seed), parsed)

@@ -16,15 +16,22 @@ def torch_sequential(model):
     """A ``torch.nn.Sequential`` of the model's spec, token by token, holding copies of its
     current weights: each conv is ``ZeroPad2d`` (the spec's padding, asymmetric for an even
     ``'same'``; left out when zero) then ``Conv2d(padding=0)``; ``relu`` is ``ReLU``, ``pool``
-    ``MaxPool2d``, ``fc`` ``Flatten`` then ``Linear``. The order is the spec's, as a PyTorch user
-    writes it (``kernels.nn`` itself pools before rectifying where a relu precedes a pool)."""
+    ``MaxPool2d``, ``fc`` ``Flatten`` then ``Linear``, and ``Unflatten`` back to ``(units, 1, 1)``
+    where a conv or pool follows; a final ``Flatten`` where the spec ends on a map (the logits
+    are the last layer's outputs, flattened). The order is the spec's, as a PyTorch user writes
+    it (``kernels.nn`` itself pools before rectifying where a relu precedes a pool)."""
     import torch
 
     from kernels import arch
 
     dtype = torch.float64 if model.dtype == np.float64 else torch.float32
     mods = []
+    flat = False  # whether the running tensor is (N, features) rather than (N, C, H, W)
     for layer, row in zip(arch.parse(model.spec)[1:], model.rows[1:]):
+        if flat and isinstance(layer, (arch.Conv, arch.Pool)):
+            # kernels.nn keeps an fc output as (N, units, 1, 1)
+            mods.append(torch.nn.Unflatten(1, (row.in_shape[2], 1, 1)))
+            flat = False
         if isinstance(layer, arch.Conv):
             pt, pb, pl, pr = row.padding
             if any(row.padding):
@@ -37,6 +44,9 @@ def torch_sequential(model):
             mods.append(torch.nn.MaxPool2d(layer.kernel, layer.kernel if layer.stride is None else layer.stride))
         else:
             mods += [torch.nn.Flatten(), torch.nn.Linear(int(np.prod(row.in_shape)), layer.units, bias=layer.bias)]
+            flat = True
+    if not flat:
+        mods.append(torch.nn.Flatten())
     net = torch.nn.Sequential(*mods).to(dtype)
     tparams = list(net.parameters())
     if [tuple(p.shape) for p in tparams] != [p.shape for p in model.params]:
