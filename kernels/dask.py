@@ -210,6 +210,13 @@ def _conv_region(grid, seg_r, seg_c, oy, ox, g, out=None):
     a, b = oy[0] * sh - pt, (oy[1] - 1) * sh - pt + eh
     c, d = ox[0] * sw - pl, (ox[1] - 1) * sw - pl + ew
     u0, u1, v0, v1 = max(a, 0), min(b, H), max(c, 0), min(d, W)
+    # Windows that read padding only (a large stride or padding): the kernel takes the nearest
+    # real row (column) with padding reaching the windows, so they get the padding's own value
+    # (the bias, or NaN for a non-finite filter) as in memory; no window reaches that row.
+    if u1 <= u0:
+        u0, u1 = (0, 1) if b <= 0 else (H - 1, H)
+    if v1 <= v0:
+        v0, v1 = (0, 1) if d <= 0 else (W - 1, W)
     qy, qx = _symmetric_pad(u0 - a, b - u1, sh), _symmetric_pad(v0 - c, d - v1, sw)
     slab = _assemble(grid, seg_r, seg_c, u0, u1, v0, v1)
     y = _correlate2d(slab, g["w"], g["b"], stride=(sh, sw), padding=(qy, qx), dilation=g["dilation"])

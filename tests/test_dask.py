@@ -124,6 +124,43 @@ def test_correlate2d_3x3_same_every_code_path(client, dtype, shape, chunk):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_correlate2d_1x1_filters_chunked_are_bit_identical(client, dtype, stride):
+    """1x1 filters on several channels, with and without padding (a fuzz run found both off by
+    a few ulp: the whole array went through BLAS, whose sums depend on the matrix shape, or a
+    padded one through the blocked kernel while an interior chunk, unpadded, went to BLAS)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 16, 38, 6)).astype(dtype)
+    w = rng.standard_normal((5, 16, 1, 1)).astype(dtype)
+    for padding in (0, 1):
+        _chunked_vs_whole(client, kernels.correlate2d, kd.correlate2d, x, (1, 16, 36, 4), w, stride=stride,
+                          padding=padding)
+    x = rng.standard_normal((1, 1, 12, 12)).astype(dtype)
+    w = rng.standard_normal((2, 1, 1, 1)).astype(dtype)
+    b = rng.standard_normal(2).astype(dtype)
+    _chunked_vs_whole(client, kernels.correlate2d, kd.correlate2d, x, (1, 1, 4, 4), w, b, stride=stride, padding=1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_correlate2d_chunks_whose_windows_read_padding_only(client, dtype):
+    """A stride and padding so large that every window of an output chunk lies in the padding
+    (it crashed, 'need at least one array to concatenate'): the bias there, or NaN for a
+    non-finite filter, as in memory."""
+    x = np.arange(64, dtype=dtype).reshape(8, 8)
+    _chunked_vs_whole(client, kernels.correlate2d, kd.correlate2d, x, 4, np.ones((1, 1), dtype), 0.5, stride=5,
+                      padding=1)
+    _chunked_vs_whole(client, kernels.correlate2d, kd.correlate2d, np.ones((1, 1), dtype), 1,
+                      np.ones((1, 2), dtype), stride=3, padding=1)
+    _chunked_vs_whole(client, kernels.correlate2d, kd.correlate2d, x, 3, np.ones((2, 1), dtype), stride=4,
+                      padding=(3, 1))
+    x4 = np.random.default_rng(3).standard_normal((2, 3, 9, 9)).astype(dtype)
+    w4 = np.random.default_rng(4).standard_normal((2, 3, 1, 2)).astype(dtype)
+    for w in (w4, np.where(np.arange(6).reshape(1, 3, 1, 2) == 4, np.inf, w4).astype(dtype)):
+        _chunked_vs_whole(client, kernels.correlate2d, kd.correlate2d, x4, (1, 2, 4, 5), w, np.ones(2, dtype),
+                          stride=(4, 5), padding=(3, 2))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_correlate2d_nonfinite_propagates_as_in_memory(client, dtype):
     """NaN and inf in the data, and an inf in the filter (0 * inf = NaN at the padding), land
     where the whole-array computation puts them."""

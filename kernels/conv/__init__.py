@@ -39,7 +39,7 @@ result is bit-identical for any number of threads). Four inner paths:
   (:func:`kernels._simd.correlate3x3_block`) keep 4 channels x 4 vectors of positions in
   registers through all input channels, 144 fused multiply-adds per 15 vector loads, which runs
   at the machine's multiply-add rate;
-* any other filter on several channels (5x5, 1x1 with padding, dilated, rectangular, strided):
+* any other filter on several channels (5x5, 1x1, dilated, rectangular, strided):
   the same padded layout and register blocking, with one vector load per tap
   (:func:`kernels._simd.correlate_block`). At a stride the copy cuts each padded plane into its
   phases (:func:`.phases.phase_planes`: rows ``a, a + sh, ...`` and columns ``b, b + sw, ...``),

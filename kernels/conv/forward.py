@@ -39,18 +39,7 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
         # zero-padded definition, so pad explicitly and let IEEE arithmetic decide.
         xc = _pad(xc, pads)
         pt = pb = pl = pr = 0
-    if (kh, kw) == (1, 1) and not (pt or pb or pl or pr) and C * Co > 1:
-        # A 1x1 filter without padding is a matrix product per image: out[n] = w (Co, C) @
-        # x[n] (C, Ho*Wo), the positions subsampled first at a stride. BLAS runs it at its
-        # multiply-add peak; the sums stay in the input dtype, as every forward sum here.
-        N = xc.shape[0]
-        xs = xc if (sh, sw) == (1, 1) else np.ascontiguousarray(xc[:, :, ::sh, ::sw])
-        res3 = res4.reshape(N, Co, Ho * Wo)
-        with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf propagate, like the kernels
-            np.matmul(wc.reshape(Co, C), xs.reshape(N, C, Ho * Wo), out=res3)
-            if b.any():
-                res3 += b[:, None]
-    elif C * Co > 1 and (finite or padding_is_data):
+    if C * Co > 1 and (finite or padding_is_data):
         # Many channels: one zero-padded copy of x (cheap next to C_in*C_out*kh*kw multiply-adds
         # per pixel) buys a border-free, register-blocked inner loop (3x3 with lane shifts, any
         # other filter or stride with a load per tap). A single-channel image is memory-bound, so
