@@ -538,9 +538,21 @@ def _run_batch(fn, configs):
         try:
             results.append(fn(**config))
         except Exception as exc:  # noqa: BLE001 - any failure is the configuration's result
-            results.append(SweepFailure(dict(config), exc, traceback.format_exc()))
+            results.append(SweepFailure(dict(config), _picklable(exc), traceback.format_exc()))
         seconds += time.perf_counter() - t0
     return results, seconds
+
+
+def _picklable(exc):
+    """``exc``, or a ``RuntimeError`` with its type and message where it cannot be pickled (it
+    holds a lock, a generator...): the worker must send it back to the client."""
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(exc)
+        return exc
+    except Exception:  # noqa: BLE001 - pickling raises many kinds
+        return RuntimeError(f"{type(exc).__name__}: {exc} (the exception itself could not be pickled)")
 
 
 def _worker_count(client):
@@ -667,23 +679,32 @@ def _sweep(client, fn, configs, batch, results):
 
     def handle(fut):
         """Store a finished task's results; resubmit one that did not finish (its worker died, a
-        restart cancelled it, it stalled), up to ``_RESUBMISSIONS`` times. Returns the new future."""
+        restart cancelled it, it stalled), up to ``_RESUBMISSIONS`` times, and each configuration
+        of one whose results could not be sent back on its own. Returns the new futures."""
         lo, chunk, tries = pending.pop(fut)
         if fut.status == "finished":
-            out, seconds = fut.result()
+            try:
+                out, seconds = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a result the worker could not send back
+                if len(chunk) > 1:  # find which: each configuration again, in a task of its own
+                    return [submit(lo + i, chunk[i : i + 1], tries) for i in range(len(chunk))]
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                results[lo] = SweepFailure(dict(chunk[0]), _picklable(exc),
+                                           f"{type(exc).__name__}: {first} (its result could not be sent back)")
+                return []
             results[lo : lo + len(chunk)] = out
             stats["compute_s"] += seconds
             stats["tasks"] += 1
-            return None
+            return []
         if tries < _RESUBMISSIONS:
             stats["resubmitted"] += 1
             scattered.clear()  # the task may have lost them with its worker: send them again
-            return submit(lo, chunk, tries + 1)
+            return [submit(lo, chunk, tries + 1)]
         exc = fut.exception() if fut.status == "error" else RuntimeError(f"the task was {fut.status}")
         results[lo : lo + len(chunk)] = [
             SweepFailure(dict(c), exc, f"{type(exc).__name__}: {exc} (after {tries + 1} submissions)")
             for c in chunk]
-        return None
+        return []
 
     def collect(futures):
         """Wait for ``futures`` (and their resubmissions). A task that a restart caught between
@@ -705,9 +726,7 @@ def _sweep(client, fn, configs, batch, results):
                 done = set(live)
             for fut in done:
                 live.discard(fut)
-                new = handle(fut)
-                if new is not None:
-                    live.add(new)
+                live.update(handle(fut))
 
     start = time.perf_counter()
     n, done = len(configs), 0

@@ -310,6 +310,29 @@ def test_sweep_returns_a_failing_configuration_with_its_exception(client, proble
     assert got.stats["failed"] == 2
 
 
+def _unpicklable_for_odd(i):
+    """An unpicklable result for i = 1, an exception carrying a lock for i = 3, else i."""
+    import threading
+
+    if i == 1:
+        return (j for j in range(3))
+    if i == 3:
+        err = RuntimeError("carries a lock")
+        err.lock = threading.Lock()
+        raise err
+    return i
+
+
+def test_sweep_returns_a_failure_for_what_cannot_be_sent_back(client):
+    """A result or an exception the worker cannot pickle fails its own configuration, not the
+    sweep (it lost every result with 'Could not serialize object of type list')."""
+    got = kd.sweep(_unpicklable_for_odd, [dict(i=i) for i in range(6)], client=client, batch=2)
+    assert [got[i] for i in (0, 2, 4, 5)] == [0, 2, 4, 5]
+    assert isinstance(got[1], kd.SweepFailure) and "could not be sent back" in got[1].traceback
+    assert isinstance(got[3], kd.SweepFailure) and "carries a lock" in str(got[3].exception)
+    assert got.stats["failed"] == 2
+
+
 def test_sweep_survives_a_worker_killed_mid_sweep(client, problem, tmp_path):
     """The first configuration to run with ``kill`` set ends its worker's process (the nanny
     starts a new one); its task is retried and the sweep completes with every result right."""
