@@ -58,19 +58,23 @@ import numpy as np
 
 from kernels import arch
 
-from .. import ROOT
+from .. import ROOT, make_out_dir
 from ._common import DEFAULT_SPEC, SIZES
 from .figures import FIGURES, _pyplot, graph_positions, plot_graph, plot_lr, plot_rmsprop
 from .q1_optimization import q1_1_1, q1_2
 from .q2_hypergradients import complexity_class, layered_layout, parse_dot, q2_1_1, q2_1_2, q2_2, q2_3
-from .q3_cnn import HW_I, HW_J, q3_1, q3_2, q3_3
+from .q3_cnn import HW_I, HW_J, q3_1, q3_2, q3_3, q3_3_specs
 from .render import render_markdown
 
 __all__ = [
-    "DEFAULT_SPEC", "FIGURES", "HW_I", "HW_J", "SIZES", "complexity_class", "compute_all", "graph_positions",
-    "layered_layout", "machine_info", "main", "parse_dot", "plot_graph", "plot_lr", "plot_rmsprop", "q1_1_1",
-    "q1_2", "q2_1_1", "q2_1_2", "q2_2", "q2_3", "q3_1", "q3_2", "q3_3", "render_markdown", "write_report",
+    "DEFAULT_SPEC", "FIGURES", "HW_I", "HW_J", "SIZES", "check_memory_json", "check_spec", "complexity_class",
+    "compute_all", "graph_positions", "layered_layout", "machine_info", "main", "parse_dot", "plot_graph", "plot_lr",
+    "plot_rmsprop", "q1_1_1", "q1_2", "q2_1_1", "q2_1_2", "q2_2", "q2_3", "q3_1", "q3_2", "q3_3", "q3_3_specs",
+    "render_markdown", "write_report",
 ]
+
+#: The filter size question 3.3 sets every conv to.
+Q3_3_KERNEL = 5
 
 
 def machine_info():
@@ -106,7 +110,7 @@ def _sections(spec, quick, memory_json):
         "q2_3": lambda: q2_3(quick),
         "q3_1": q3_1,
         "q3_2": lambda: q3_2(spec),
-        "q3_3": lambda: q3_3(spec, 5),
+        "q3_3": lambda: q3_3(spec, Q3_3_KERNEL),
     }
 
 
@@ -133,6 +137,63 @@ def _run_group(names, spec, quick, memory_json, say_progress, threads=None):
             if say_progress is not None:
                 say_progress(name, seconds[name])
     return answers, seconds
+
+
+def check_spec(spec):
+    """Raise ``ValueError`` unless every section can analyse the CNN ``spec``: it parses, its
+    shapes fit (:func:`kernels.arch.analyze`), so do its fully connected counterpart's (3.2) and
+    every spec section 3.3 derives from it with 5x5 convs (:func:`q3_3_specs`). Cheap: no kernel
+    runs, so the command line calls it before minutes of work."""
+    layers = arch.parse(spec)
+    arch.analyze(layers)
+    arch.analyze(arch.to_dense(layers))
+    for label, derived in q3_3_specs(spec, Q3_3_KERNEL)[2]:
+        try:
+            arch.analyze(arch.parse(derived))
+        except ValueError as exc:
+            raise ValueError(f"section 3.3 analyses {derived!r} ({label}), which does not fit: {exc}") from None
+
+
+def _number_or_null(x):
+    return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+
+
+def check_memory_json(path):
+    """Raise ``ValueError`` unless ``path`` holds what question 2.1.2 quotes from the memory-scaling
+    study: a JSON object whose optional ``runs`` is a list of objects (``method`` a string, ``T``
+    and the measured ``rss_above_baseline_mib``, ``tracemalloc_peak_mib``, ``bytes_stored`` numbers
+    or null) and whose optional ``slopes`` maps each method to an object of numbers or nulls."""
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read it: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"must hold a JSON object with 'runs' and 'slopes', got a {type(data).__name__}")
+    runs = data.get("runs", [])
+    if not isinstance(runs, list):
+        raise ValueError(f"'runs' must be a list, got a {type(runs).__name__}")
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict):
+            raise ValueError(f"runs[{i}] must be an object, got {run!r}")
+        if not isinstance(run.get("method") or "", str):
+            raise ValueError(f"runs[{i}]['method'] must be a string, got {run['method']!r}")
+        if "T" in run and run["T"] is None:  # q2_1_2 sorts the runs by T
+            raise ValueError(f"runs[{i}]['T'] must be a number, got null")
+        for key in ("T", "rss_above_baseline_mib", "tracemalloc_peak_mib", "bytes_stored"):
+            if not _number_or_null(run.get(key)):
+                raise ValueError(f"runs[{i}][{key!r}] must be a number, got {run[key]!r}")
+    slopes = data.get("slopes", {})
+    if not isinstance(slopes, dict):
+        raise ValueError(f"'slopes' must be an object, got a {type(slopes).__name__}")
+    for method, by_kind in slopes.items():
+        if not isinstance(by_kind, dict):
+            raise ValueError(f"slopes[{method!r}] must be an object, got {by_kind!r}")
+        for kind, value in by_kind.items():
+            if not _number_or_null(value):
+                raise ValueError(f"slopes[{method!r}][{kind!r}] must be a number, got {value!r}")
 
 
 def _say(name, seconds):
@@ -203,10 +264,20 @@ def main(argv=None):
     p.add_argument("--memory-json", default=None,
                    help="the memory-scaling study's JSON for 2.1.2 (default: OUT/memory.json; measured here if absent)")
     args = p.parse_args(argv)
+    # Every check before any work: a spec or a memory.json that cannot be used would otherwise
+    # end, minutes later, in a traceback from a worker process.
     try:
-        arch.parse(args.spec)
+        check_spec(args.spec)
     except ValueError as exc:
-        p.error(f"--spec: {exc}")
+        p.error(f"--spec {args.spec!r}: {exc}")
+    memory_json = os.path.join(args.out, "memory.json") if args.memory_json is None else args.memory_json
+    if os.path.exists(memory_json):  # absent: 2.1.2 measures instead
+        try:
+            check_memory_json(memory_json)
+        except ValueError as exc:
+            option = "--memory-json" if args.memory_json is not None else "--memory-json (default OUT/memory.json)"
+            p.error(f"{option} {memory_json!r}: {exc}")
+    make_out_dir(p, args.out)
     t0 = time.perf_counter()
     workers = 2 if (os.cpu_count() or 1) >= 2 else 1
     # A newcomer's first run compiles every kernel it calls (tens of seconds of one core, against

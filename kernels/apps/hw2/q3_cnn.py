@@ -116,12 +116,14 @@ def _empirical_rf(layers):
     return [int(v) for v in res.rf], bool(any(res.clipped))
 
 
-def q3_3(spec=DEFAULT_SPEC, kernel=5):
-    """Receptive field after the second conv layer when every conv of ``spec`` uses
-    ``kernel x kernel`` filters (question 3.3), analytic (:func:`kernels.arch.analyze`, the
-    recurrence ``r <- r + (k_eff - 1) j``, ``j <- j s``) and empirical (a unit gradient
-    backpropagated through the conv and pool backward kernels). Then variants that change one
-    thing each -- stride, dilation, pooling, depth -- with their receptive fields."""
+def q3_3_specs(spec=DEFAULT_SPEC, kernel=5):
+    """The specs question 3.3 analyses, without analysing them: ``(base, orig, variants, note)``.
+
+    ``base`` is ``spec`` up to its second conv with every conv ``kernel x kernel`` (the question
+    as asked), ``orig`` the same prefix of ``spec`` as given, ``variants`` a list of ``(label,
+    spec)`` starting with ``base``, each changing one thing (stride, dilation, pooling, depth);
+    ``note`` says why the homework's spec replaced ``spec`` when it has fewer than two convs (else
+    None). :func:`q3_3` analyses these; the command line checks that they fit before any work."""
     note = None
     if sum(tok.startswith("conv") for tok in spec.split()) < 2:
         note = f"the spec {spec!r} has fewer than two conv layers, so 3.3 analyses the homework's {DEFAULT_SPEC!r}"
@@ -145,6 +147,17 @@ def q3_3(spec=DEFAULT_SPEC, kernel=5):
         variants.append(("3x3 pooling, stride 3", " ".join(v)))
     v = toks[:conv_idx[1]] + [f"conv{k}"] + toks[conv_idx[1]:]
     variants.append(("depth: one more conv before the second", " ".join(v)))
+    return base, orig, variants, note
+
+
+def q3_3(spec=DEFAULT_SPEC, kernel=5):
+    """Receptive field after the second conv layer when every conv of ``spec`` uses
+    ``kernel x kernel`` filters (question 3.3), analytic (:func:`kernels.arch.analyze`, the
+    recurrence ``r <- r + (k_eff - 1) j``, ``j <- j s``) and empirical (a unit gradient
+    backpropagated through the conv and pool backward kernels). Then variants that change one
+    thing each -- stride, dilation, pooling, depth -- with their receptive fields
+    (:func:`q3_3_specs` builds them)."""
+    base, orig, variants, note = q3_3_specs(spec, kernel)
     rows = []
     for label, s in variants:
         layers = A.parse(s)
@@ -152,6 +165,6 @@ def q3_3(spec=DEFAULT_SPEC, kernel=5):
         emp, clipped = _empirical_rf(layers)
         rows.append(dict(label=label, spec=s, rf=last["rf"], jump=last["jump"], empirical=emp, clipped=clipped))
     orig_rows = [_row(r) for r in A.analyze(A.parse(orig))]
-    return dict(spec=base, kernel=k, rf=rows[0]["rf"], empirical=rows[0]["empirical"], variants=rows, note=note,
+    return dict(spec=base, kernel=kernel, rf=rows[0]["rf"], empirical=rows[0]["empirical"], variants=rows, note=note,
                 text_check=dict(spec=orig, rfs=[r["rf"] for r in orig_rows if not _is_input(r)],
                                 names=[r["name"] for r in orig_rows if not _is_input(r)]))

@@ -62,6 +62,7 @@ import json
 import os
 import time
 
+from .. import make_out_dir, positive_int
 from .fingerprint import determinism, digest, fingerprints, fingerprints_in_subprocess
 from .fuzzing import fuzz
 from .leaks import LEAK_CALLS, LEAK_TOLERANCE_BYTES, leak, leak_measure
@@ -82,6 +83,15 @@ __all__ = [
 
 def run(quick=False, fuzz_examples=None, leak_calls=None) -> dict:
     """Every check, in the report's order, with the seconds each took; the results as plain data."""
+    # `is None`, not `or`: an explicit 0 is refused here, not silently replaced by the default
+    if fuzz_examples is None:
+        fuzz_examples = 10 if quick else 500
+    if leak_calls is None:
+        leak_calls = 1000 if quick else LEAK_CALLS
+    for name, value in (("fuzz_examples", fuzz_examples), ("leak_calls", leak_calls)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
     from kernels import _config
 
     t0 = time.perf_counter()
@@ -94,14 +104,14 @@ def run(quick=False, fuzz_examples=None, leak_calls=None) -> dict:
         res[key] = fn()
         res["timings"][key] = round(time.perf_counter() - t, 1)
 
-    timed("fuzz", lambda: fuzz(fuzz_examples or (10 if quick else 500)))
+    timed("fuzz", lambda: fuzz(fuzz_examples))
     timed("determinism", determinism)
     timed("concurrency", concurrency)
     timed("cold_cache", cold_cache)
     timed("float32", float32_errors)
     timed("memory_refusal", memory_refusal)
     timed("divergence", divergence)
-    timed("leak", lambda: leak(leak_calls or (1000 if quick else LEAK_CALLS), 200 if quick else 1000))
+    timed("leak", lambda: leak(leak_calls, 200 if quick else 1000))
     import numba
 
     res["threading_layer"] = numba.threading_layer()
@@ -115,11 +125,12 @@ def main(argv=None) -> int:
                                             "refusal, divergence and leaks; write reliability.md and .json into --out.")
     p.add_argument("--out", default="results", help="output directory (default: results)")
     p.add_argument("--quick", action="store_true", help="few fuzz examples and calls: a smoke run")
-    p.add_argument("--fuzz-examples", type=int, default=None, help="hypothesis examples per fuzz test")
-    p.add_argument("--leak-calls", type=int, default=None, help=f"calls per kernel in the leak check ({LEAK_CALLS})")
+    p.add_argument("--fuzz-examples", type=positive_int, default=None, help="hypothesis examples per fuzz test")
+    p.add_argument("--leak-calls", type=positive_int, default=None,
+                   help=f"calls per kernel in the leak check ({LEAK_CALLS})")
     args = p.parse_args(argv)
+    make_out_dir(p, args.out)
     res = run(quick=args.quick, fuzz_examples=args.fuzz_examples, leak_calls=args.leak_calls)
-    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "reliability.json"), "w") as fh:
         json.dump(res, fh, indent=1, default=str)
     with open(os.path.join(args.out, "reliability.md"), "w") as fh:

@@ -33,6 +33,7 @@ import numpy as np
 
 from kernels import arch, nn
 
+from .. import make_out_dir, positive_int
 from .data import digits_split
 from .peer import torch_epoch, torch_optimizer, torch_sequential
 from .profile import kernels_breakdown, torch_breakdown
@@ -214,10 +215,11 @@ def main(argv=None):
                                 description="Train the issue-14 CNNs on scikit-learn's digits with kernels.nn and "
                                             "PyTorch; writes train.md, train.json and train.png into --out.")
     p.add_argument("--out", default="results", help="output directory (default: results)")
-    p.add_argument("--epochs", type=int, default=30, help="epochs per network (default: 30)")
+    p.add_argument("--epochs", type=positive_int, default=30, help="epochs per network (default: 30)")
     p.add_argument("--quick", action="store_true", help="2 epochs: a smoke run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    make_out_dir(p, args.out)
     write_report(args.out, epochs=2 if args.quick else args.epochs, progress=not args.no_progress)
     print(f"wrote {os.path.join(args.out, 'train.md')}", file=sys.stderr)
     return 0

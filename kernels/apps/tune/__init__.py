@@ -31,6 +31,7 @@ import numpy as np
 
 import kernels
 
+from .. import make_out_dir, positive_int
 from . import methods
 from .problems import PROBLEMS
 
@@ -57,7 +58,8 @@ def q23(problem, steps, lr_gd, lr_rms, c=0.05):
 
 def compute(quick=False, steps=None, progress=None):
     say = progress or (lambda msg: None)
-    steps = steps or (10 if quick else 100)
+    if steps is None:  # not `steps or ...`: steps=0 must reach kernels.hypergrad's check, not mean "default"
+        steps = 10 if quick else 100
     k = 15 if quick else 100
     long_steps = 1000 if quick else 100_000
     data = dict(steps=steps, tol=TOL, tight=TIGHT, reference_k=k, runs={}, ridge={}, q23={},
@@ -252,17 +254,18 @@ def main(argv=None):
                                             "real and synthetic data: writes tune.md, tune.json and tune.png into --out.")
     p.add_argument("--out", default="results", help="output directory (default: results)")
     p.add_argument("--quick", action="store_true", help="small budgets: a smoke run (numbers not the report's)")
-    p.add_argument("--steps", type=int, default=None, help="inner training steps (default 100; 10 with --quick)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="inner training steps (default 100; 10 with --quick)")
     args = p.parse_args(argv)
     try:
         import sklearn  # noqa: F401
     except ImportError:
         p.error("the diabetes data set ships with scikit-learn: pip install -e \".[bench]\"")
+    make_out_dir(p, args.out)
     t0 = time.perf_counter()
     print("tune: the first run also compiles the kernels (tens of seconds); later runs load them from the disk cache",
           file=sys.stderr, flush=True)
     data = compute(quick=args.quick, steps=args.steps, progress=lambda m: print(m, file=sys.stderr, flush=True))
-    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "tune.json"), "w") as fh:
         json.dump(_jsonable(data), fh)
     with open(os.path.join(args.out, "tune.md"), "w") as fh:
