@@ -258,6 +258,15 @@ def test_to_dense_keeps_bias_choice_and_accepts_layers():
         ([arch.Input(4, 4), arch.Conv(0)], ValueError, "kernel must be an integer >= 1, got 0"),
         ([arch.Input(4, 4), arch.Conv(3, padding="full")], ValueError, "padding .* got 'full'"),
         ([arch.Input(4, 4), arch.Dense(6, shape=(1, 2, 2))], ValueError, r"shape \(1, 2, 2\) must be \(H, W, C\)"),
+        ([arch.Input(4, 4), arch.Dense(4, shape=4)], ValueError,
+         r"layer 1 \(Dense.*\): shape must be None or a tuple \(H, W, C\) of 3 integers, got 4"),
+        ([arch.Input(4, 4), arch.Dense(4, shape=(2, 2))], ValueError, r"shape must be None or a tuple .* got \(2, 2\)"),
+        ([arch.Input(4, 4), arch.Dense(4, shape="2x2")], ValueError, r"shape must be None or a tuple .* got '2x2'"),
+        ([arch.Input(4, 4), arch.Dense(4, shape=("a", 1, 4))], ValueError, r"shape\[0\] must be an integer >= 1, got 'a'"),
+        ([arch.Input(4, 4), arch.Dense(4, shape=(2.9, 1, 2))], ValueError, r"shape\[0\] must be an integer >= 1, got 2.9"),
+        ([arch.Input(4, 4), arch.Dense(4, shape=(2, 2, 1.0))], ValueError, r"shape\[2\] must be an integer >= 1, got 1.0"),
+        ([arch.Input(4, 4), arch.Dense(4, shape=(True, 2, 2))], ValueError, r"shape\[0\] must be an integer >= 1, got True"),
+        ([arch.Input(4, 4), arch.Dense(4, shape=(-2, -2, 1))], ValueError, r"shape\[0\] must be an integer >= 1, got -2"),
         ([arch.Input(0, 4)], ValueError, "height must be an integer >= 1, got 0"),
         ([arch.Input(4, 4), arch.Pool(2, stride=2**63)], ValueError,
          r"layer 1 \(Pool.*\): stride must be <= 9223372036854775807 .*got 9223372036854775808"),
@@ -267,6 +276,12 @@ def test_to_dense_keeps_bias_choice_and_accepts_layers():
 def test_analyze_rejects_layers_that_do_not_fit(layers, exc, match):
     with pytest.raises(exc, match=match):
         arch.analyze(layers)
+
+
+def test_analyze_accepts_a_dense_shape_as_a_list_or_numpy_integers():
+    for shape in ([2, 1, 3], (np.int64(2), np.int32(1), 3)):
+        rows = arch.analyze([arch.Input(4, 4), arch.Dense(6, shape=shape)])
+        assert rows[-1].out_shape == (2, 1, 3) and all(type(v) is int for v in rows[-1].out_shape)
 
 
 @pytest.mark.parametrize(
@@ -291,11 +306,39 @@ def test_empirical_field_at_the_border_is_clipped():
     assert f.bbox == (0, 4, 0, 4) and f.clipped == (True, True) and f.rf == (5, 5)
 
 
+def test_empirical_field_clipped_when_the_closed_form_runs_past_the_border_through_a_gap():
+    # unit 3 of pool1s2 conv3 on 8 rows: rf 5, jump 2, start 0, so the field is rows 6 -+ 2 =
+    # 4..8 and row 8 is padding; the stride leaves the measured support at rows 4..6 only,
+    # away from the border, yet it is a lower bound
+    spec = "in8x8x1 pool1s2 conv3"
+    row = arch.analyze(spec)[-1]
+    assert row.rf == (5, 5) and row.jump == (2, 2) and row.start == (0.0, 0.0)
+    for method in ("window", "union"):
+        f = arch.empirical_receptive_field(spec, (3, 3), method=method, trials=4)
+        assert f.bbox == (4, 6, 4, 6) and f.rf == (3, 3) and f.clipped == (True, True)
+    # one axis only: unit (3, 1) reads rows 4..8 (past the border) and columns 0..4 (inside;
+    # the box of the measured columns 0, 2, 4 is the closed form)
+    f = arch.empirical_receptive_field(spec, (3, 1))
+    assert f.bbox == (4, 6, 0, 4) and f.rf == (3, 5) and f.clipped == (True, False)
+    # an interior unit: the box is the closed form, not clipped
+    f = arch.empirical_receptive_field(spec, (2, 2))
+    assert f.bbox == (2, 6, 2, 6) and f.rf == (5, 5) and f.clipped == (False, False)
+
+
+def test_empirical_field_touching_the_border_from_inside_is_not_clipped():
+    # conv5valid on 5x5: the one unit's field is exactly the image, no padding involved
+    f = arch.empirical_receptive_field("in5x5x1 conv5valid", (0, 0))
+    assert f.bbox == (0, 4, 0, 4) and f.rf == (5, 5) and f.clipped == (False, False)
+
+
 @pytest.mark.parametrize("method", ["window", "union"])
 def test_empirical_field_of_dense_layers_is_the_whole_image(method):
-    for layers in ("in12x10x1 conv3 pool2 fc4", arch.to_dense("in12x10x1 conv3 pool2 conv3")):
+    # after a 'same' conv the closed-form field (14x12) runs into its padding: clipped; a dense
+    # layer on the image itself sees exactly the image (12x10): the measurement is the field
+    for layers, clipped in (("in12x10x1 conv3 pool2 fc4", (True, True)),
+                            (arch.to_dense("in12x10x1 conv3 pool2 conv3"), (False, False))):
         f = arch.empirical_receptive_field(layers, method=method, trials=2)
-        assert f.support.all() and f.rf == (12, 10) and f.clipped == (True, True)
+        assert f.support.all() and f.rf == (12, 10) and f.clipped == clipped
 
 
 def test_empirical_field_entirely_in_padding_is_empty():

@@ -283,11 +283,38 @@ def test_optimal_lr_one_step_closed_form(shape):
     assert np.argmin(L) in (np.abs(grid - got).argmin(), np.abs(grid - got).argmin() - 1, np.abs(grid - got).argmin() + 1)
 
 
+@pytest.mark.parametrize("s", [1e-100, 1e-80, 1e-50, 1e-20, 1.0, 1e20, 1e50, 1e80])
+def test_optimal_lr_one_step_at_extreme_scales(s):
+    # eta*(s X, t, w0 / s) = eta*(X, t, w0) / s^2 (the residual a is unchanged), and eta* does
+    # not depend on the scale r of (t, w0); unscaled, ||X X^T a||^2 ~ s^4 leaves float64
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 3))
+    t = rng.standard_normal(4)
+    w0 = rng.standard_normal(3)
+    for w in (None, w0):
+        base = optimal_lr_one_step(X, t, w)
+        for r in (1e-150, 1.0, 1e100):
+            ws = None if w is None else w * r / s
+            assert close(optimal_lr_one_step(X * s, t * r, ws), base / s / s, 1e-12, floor=0.0), (s, r)
+            assert close(naive.optimal_lr_one_step(X * s, t * r, ws), base / s / s, 1e-12, floor=0.0), (s, r)
+    if s <= 1e-50:
+        # t = 0 and X w0 ~ 1e-320 (subnormal: the products X_ij w0_j alone would lose the digits)
+        base = optimal_lr_one_step(X, 0 * t, w0)
+        assert close(optimal_lr_one_step(X * s, 0 * t, w0 * (1e-320 / s)), base / s / s, 1e-12, floor=0.0)
+
+
+def test_optimal_lr_one_step_that_overflows_is_an_error_naming_x():
+    with pytest.raises(ValueError, match=r"X is too small: the optimal learning rate overflows"):
+        optimal_lr_one_step(np.full((2, 1), 1e-160), np.ones(2))
+
+
 def test_optimal_lr_one_step_zero_gradient_is_an_error():
     X = np.eye(3)
     t = np.array([1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="gradient"):
         optimal_lr_one_step(X, t, w0=t.copy())
+    with pytest.raises(ValueError, match="gradient"):
+        optimal_lr_one_step(X * 1e-150, t * 1e-300, w0=t * 1e-150)
 
 
 # --- tune_lr --------------------------------------------------------------------------------
@@ -374,6 +401,26 @@ def test_critical_lr_matches_eigenvalues():
     X, t, kw = problem(34, 7, 4, l2=0.3)
     assert close(critical_lr(X, 0.3), 2 / lam_max(X, 0.3), 1e-12)
     assert critical_lr(np.zeros((3, 2))) == math.inf
+
+
+@pytest.mark.parametrize("c,n", [(1e-150, 3), (1e-100, 3), (1e-50, 1000), (1.0, 3), (1e50, 3), (1e100, 1000),
+                                 (1e150, 3), (1e153, 1000), (1e154, 4), (1.3e154, 1), (7.5e-155, 2)])
+def test_critical_lr_at_extreme_scales_matches_closed_form(c, n):
+    # X = c ones((n, 1)): H = (2/n) n c^2 = 2 c^2, so 2 / lambda_max = 1 / c^2, representable
+    # although 2 c^2 overflows for c = 1e154 and c^2 is subnormal for c = 7.5e-155
+    expect = 1.0 / c / c
+    assert close(critical_lr(np.full((n, 1), c)), expect, 1e-13, floor=0.0)
+    # with l2 = c^2: H = 4 c^2
+    if c * c > 1e-300:
+        assert close(critical_lr(np.full((n, 1), c), c * c), expect / 2, 1e-13, floor=0.0)
+    # X = c diag(1, 2, 3): H = (2/3) diag(1, 4, 9) c^2, lambda_max = 6 c^2
+    if c < 1e154:
+        assert close(critical_lr(c * np.diag([1.0, 2.0, 3.0])), expect / 3, 1e-13, floor=0.0)
+
+
+def test_critical_lr_is_inf_past_the_float64_range():
+    assert critical_lr(np.full((2, 1), 1e-160)) == math.inf  # 1 / c^2 = 1e320
+    assert close(critical_lr(np.full((2, 1), 1e-160), 1e-300), 1e300, 1e-15)
 
 
 # --- properties over random problems -------------------------------------------------------

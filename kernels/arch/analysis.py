@@ -33,6 +33,14 @@ def _check_int(value, what, layer, index, minimum):
     return int(value)
 
 
+def _dense_shape(layer, index):
+    shape = layer.shape
+    if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+        raise ValueError(f"{_describe(layer, index)}: shape must be None or a tuple (H, W, C) of 3 integers, "
+                         f"got {shape!r}")
+    return tuple(_check_int(v, f"shape[{i}]", layer, index, 1) for i, v in enumerate(shape))
+
+
 def _same_padding(n, k_eff, s):
     out = -(-n // s)
     total = max((out - 1) * s + k_eff - n, 0)
@@ -133,8 +141,8 @@ def analyze(layers) -> list:
             kind = "relu"
         elif isinstance(layer, Dense):
             units = _check_int(layer.units, "units", layer, index, 1)
-            shape = (1, 1, units) if layer.shape is None else tuple(int(v) for v in layer.shape)
-            if len(shape) != 3 or math.prod(shape) != units or min(shape) < 1:
+            shape = (1, 1, units) if layer.shape is None else _dense_shape(layer, index)
+            if math.prod(shape) != units:
                 raise ValueError(f"{_describe(layer, index)}: shape {layer.shape!r} must be (H, W, C) with H*W*C == units == {units}")
             n_in = h * w * c
             params = n_in * units + (units if layer.bias else 0)

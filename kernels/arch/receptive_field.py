@@ -25,10 +25,13 @@ class ReceptiveField:
 
     ``rf`` is the extent ``(height, width)`` of the support's bounding box ``bbox = (top,
     bottom, left, right)`` (inclusive input-pixel indices), ``centre`` its centre. ``clipped``
-    is true when the box touches the image border on that axis, where the field may extend into
-    the padding and the measured extent is then only a lower bound. ``support`` is the boolean
-    ``(H, W)`` mask itself. A unit whose whole field lies in the padding has an empty support:
-    ``rf == (0, 0)``, ``bbox`` and ``centre`` None, ``clipped == (True, True)``.
+    is true when, on that axis, the closed-form field of :func:`~kernels.arch.analyze` (``rf``
+    pixels centred on ``start + position * jump``) runs past the image into the padding: the
+    measured extent is then only a lower bound of the closed form (and may stop short of the
+    border, where a stride or dilation leaves gaps). Where it is false, the ``"window"`` method
+    measures the closed form exactly. ``support`` is the boolean ``(H, W)`` mask itself. A unit
+    whose whole field lies in the padding has an empty support: ``rf == (0, 0)``, ``bbox`` and
+    ``centre`` None, ``clipped == (True, True)``.
     """
 
     layer: int
@@ -180,13 +183,20 @@ def empirical_receptive_field(layers, position=None, *, layer=-1, method="window
         return ReceptiveField(last, (int(position[0]), int(position[1])), (0, 0), None, None, (True, True),
                               method, support)
     top, bottom, left, right = int(rs[0]), int(rs[-1]), int(cs[0]), int(cs[-1])
+    row = rows[last]
+    clipped = []
+    for ax, size in enumerate((h0, w0)):
+        # start, jump and (rf - 1) / 2 are multiples of 1/2: exact in float
+        centre = row.start[ax] + position[ax] * row.jump[ax]
+        half = (row.rf[ax] - 1) / 2
+        clipped.append(bool(centre - half < 0 or centre + half > size - 1))
     return ReceptiveField(
         layer=last,
         position=(int(position[0]), int(position[1])),
         rf=(bottom - top + 1, right - left + 1),
         bbox=(top, bottom, left, right),
         centre=((top + bottom) / 2, (left + right) / 2),
-        clipped=(top == 0 or bottom == h0 - 1, left == 0 or right == w0 - 1),
+        clipped=tuple(clipped),
         method=method,
         support=support,
     )

@@ -85,8 +85,9 @@ def _eigh_serial(G, values_only=False):
 
 def critical_lr(X, l2=0.0) -> float:
     """``2 / lambda_max(H)`` with ``H = (2/n) X^T X + 2 l2 I``: gradient descent on ``L~`` is
-    stable iff ``lr`` is below it (``inf`` when ``H = 0``). Exact, from the largest
-    eigenvalue of the smaller Gram matrix (LAPACK through NumPy)."""
+    stable iff ``lr`` is below it (``inf`` when ``H = 0``, or when ``2 / lambda_max`` is past
+    float64's range). Exact, from the largest eigenvalue of the smaller Gram matrix (LAPACK
+    through NumPy), and accurate whenever ``2 / lambda_max`` is representable."""
     X = float_array(X, "X", ndim=2)
     l2 = finite_float(l2, "l2", low=0.0)
     X = _finite(X, "X")
@@ -97,8 +98,17 @@ def critical_lr(X, l2=0.0) -> float:
     gram = np.empty((min(X.shape),) * 2)
     _gram_kernel(X if s == 1.0 else X / s, gram)
     top = max(float(_eigh_serial(gram, values_only=True)[-1]), 0.0)
-    lam = 2.0 * s * (s * top) / X.shape[0] + 2.0 * l2
-    return math.inf if lam == 0.0 else 2.0 / lam
+    # 2 / lambda_max = 1 / (s^2 top / n + l2): the 2 is cancelled rather than multiplied in, and
+    # s^2 multiplies top / n, not top (2 s^2 top overflowed for 1e153 * ones((1000, 1))).
+    m = top / X.shape[0]
+    half = m * s * s + l2
+    if 2.0**-1000 <= half < math.inf:
+        return 1.0 / half
+    # past float64's range (1e154 * ones((4, 1)): lambda_max = 2e308, yet 2 / lambda_max = 1e-308
+    # is representable) or subnormal: redo it scaled by k^2 = 2^-600 or 2^600
+    k = 2.0**300 if half < 1.0 else 2.0**-300
+    half = m * (s * k) * (s * k) + l2 * k * k
+    return math.inf if half == 0.0 else (1.0 / half) * k * k
 
 
 def _outside_stacklevel():

@@ -19,16 +19,42 @@ def optimal_lr_one_step(X, t, w0=None) -> float:
         eta* = n a^T X X^T a / (2 ||X X^T a||^2),    a = X w0 - t
 
     (``L_1(eta) = (1/n) ||a - (2 eta / n) X X^T a||^2`` is a convex quadratic in ``eta``,
-    question 2.2.2). Computed in float64. ``ValueError`` when ``X^T a = 0`` (``w0`` already
-    minimises the loss, so every ``eta`` is optimal).
+    question 2.2.2). Computed in float64 as ``n ||g||^2 / (2 ||X g||^2)`` with ``g = X^T a``,
+    the vectors rescaled by powers of two (exact), so that the result is accurate at any scale
+    of data the checks accept. ``ValueError`` when ``X^T a = 0`` (``w0`` already minimises the
+    loss, so every ``eta`` is optimal) or when ``eta*`` overflows float64.
     """
     X, t, w0, _, _ = _problem(X, t, w0, None, None)
-    a = X @ w0 - t
-    q = X @ (X.T @ a)
-    den = float(q @ q)
-    if den == 0.0:
+    # eta* is invariant under a -> c a and g -> c g. Unscaled, ||X X^T a||^2 ~ |X|^4 |a|^2 leaves
+    # float64 for |X| = 1e80 (overflow: eta = 0) or 1e-80 (subnormal: digits lost; at 1e-100 it
+    # is 0 and the gradient looks zero). X itself needs no scaling: where it is small enough for
+    # X g to underflow, eta* ~ 1 / |X|^2 overflows anyway.
+    ew = _exponent(w0)
+    p = X @ np.ldexp(w0, -ew)  # X w0 = 2^ew p, with no underflow for a tiny w0
+    scales = ([ew + _exponent(p)] if p.any() else []) + ([_exponent(t)] if t.any() else [])
+    ea = max(scales, default=0)  # an all-zero part must not set the scale
+    a = np.ldexp(p, ew - ea) - np.ldexp(t, -ea)  # (X w0 - t) / 2^ea
+    g = X.T @ a
+    if not g.any():
         raise ValueError("the gradient X^T (X w0 - t) is zero: w0 already minimises the loss and every eta is optimal")
-    return X.shape[0] * float(a @ q) / (2.0 * den)
+    g = np.ldexp(g, -_exponent(g))
+    q = X @ g
+    eq = _exponent(q)
+    q = np.ldexp(q, -eq)
+    try:
+        eta = math.ldexp(X.shape[0] * float(g @ g) / (2.0 * float(q @ q)), -2 * eq)
+    except (OverflowError, ZeroDivisionError):
+        eta = math.inf
+    if eta == math.inf:
+        raise ValueError(f"X is too small: the optimal learning rate overflows float64 (max |X| = "
+                         f"{float(np.max(np.abs(X))):.3g})")
+    return eta
+
+
+def _exponent(a):
+    """``e`` with ``max |a| < 2^e <= 2 max |a|`` (0 for an all-zero or empty ``a``)."""
+    peak = float(np.max(np.abs(a))) if a.size else 0.0
+    return math.frexp(peak)[1]
 
 
 def tune_lr(X, t, *, lr0, l2=0.0, steps, meta_steps, meta_lr, X_val=None, t_val=None, method="reverse",

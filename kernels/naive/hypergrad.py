@@ -117,11 +117,16 @@ def _gd_hypergrad(X, t, *, lr, l2, steps, w0, X_val, t_val, method):
 
 
 def optimal_lr_one_step(X, t, w0=None):
-    """eta* = n a^T X X^T a / (2 ||X X^T a||^2), a = X w0 - t (question 2.2.3)."""
+    """eta* = n a^T X X^T a / (2 ||X X^T a||^2), a = X w0 - t (question 2.2.3), evaluated on
+    X / 2^ex and a / 2^ea (exact) as eta*(X, a) = eta*(X / 2^ex, a / 2^ea) / 2^(2 ex), so that
+    ||X X^T a||^2 neither overflows nor underflows."""
     X, t, w0, _, _ = _prep(X, t, w0, None, None)
     a = X @ w0 - t
+    ex = int(np.frexp(np.abs(X).max())[1])
+    ea = int(np.frexp(np.abs(a).max())[1])
+    X, a = np.ldexp(X, -ex), np.ldexp(a, -ea)
     XXa = X @ X.T @ a
-    return X.shape[0] * float(a @ XXa) / (2.0 * float(XXa @ XXa))
+    return math.ldexp(X.shape[0] * float(a @ XXa) / (2.0 * float(XXa @ XXa)), -2 * ex)
 
 
 # --- the other optimizers (kernels.hypergrad.unroll) -------------------------------------------
