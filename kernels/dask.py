@@ -374,9 +374,10 @@ def _conv(x, w, bias, stride, padding, dilation, flipped):
         x, w, stride, padding, dilation, flipped)
     Co = w4.shape[0]
     H, W = x.shape[-2:]
-    b = _bias_array(bias, Co, x.dtype, two_d)
-    # the flipped filter, once: convolve2d(x, w) is exactly correlate2d(x, w[..., ::-1, ::-1])
-    wk = np.ascontiguousarray(w[..., ::-1, ::-1] if flipped else w)
+    # copies held by the graph: the caller's w and bias changed before .compute() must not change
+    # the result (the flipped filter, once: convolve2d(x, w) is exactly correlate2d(x, w[..., ::-1, ::-1]))
+    b = np.array(_bias_array(bias, Co, x.dtype, two_d), order="C", copy=True)
+    wk = np.array(w[..., ::-1, ::-1] if flipped else w, order="C", copy=True)
     if not two_d and x.shape[0] == 0:
         return da.zeros((0, Co, Ho, Wo), dtype=x.dtype, chunks=(1, Co, Ho, Wo))
     # merged up to the filter's extent (at least 3: a 3x3 kernel's interior path needs 3
@@ -537,7 +538,8 @@ def _run_batch(fn, configs):
         t0 = time.perf_counter()
         try:
             results.append(fn(**config))
-        except Exception as exc:  # noqa: BLE001 - any failure is the configuration's result
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure is the configuration's result
+            # (a SystemExit, fn calling sys.exit, would otherwise end the worker's process)
             results.append(SweepFailure(dict(config), _picklable(exc), traceback.format_exc()))
         seconds += time.perf_counter() - t0
     return results, seconds

@@ -232,6 +232,24 @@ def test_chunked_filters_are_lazy_and_their_graph_linear():
     assert all(pool[b] <= 8 * b * b for b in pool) and pool[16] <= 16 * pool[4] * 1.25
 
 
+def test_chunked_filters_hold_their_own_copy_of_w_and_bias(client):
+    """The graph keeps copies: the caller's filter or bias changed before .compute() does not
+    change the result."""
+    x = np.random.default_rng(5).standard_normal((10, 10))
+    w, b = np.ones((3, 3)), np.ones((2, 1, 3, 3))
+    y = kd.correlate2d(da.from_array(x, chunks=5), w, 0.5, padding=1)
+    y4 = kd.convolve2d(da.from_array(x[None, None], chunks=(1, 1, 5, 5)), b, np.ones(2), padding=1)
+    bias = np.ones(2)
+    y4b = kd.correlate2d(da.from_array(x[None, None], chunks=(1, 1, 5, 5)), b, bias, padding=1)
+    w[...] = 0
+    b[...] = 0
+    bias[...] = 7
+    got = [f.result() for f in client.compute([y, y4, y4b])]
+    _same_bytes(got[0], kernels.correlate2d(x, np.ones((3, 3)), 0.5, padding=1))
+    _same_bytes(got[1], kernels.convolve2d(x[None, None], np.ones((2, 1, 3, 3)), np.ones(2), padding=1))
+    _same_bytes(got[2], kernels.correlate2d(x[None, None], np.ones((2, 1, 3, 3)), np.ones(2), padding=1))
+
+
 def test_chunked_filters_validate_before_building():
     x = da.zeros((20, 20), chunks=10, dtype=np.float32)
     w = np.ones((3, 3), dtype=np.float32)
@@ -321,6 +339,22 @@ def _unpicklable_for_odd(i):
         err.lock = threading.Lock()
         raise err
     return i
+
+
+def _exits_for_two(i):
+    if i == 2:
+        raise SystemExit(3)
+    return i
+
+
+def test_sweep_returns_a_failure_for_a_configuration_that_exits(client):
+    """fn calling sys.exit fails its configuration; the workers live on (it killed them, and the
+    sweep resubmitted the task to the survivors three times before reporting KilledWorker)."""
+    workers = len(client.scheduler_info()["workers"])
+    got = kd.sweep(_exits_for_two, [dict(i=i) for i in range(4)], client=client, batch=1)
+    assert [got[i] for i in (0, 1, 3)] == [0, 1, 3]
+    assert isinstance(got[2], kd.SweepFailure) and isinstance(got[2].exception, SystemExit)
+    assert got.stats["resubmitted"] == 0 and len(client.scheduler_info()["workers"]) == workers
 
 
 def test_sweep_returns_a_failure_for_what_cannot_be_sent_back(client):
