@@ -186,7 +186,7 @@ def test_library_modules_never_import_optional_libraries(module):
 #: setup.cfg's optional extras and the library modules that are their code: the ``nn`` extra's
 #: progress bar (tqdm, imported inside ``fit`` when asked for) and the ``dask`` extra's module.
 EXTRAS = {"kernels.nn.train": {"tqdm"}, "kernels.dask": {"dask", "distributed"}, "kernels.dask.filters": {"dask", "distributed"},
-          "kernels.dask.sweeps": {"dask", "distributed"}}
+          "kernels.dask.sweeps": {"dask", "distributed"}, "kernels.dask._workers": {"distributed"}}
 
 
 def test_only_the_extras_modules_import_an_extra():

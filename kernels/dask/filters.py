@@ -56,6 +56,8 @@ from kernels.conv import correlate2d as _correlate2d
 from kernels.conv.geometry import _bias_array, _filter_geometry
 from kernels.pool import maxpool2d as _maxpool2d
 
+from ._workers import _one_numba_thread_in_a_worker
+
 __all__ = ["correlate2d", "convolve2d", "maxpool2d"]
 
 
@@ -312,23 +314,6 @@ def _spatial_graph(x, rows, cols, func, out_lead_chunks, lead_index, token):
 def _task(func, g):
     """``func`` with the operation's geometry ``g`` bound, called as ``f(grid, seg_r=..., ...)``."""
     return functools.partial(_apply, func, g)
-
-
-def _one_numba_thread_in_a_worker():
-    """Inside a ``dask.distributed`` worker, the calling thread's parallel kernels use one Numba
-    thread: the cluster's parallelism is its workers' threads, and a kernel that also spread over
-    every core would oversubscribe them (two workers x two Numba threads on two cores). Numba's
-    setting is per calling thread, so this is set in each task (it costs a few microseconds).
-    Elsewhere (the local threaded scheduler) the kernels keep their threads."""
-    try:
-        from distributed import get_worker
-
-        get_worker()
-    except (ImportError, ValueError):
-        return
-    import numba
-
-    numba.set_num_threads(1)
 
 
 def _apply(func, g, grid, *, seg_r, seg_c, oy, ox):

@@ -20,7 +20,7 @@ import numpy as np
 
 from kernels import _validate as V
 
-from .filters import _one_numba_thread_in_a_worker
+from ._workers import _one_numba_thread_in_a_worker
 
 __all__ = ["sweep", "SweepFailure", "SweepResults"]
 
