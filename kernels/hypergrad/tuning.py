@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 
 from .._validate import finite_float, positive_int
+from ..optim.linreg import _pow2_exponent
 from ._api import hypergrad
 from ._problem import TuneResult, _problem
 
@@ -29,17 +30,17 @@ def optimal_lr_one_step(X, t, w0=None) -> float:
     # float64 for |X| = 1e80 (overflow: eta = 0) or 1e-80 (subnormal: digits lost; at 1e-100 it
     # is 0 and the gradient looks zero). X itself needs no scaling: where it is small enough for
     # X g to underflow, eta* ~ 1 / |X|^2 overflows anyway.
-    ew = _exponent(w0)
+    ew = _pow2_exponent(w0)
     p = X @ np.ldexp(w0, -ew)  # X w0 = 2^ew p, with no underflow for a tiny w0
-    scales = ([ew + _exponent(p)] if p.any() else []) + ([_exponent(t)] if t.any() else [])
+    scales = ([ew + _pow2_exponent(p)] if p.any() else []) + ([_pow2_exponent(t)] if t.any() else [])
     ea = max(scales, default=0)  # an all-zero part must not set the scale
     a = np.ldexp(p, ew - ea) - np.ldexp(t, -ea)  # (X w0 - t) / 2^ea
     g = X.T @ a
     if not g.any():
         raise ValueError("the gradient X^T (X w0 - t) is zero: w0 already minimises the loss and every eta is optimal")
-    g = np.ldexp(g, -_exponent(g))
+    g = np.ldexp(g, -_pow2_exponent(g))
     q = X @ g
-    eq = _exponent(q)
+    eq = _pow2_exponent(q)
     q = np.ldexp(q, -eq)
     try:
         eta = math.ldexp(X.shape[0] * float(g @ g) / (2.0 * float(q @ q)), -2 * eq)
@@ -49,12 +50,6 @@ def optimal_lr_one_step(X, t, w0=None) -> float:
         raise ValueError(f"X is too small: the optimal learning rate overflows float64 (max |X| = "
                          f"{float(np.max(np.abs(X))):.3g})")
     return eta
-
-
-def _exponent(a):
-    """``e`` with ``max |a| < 2^e <= 2 max |a|`` (0 for an all-zero or empty ``a``)."""
-    peak = float(np.max(np.abs(a))) if a.size else 0.0
-    return math.frexp(peak)[1]
 
 
 def tune_lr(X, t, *, lr0, l2=0.0, steps, meta_steps, meta_lr, X_val=None, t_val=None, method="reverse",

@@ -102,7 +102,7 @@ def _target_difficulty(ref):
     best = float(np.min(V))
     i, j = np.unravel_index(int(np.argmin(V)), V.shape)
     around = V[max(i - 1, 0): i + 2, max(j - 1, 0): j + 2].ravel()
-    around = around[np.isfinite(around) & (around > best)] if around.size else around
+    around = around[np.isfinite(around) & (around > best)]
     share = [int(np.sum(V <= best * (1 + tol))) for tol in (0.01, 0.05)]
     excess = f"{float(np.median(around)) / best - 1:+.1%}" if around.size else "-"
     return [f"{n} of {V.size}" for n in share] + [excess]
