@@ -27,14 +27,19 @@ dot products and update ``acc`` (and ``h``) in one read-modify-write, and both i
 over contiguous ``d`` and vectorise.
 
 Blocks (the optimizers' determinism): a pass over many rows is cut into blocks of
-``REDUCTION_BLOCK`` rows, each summed into its own buffer (:func:`residual_block`), and the
-buffers are added in block order (:func:`reduce_blocks`); :func:`serial_blocks` runs the
+``REDUCTION_BLOCK`` rows, each summed into its own buffer (:func:`gradient_block`,
+:func:`loss_block`), and the buffers are added in block order (:func:`reduce_gradient_blocks`,
+:func:`sum_blocks`); :func:`serial_gradient_blocks` and :func:`serial_loss_blocks` run the
 blocks one after the other. The ``prange`` over blocks lives in the callers' top-level kernels:
 a cached caller of a parallel callee segfaults when loaded from the cache (numba issue #8578).
 
 The small functions here are inlined by Numba into their callers (``inline="always"``): left to
 LLVM, a call into another module was not always inlined, and a call per step or per sweep cost
-up to 40% on small problems.
+up to 40% on small problems. They are kept small and free of branches on ``None`` for the
+same reason that a loss block and a gradient block are two functions: Numba's inliner copies
+a callee's IR block by block, each copy taking the callee's whole variable scope with it, so
+inlining costs about (blocks x variables) of the callee, and one generic helper holding both
+kinds of block cost 0.7 s of a first ``sgd``'s compile where the two small ones cost 0.05 s.
 """
 
 from __future__ import annotations
@@ -183,18 +188,18 @@ def copy(dst, src):  # pragma: no cover - compiled
 
 
 @jit(inline="always")
-def _squared_residuals(X, t, w, rows, start, end):  # pragma: no cover - compiled
-    """``sum r_i^2`` over batch rows ``start:end``, one row at a time: the loss pass. Each dot
-    product is its own vectorised loop; the eight-row groups of :func:`_sweep` pay for
+def loss_block(X, t, w, rows, start, end):  # pragma: no cover - compiled
+    """``sum r_i^2`` over batch rows ``start:end``, one row at a time: the block of a loss pass.
+    Each dot product is its own vectorised loop; the eight-row groups of :func:`_sweep` pay for
     themselves only where they also save the read-modify-writes of ``acc``, and without them
     LLVM combined the eight sums across rows into gathers (a pass over (20000, 100) took 1.7 ms
     that way, 0.3 ms this way)."""
     d = X.shape[1]
-    indexed = rows is not None and rows.shape[0] > 0
+    indexed = rows.shape[0] > 0
     ss = 0.0
     for ii in range(start, end):
         i = ii
-        if rows is not None and indexed:
+        if indexed:
             i = rows[ii]
         xi = X[i]
         a = 0.0
@@ -206,48 +211,63 @@ def _squared_residuals(X, t, w, rows, start, end):  # pragma: no cover - compile
 
 
 @jit(inline="always")
-def residual_block(X, t, w, rows, start, end, acc):  # pragma: no cover - compiled
-    """The optimizers' block: ``acc = sum r_i x_i`` over batch rows ``start:end``, eight rows
-    per group (``acc`` None: nothing but the sum, row by row); returns ``sum r_i^2``."""
-    if acc is None:
-        return _squared_residuals(X, t, w, rows, start, end)
-    zero(acc, None)
+def gradient_block(X, t, w, rows, start, end, acc):  # pragma: no cover - compiled
+    """The block of a gradient pass: ``acc = sum r_i x_i`` over batch rows ``start:end``,
+    eight rows per group; returns ``sum r_i^2``."""
+    for j in range(acc.shape[0]):
+        acc[j] = 0.0
     return sweep(X, t, w, None, rows, start, end, acc, None, None, None, True)
 
 
 @jit(inline="always")
-def reduce_blocks(part, spart, nblk, g):  # pragma: no cover - compiled
-    """Sum the per-block results in block order: ``g = sum_b part[b]`` (unless ``part`` is
-    None); returns ``sum_b spart[b]``. The order is fixed by the blocks, not by the threads,
-    so the result is bit-identical for any ``NUMBA_NUM_THREADS``."""
+def reduce_gradient_blocks(part, spart, nblk, g):  # pragma: no cover - compiled
+    """Sum the per-block results in block order: ``g = sum_b part[b]``; returns ``sum_b
+    spart[b]``. The order is fixed by the blocks, not by the threads, so the result is
+    bit-identical for any ``NUMBA_NUM_THREADS``."""
     d = g.shape[0]
-    if part is not None:
-        for j in range(d):
-            g[j] = 0.0
+    for j in range(d):
+        g[j] = 0.0
     ss = 0.0
     for b in range(nblk):
         ss += spart[b]
-        if part is not None:
-            pb = part[b]
-            for j in range(d):
-                g[j] += pb[j]
+        pb = part[b]
+        for j in range(d):
+            g[j] += pb[j]
     return ss
 
 
 @jit(inline="always")
-def serial_blocks(X, t, w, rows, start, end, g, part, spart):  # pragma: no cover - compiled
-    """The blocks of a pass over batch rows ``start:end`` one after the other on this thread,
-    into ``part``/``spart``, reduced by :func:`reduce_blocks` (``part`` None: the sum of
-    squares only): the very arithmetic of the parallel path, so both give the same bits."""
+def sum_blocks(spart, nblk):  # pragma: no cover - compiled
+    """``sum_b spart[b]`` in block order (the loss pass's :func:`reduce_gradient_blocks`)."""
+    ss = 0.0
+    for b in range(nblk):
+        ss += spart[b]
+    return ss
+
+
+@jit(inline="always")
+def serial_gradient_blocks(X, t, w, rows, start, end, g, part, spart):  # pragma: no cover - compiled
+    """The blocks of a gradient pass over batch rows ``start:end`` one after the other on this
+    thread, into ``part``/``spart``, reduced into ``g`` by :func:`reduce_gradient_blocks`;
+    returns the sum of squares: the very arithmetic of the parallel path, so both give the same
+    bits."""
     B = REDUCTION_BLOCK
     nblk = (end - start + B - 1) // B
     for b in range(nblk):
         lo = start + b * B
-        if part is None:
-            spart[b] = residual_block(X, t, w, rows, lo, min(lo + B, end), None)
-        else:
-            spart[b] = residual_block(X, t, w, rows, lo, min(lo + B, end), part[b])
-    return reduce_blocks(part, spart, nblk, g)
+        spart[b] = gradient_block(X, t, w, rows, lo, min(lo + B, end), part[b])
+    return reduce_gradient_blocks(part, spart, nblk, g)
+
+
+@jit(inline="always")
+def serial_loss_blocks(X, t, w, rows, start, end, spart):  # pragma: no cover - compiled
+    """:func:`serial_gradient_blocks` for a loss pass: the sum of squares only."""
+    B = REDUCTION_BLOCK
+    nblk = (end - start + B - 1) // B
+    for b in range(nblk):
+        lo = start + b * B
+        spart[b] = loss_block(X, t, w, rows, lo, min(lo + B, end))
+    return sum_blocks(spart, nblk)
 
 
 @jit(inline="always")

@@ -79,7 +79,7 @@ from numba import prange
 
 from .. import _validate
 from .._config import REDUCTION_BLOCK, specialise
-from .._rows import reduce_blocks, residual_block, serial_blocks, sumsq
+from .._rows import gradient_block, loss_block, reduce_gradient_blocks, serial_gradient_blocks, sum_blocks, sumsq
 from . import rules
 from .linreg import _NO_GRAM, _buffers, _data, _full_loss, _gram, _l2, _loss_serial, _par_rows, _weights
 
@@ -173,12 +173,12 @@ def _steps(
             # divergence check); never recorded, as it cancels when the residual is small
             ss = wgw - 2.0 * bw + t_t
         elif not _PARALLEL or mb < par_rows:
-            ss = serial_blocks(X, t, w, rows, start, end, g, part, spart)
+            ss = serial_gradient_blocks(X, t, w, rows, start, end, g, part, spart)
         else:
             for b in prange(nblk):
                 lo = start + b * B
-                spart[b] = residual_block(X, t, w, rows, lo, min(lo + B, end), part[b])
-            ss = reduce_blocks(part, spart, nblk, g)
+                spart[b] = gradient_block(X, t, w, rows, lo, min(lo + B, end), part[b])
+            ss = reduce_gradient_blocks(part, spart, nblk, g)
         lb = ss / mb + l2 * wsq
         if wsq > wmax * wmax:
             # a weight may lie beyond what the dtype of X holds (wmax): such a w_s is bad too
@@ -191,12 +191,12 @@ def _steps(
             else:
                 # the full-data loss of a recorded step: one more pass (g is left alone)
                 if not _PARALLEL or n < par_rows:
-                    lf = _loss_serial(X, t, w, l2, spart, g)
+                    lf = _loss_serial(X, t, w, l2, spart)
                 else:
                     nfb = (n + B - 1) // B
                     for b in prange(nfb):
-                        spart[b] = residual_block(X, t, w, empty, b * B, min(b * B + B, n), None)
-                    lf = reduce_blocks(None, spart, nfb, g) / n + l2 * wsq
+                        spart[b] = loss_block(X, t, w, empty, b * B, min(b * B + B, n))
+                    lf = sum_blocks(spart, nfb) / n + l2 * wsq
             if np.isfinite(lf):
                 k = info[2]
                 losses[k] = lf
@@ -356,13 +356,13 @@ def _run(rule, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
 
     # the full-data loss of the returned iterate; a non-finite one makes it the bad iterate
     done = int(info[_I_STEPS])
-    lf = _full_loss(X, t, w, l2, spart, g)
+    lf = _full_loss(X, t, w, l2, spart)
     if info[_I_DIVERGED_AT] < 0 and (not math.isfinite(lf) or np.abs(w).max(initial=0.0) > wmax):
         info[_I_DIVERGED_AT] = done
         if done > 0:
             w[:] = w_prev
             done -= 1
-            lf = _full_loss(X, t, w, l2, spart, g)
+            lf = _full_loss(X, t, w, l2, spart)
     diverged_at = int(info[_I_DIVERGED_AT])
     k = int(info[_I_RECORDED])
     if record_every:

@@ -32,7 +32,7 @@ from numba import prange
 
 from .. import _validate
 from .._config import REDUCTION_BLOCK, jit
-from .._rows import no_rows, reduce_blocks, residual_block, serial_blocks, sumsq
+from .._rows import gradient_block, loss_block, no_rows, reduce_gradient_blocks, serial_gradient_blocks, serial_loss_blocks, sum_blocks, sumsq
 
 #: A pass over fewer bytes of ``X`` than this runs its blocks on one thread. Such data stay in
 #: the last-level cache (32 MiB on the reference machine) from one step to the next, one core
@@ -62,12 +62,12 @@ def _grad_kernel(X, t, w, l2, par_rows, part, spart, g, out):  # pragma: no cove
     B = REDUCTION_BLOCK
     rows = no_rows()
     if n < par_rows:
-        ss = serial_blocks(X, t, w, rows, 0, n, g, part, spart)
+        ss = serial_gradient_blocks(X, t, w, rows, 0, n, g, part, spart)
     else:
         nblk = (n + B - 1) // B
         for b in prange(nblk):
-            spart[b] = residual_block(X, t, w, rows, b * B, min(b * B + B, n), part[b])
-        ss = reduce_blocks(part, spart, nblk, g)
+            spart[b] = gradient_block(X, t, w, rows, b * B, min(b * B + B, n), part[b])
+        ss = reduce_gradient_blocks(part, spart, nblk, g)
     c = 2.0 / n
     for j in range(w.shape[0]):
         out[j] = c * g[j] + 2.0 * l2 * w[j]
@@ -75,22 +75,22 @@ def _grad_kernel(X, t, w, l2, par_rows, part, spart, g, out):  # pragma: no cove
 
 
 @jit()
-def _loss_serial(X, t, w, l2, spart, g):  # pragma: no cover - compiled
+def _loss_serial(X, t, w, l2, spart):  # pragma: no cover - compiled
     """``(1/n) ||X w - t||^2 + l2 ||w||^2`` in float64, fixed row blocks on this thread."""
     n = X.shape[0]
-    return serial_blocks(X, t, w, no_rows(), 0, n, g, None, spart) / n + l2 * sumsq(w)
+    return serial_loss_blocks(X, t, w, no_rows(), 0, n, spart) / n + l2 * sumsq(w)
 
 
 @jit(parallel=True)
-def _loss_parallel(X, t, w, l2, spart, g):  # pragma: no cover - compiled
+def _loss_parallel(X, t, w, l2, spart):  # pragma: no cover - compiled
     """:func:`_loss_serial` with its blocks in parallel (the same bits)."""
     n = X.shape[0]
     B = REDUCTION_BLOCK
     nblk = (n + B - 1) // B
     rows = no_rows()
     for b in prange(nblk):
-        spart[b] = residual_block(X, t, w, rows, b * B, min(b * B + B, n), None)
-    return reduce_blocks(None, spart, nblk, g) / n + l2 * sumsq(w)
+        spart[b] = loss_block(X, t, w, rows, b * B, min(b * B + B, n))
+    return sum_blocks(spart, nblk) / n + l2 * sumsq(w)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -128,10 +128,10 @@ def _par_rows(X) -> int:
     return max(1, -(-_PARALLEL_MIN_BYTES // (X.shape[1] * X.itemsize)))
 
 
-def _full_loss(X, t, w, l2, spart, g) -> float:
+def _full_loss(X, t, w, l2, spart) -> float:
     if X.shape[0] >= _par_rows(X):
-        return float(_loss_parallel(X, t, w, l2, spart, g))
-    return float(_loss_serial(X, t, w, l2, spart, g))
+        return float(_loss_parallel(X, t, w, l2, spart))
+    return float(_loss_serial(X, t, w, l2, spart))
 
 
 _NO_GRAM = (np.zeros((1, 1)), np.zeros(1), 0.0)
@@ -194,8 +194,8 @@ def loss(X, t, w, *, l2=0.0) -> float:
     X, t = _data(X, t)
     w64 = _weights(w, "w", X, finite=True)
     l2 = _l2(l2)
-    _, spart, g = _buffers(*X.shape)
-    return _full_loss(X, t, w64, l2, spart, g)
+    _, spart, _ = _buffers(*X.shape)
+    return _full_loss(X, t, w64, l2, spart)
 
 
 def grad(X, t, w, *, l2=0.0, out=None) -> np.ndarray:
