@@ -309,29 +309,6 @@ def _tangent_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, w, stat
 
 
 @jit()
-def _checkpoint_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, ckpt, S, steps, buf, srows, a, lr, l2,
-                       hyper, keep, thr, dh):  # pragma: no cover - compiled
-    """Reverse through segments of ``S`` steps from their stored starts ``ckpt[j] = (w, m, v)``
-    at step ``j S``: recompute the segment into ``buf``, then run its adjoint."""
-    n, d = X.shape
-    J = ckpt.shape[0]
-    astate = np.zeros((2, d))
-    w = np.empty(d)
-    state = np.empty((2, d))
-    nockpt = np.empty((0, 3, d))
-    for j in range(J - 1, -1, -1):
-        k0 = j * S
-        k1 = min(steps, k0 + S)
-        copy(w, ckpt[j, 0])
-        copy(state[0], ckpt[j, 1])
-        copy(state[1], ckpt[j, 2])
-        _run_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, w, state, lr, l2, hyper, keep, k0, k1,
-                    np.inf, srows, buf, nockpt, 1)
-        _reverse_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, buf, srows, a, lr, l2, hyper, keep, k0,
-                        k1, astate, dh)
-
-
-@jit()
 def _revolve_opt_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, snaps, slot_k, ops, a, lr, l2, hyper,
                         keep, dh):  # pragma: no cover - compiled
     """Execute a binomial (revolve) plan (:func:`kernels.hypergrad.checkpoint._revolve_plan`) on
@@ -526,8 +503,23 @@ def checkpoint_opt(p: Setup, checkpoints=None):
     if k >= 0:
         return p.diverged("checkpoint", k, w, nbytes)
     obj, a, direct = p.objective(w)
+    # Reverse through segments of S steps from their stored starts ckpt[j] = (w, m, v) at step
+    # j S: recompute the segment into buf, then run its adjoint. The segments are driven from
+    # here, not from a compiled loop: a compiled caller of the two kernels carries its own copies
+    # of them, optimised again in its module, and those rounded RMSProp and Adam differently in
+    # the last bit, so a process that compiled the caller and one that loaded it from the disk
+    # cache disagreed. Called from Python, each kernel runs its own code, and checkpointing gives
+    # reverse mode's bits exactly, for 2 sqrt(T) calls of a few microseconds.
     dh = np.zeros(rules.N_HYPER)
-    _checkpoint_kernel(*p.common(), ckpt, S, T, buf, p.srows, a, p.lr, p.l2, p.hyper, p.keep, np.inf, dh)
+    astate = np.zeros((2, d))
+    ws, state = np.empty(d), np.empty((2, d))
+    nockpt = np.empty((0, 3, d))
+    common = p.common()
+    for j in range(J - 1, -1, -1):
+        k0, k1 = j * S, min(T, j * S + S)
+        ws[:], state[0], state[1] = ckpt[j, 0], ckpt[j, 1], ckpt[j, 2]
+        _run_kernel(*common, ws, state, p.lr, p.l2, p.hyper, p.keep, k0, k1, np.inf, p.srows, buf, nockpt, 1)
+        _reverse_kernel(*common, buf, p.srows, a, p.lr, p.l2, p.hyper, p.keep, k0, k1, astate, dh)
     return p.result("checkpoint", w, dh, direct, obj, nbytes)
 
 

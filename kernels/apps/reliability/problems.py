@@ -62,6 +62,8 @@ def _calls(p, dtype=np.float64):
         "adam": lambda: kernels.adam(X, t, lr=0.01, steps=20, batch_size=64, seed=1, weight_decay=0.01),
         "hypergrad[reverse]": lambda: kernels.hypergrad(Xh, th, lr=lr_h, l2=0.01, steps=40),
         "hypergrad[checkpoint]": lambda: kernels.hypergrad(Xh, th, lr=lr_h, l2=0.01, steps=40, method="checkpoint"),
+        "hypergrad[checkpoint rmsprop]": lambda: kernels.hypergrad(Xh, th, lr=0.1 * lr_h, l2=0.01, steps=40,
+                                                                   method="checkpoint", optimizer="rmsprop"),
         "hypergrad[forward]": lambda: kernels.hypergrad(Xh, th, lr=lr_h, l2=0.01, steps=40, method="forward"),
         "hypergrad[exact]": lambda: kernels.hypergrad(Xh, th, lr=lr_h, l2=0.01, steps=40, method="exact"),
         "optimal_lr_one_step": lambda: kernels.optimal_lr_one_step(Xh, th),
