@@ -157,14 +157,12 @@ def _sweep(X, t, w, v, rows, start, end, acc, s, h, coef, wide):  # pragma: no c
     return ss
 
 
-#: The sweep, compiled on its own: what the optimizers' blocks call (Numba cannot inline a
-#: function into a ``prange`` body). A block is at least a few rows of work, so the call is cheap.
+#: The sweep, compiled on its own, once per combination of its optional parts: what the
+#: optimizers' blocks call (Numba cannot inline a function into a ``prange`` body), and what the
+#: hypergradients' small sweep helpers call. Inlined by Numba into each of those callers instead,
+#: its IR (the largest here) cost 0.4 s of compile time per caller, more than compiling it once.
+#: A sweep is at least a few rows of work, so the call is cheap.
 sweep = jit()(_sweep)
-#: The sweep inlined by Numba into its caller: the hypergradients' three sweep functions
-#: (gradient, Hessian-vector product, both) each hold one copy. Their sweeps are small and many
-#: (one over a (30, 8) ``X`` takes ~65 ns), and a call through the sweep's ~50 scalar arguments
-#: cost about a fourth of that.
-sweep_inlined = jit(inline="always")(_sweep)
 
 
 @jit(inline="always")

@@ -21,34 +21,34 @@ import math
 import numpy as np
 
 from .._config import jit
-from .._rows import copy, sweep_inlined, zero
+from .._rows import copy, sweep, zero
 from .._validate import positive_int
 from ._problem import HypergradResult, _hyper, _noise, _objective_grad, _problem
 from .spectrum import _diverged
 
 
-@jit()
+@jit(inline="always")
 def _grad_sweep(X, t, w, g, coef):  # pragma: no cover - compiled
     """``g = coef X^T (X w - t)`` in one pass over the rows; returns ``sum r_i^2``."""
     zero(g, None)
-    return sweep_inlined(X, t, w, None, None, 0, X.shape[0], g, None, None, coef, None)
+    return sweep(X, t, w, None, None, 0, X.shape[0], g, None, None, coef, None)
 
 
-@jit()
+@jit(inline="always")
 def _hess_sweep(X, a, s, h):  # pragma: no cover - compiled
     """``s = X a`` and ``h = X^T s`` in one pass over the rows."""
     zero(None, h)
-    sweep_inlined(X, None, None, a, None, 0, X.shape[0], None, s, h, None, None)
+    sweep(X, None, None, a, None, 0, X.shape[0], None, s, h, None, None)
 
 
-@jit()
+@jit(inline="always")
 def _fused_sweep(X, t, w, v, g, s, h, coef):  # pragma: no cover - compiled
     """One pass over the rows for two vectors: ``g = coef X^T (X w - t)``, ``s = X v``,
     ``h = X^T s``; returns ``sum r_i^2``. Each row is loaded once for both dot products and
     once for both accumulations, which is what makes a tangent (or an adjoint step overlapped
     with a recomputed forward step) cost much less than a second sweep."""
     zero(g, h)
-    return sweep_inlined(X, t, w, v, None, 0, X.shape[0], g, s, h, coef, None)
+    return sweep(X, t, w, v, None, 0, X.shape[0], g, s, h, coef, None)
 
 
 @jit()

@@ -59,7 +59,7 @@ import warnings
 import numpy as np
 
 from .._config import jit
-from .._rows import copy, sweep_inlined, zero
+from .._rows import copy, sweep, zero
 from ..optim import rules
 from ._problem import DIVERGENCE_FACTOR, HypergradResult, _noise
 
@@ -99,32 +99,32 @@ def _sqnorm(w):  # pragma: no cover - compiled
     return s
 
 
-# The row sweeps are compiled functions of their own (not inlined): each kernel below calls the
-# same three, so their code is generated once (and cached) instead of once per caller -- cold
-# compile time, which a user pays on a first call with an empty cache. A call per step costs
-# well under a microsecond against the tens of microseconds of a sweep over X.
+# The three row sweeps: each is a call of the compiled sweep of kernels._rows (not inlined), so
+# its code is generated once (and cached) instead of once per caller -- cold compile time, which
+# a user pays on a first call with an empty cache. A call per step costs well under a
+# microsecond against the tens of microseconds of a sweep over X.
 
 
-@jit()
+@jit(inline="always")
 def _batch_grad(X, t, w, rows, start, end, g, coef):  # pragma: no cover - compiled
     """``g = coef X_B^T (X_B w - t_B)`` over batch rows ``start:end``; returns ``sum r_i^2``.
     Eight rows per group (the residual half alone allows it; ~10% faster than four)."""
     zero(g, None)
-    return sweep_inlined(X, t, w, None, rows, start, end, g, None, None, coef, True)
+    return sweep(X, t, w, None, rows, start, end, g, None, None, coef, True)
 
 
-@jit()
+@jit(inline="always")
 def _batch_hvp(X, v, rows, start, end, s, h):  # pragma: no cover - compiled
     """``h = X_B^T X_B v`` (``s`` receives ``X_B v``)."""
     zero(None, h)
-    sweep_inlined(X, None, None, v, rows, start, end, None, s, h, None, None)
+    sweep(X, None, None, v, rows, start, end, None, s, h, None, None)
 
 
-@jit()
+@jit(inline="always")
 def _batch_grad_hvp(X, t, w, v, rows, start, end, g, s, h, coef):  # pragma: no cover - compiled
     """Both in one pass over the rows; returns ``sum r_i^2``."""
     zero(g, h)
-    return sweep_inlined(X, t, w, v, rows, start, end, g, s, h, coef, None)
+    return sweep(X, t, w, v, rows, start, end, g, s, h, coef, None)
 
 
 @jit(inline="always")
