@@ -161,8 +161,9 @@ def _sweep(X, t, w, v, rows, start, end, acc, s, h, coef, wide):  # pragma: no c
 #: optimizers' blocks call (Numba cannot inline a function into a ``prange`` body), and what the
 #: hypergradients' small sweep helpers call. Inlined by Numba into each of those callers instead,
 #: its IR (the largest here) cost 0.4 s of compile time per caller, more than compiling it once.
-#: A sweep is at least a few rows of work, so the call is cheap.
-sweep = jit()(_sweep)
+#: A sweep is at least a few rows of work, so the call is cheap. Only compiled code calls it, so
+#: it is built without the wrappers that let Python call a kernel (less to compile).
+sweep = jit(no_cpython_wrapper=True, no_cfunc_wrapper=True)(_sweep)
 
 
 @jit(inline="always")

@@ -51,7 +51,7 @@ def _fused_sweep(X, t, w, v, g, s, h, coef):  # pragma: no cover - compiled
     return sweep(X, t, w, v, None, 0, X.shape[0], g, s, h, coef, None)
 
 
-@jit()
+@jit(inline="always")
 def _finish_grad(w, g, l2):  # pragma: no cover - compiled
     """Add the penalty's gradient ``2 l2 w`` to ``g``; returns ``||w||^2``."""
     ww = 0.0
@@ -107,7 +107,7 @@ def _descend_kernel(X, t, w, g, lr, l2, steps, noise, ckpt, stride, buf):  # pra
     return -1, 0.0  # not reached
 
 
-@jit()
+@jit(inline="always")
 def _adjoint_step(t, wk, a, s, h, lr, l2, coef):  # pragma: no cover - compiled
     """One reverse step at ``w_k`` given ``s = X a``, ``h = X^T s``: updates ``a`` to ``a_k``
     in place and returns the step's contributions to ``(d_lr, d_l2)``."""

@@ -28,14 +28,13 @@ from .descent import _adjoint_step, _hess_sweep, _reverse_mode
 
 
 @jit()
-def _reverse_kernel(X, t, traj, a, lr, l2, steps):  # pragma: no cover - compiled
+def _reverse_kernel(X, t, traj, a, lr, l2, steps, s, h):  # pragma: no cover - compiled
     """The adjoint sweep over a stored trajectory ``traj[k] = w_k``; ``a`` enters as
     ``dObj/dw_T`` and leaves as ``dObj/dw_0``. Returns ``(d_lr, d_l2)`` without the direct
-    partial of the objective."""
-    n, d = X.shape
+    partial of the objective. ``s`` (n,) and ``h`` (d,) are scratch space (allocated by the
+    caller: an ``np.empty`` here would compile NumPy's allocator on a cold first call)."""
+    n = X.shape[0]
     coef = 2.0 / n
-    s = np.empty(n)
-    h = np.empty(d)
     d_lr = 0.0
     d_l2 = 0.0
     for k in range(steps - 1, -1, -1):
@@ -53,4 +52,4 @@ def reverse(X, t, w0, X_val, t_val, lr, l2, steps):
     _check_memory("reverse", steps, d, steps + 1)
     traj = np.empty((steps + 1, d))  # the whole trajectory, visible to profilers
     return _reverse_mode(X, t, w0, X_val, t_val, lr, l2, steps, "reverse", traj.nbytes, traj, 1, np.empty((0, d)),
-                         lambda a: _reverse_kernel(X, t, traj, a, lr, l2, steps))
+                         lambda a: _reverse_kernel(X, t, traj, a, lr, l2, steps, np.empty(X.shape[0]), np.empty(d)))
