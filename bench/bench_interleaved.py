@@ -11,7 +11,9 @@ those medians (``min_ratio``/``max_ratio`` in the report).
   neither library's idle threads slow the other (``kernels/_threads.py``).
 * ``alternating|...``: the same job done by kernels and by the fastest plain NumPy (and
   PyTorch) loop a user would write (``bench/baselines.py``), one call of each per round in a
-  rotating order. Bars: speed-ups of kernels over each.
+  rotating order. Bars: speed-ups of kernels over each. The RMSProp groups add a context row,
+  ``kernels, residual form``: the same run with the Gram form switched off
+  (``kernels.optim.linreg._GRAM``), one fused pass over ``X`` per step whatever the step count.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import pytest
 
 import kernels
+from kernels.optim import linreg
 from alternating import alternate, record, timed
 from baselines import grad_numpy, rmsprop_numpy, sgd_epoch_numpy, sgd_epoch_torch
 
@@ -149,7 +152,16 @@ def test_alternating_sgd_epoch(benchmark, rng):
 def test_alternating_rmsprop(benchmark, rng, steps):
     X = rng.standard_normal(RMS)
     t = X @ rng.standard_normal(RMS[1]) / np.sqrt(RMS[1]) + 0.1 * rng.standard_normal(RMS[0])
+    def residual_form():
+        # context: the per-step fused pass over X alone, the Gram form switched off
+        linreg._GRAM = False
+        try:
+            return kernels.rmsprop(X, t, lr=1e-3, steps=steps)
+        finally:
+            linreg._GRAM = True
+
     _alternate(benchmark, {"kernels": lambda: kernels.rmsprop(X, t, lr=1e-3, steps=steps),
-                           "numpy": lambda: rmsprop_numpy(X, t, lr=1e-3, steps=steps)},
+                           "numpy": lambda: rmsprop_numpy(X, t, lr=1e-3, steps=steps),
+                           "kernels, residual form": residual_form},
                f"alternating|rmsprop {steps} steps {_shape(RMS)}|float64",
                rounds=max(2, ROUNDS // (5 if steps > 500 else 2)))

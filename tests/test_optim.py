@@ -186,11 +186,12 @@ def test_full_batch_probe_of_serial_and_parallel_builds_changes_no_bit(monkeypat
     ("adam", dict(lr=0.02, weight_decay=0.01)),
 ])
 def test_gram_form_matches_residual_form(problem, monkeypatch, name, kw):
-    """Full batch with 4 d <= n and steps >= d steps in the Gram form (G = X^T X); it must give
+    """Full batch with 4 d <= n and 4 steps >= d steps in the Gram form (G = X^T X); it must give
     the residual form's trajectory, and its recorded losses come from a residual pass."""
     X, t = problem
     assert optim._gram(X, t, 100)[0]  # 40 x 6: the Gram form is the default here
-    assert not optim._gram(X[:20], t[:20], 100)[0] and not optim._gram(X, t, 5)[0]
+    assert not optim._gram(X[:20], t[:20], 100)[0] and not optim._gram(X, t, 1)[0]
+    assert optim._gram(X, t, 2)[0]  # 4 steps >= d = 6
     assert not optim._gram(X * 1e160, t, 100)[0]  # G would overflow: the residual form
     w0 = np.linspace(-0.5, 0.5, X.shape[1])
     a = call(kernels, name, X, t, w0=w0, steps=100, record_every=1, **kw)

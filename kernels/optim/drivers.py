@@ -62,7 +62,7 @@ and that size times a few steps of each build and finishes on the faster one
 (:func:`_probe`): on an idle machine two threads win about 2x, on a busy one one thread does.
 All of these give the same bits.
 
-Gram form: a full-batch run with ``4 d <= n`` and ``steps >= d`` forms ``G = X^T X`` and
+Gram form: a full-batch run with ``4 d <= n`` and ``4 steps >= d`` forms ``G = X^T X`` and
 ``X^T t`` once (NumPy's BLAS, float64) and then steps in O(d^2) without reading ``X``; its
 recorded and final losses still come from passes over ``X`` (see :func:`linreg._gram`).
 """
@@ -175,7 +175,9 @@ def _steps(
         elif not _PARALLEL or mb < par_rows:
             ss = serial_gradient_blocks(X, t, w, rows, start, end, g, part, spart)
         else:
-            for b in prange(nblk):
+            flip = s % 2
+            for bi in prange(nblk):
+                b = bi + flip * (nblk - 1 - 2 * bi)
                 lo = start + b * B
                 spart[b] = gradient_block(X, t, w, rows, lo, min(lo + B, end), part[b])
             ss = reduce_gradient_blocks(part, spart, nblk, g)
