@@ -175,9 +175,7 @@ def _steps(
         elif not _PARALLEL or mb < par_rows:
             ss = serial_gradient_blocks(X, t, w, rows, start, end, g, part, spart)
         else:
-            flip = s % 2
-            for bi in prange(nblk):
-                b = bi + flip * (nblk - 1 - 2 * bi)
+            for b in prange(nblk):
                 lo = start + b * B
                 spart[b] = gradient_block(X, t, w, rows, lo, min(lo + B, end), part[b])
             ss = reduce_gradient_blocks(part, spart, nblk, g)
