@@ -22,7 +22,10 @@ medians (``min_ratio``/``max_ratio`` in the report).
 * ``dask sweep|hypergrad 200x500 T1000``: ``kd.sweep("hypergrad", configs)`` of 2,000
   configurations on 2 workers, 500 on 1 worker, and 200 run serially in this process on one
   Numba thread (per configuration, medians_s holds seconds per configuration: throughput ratios
-  need no equal counts). ``extra_info`` keeps the batch chosen and the overhead fraction.
+  need no equal counts). ``extra_info`` keeps the batch chosen and the overhead fraction. A
+  context row, ``2 plain processes``: the 500 configurations of the 1-worker run split over a
+  spawned pool of two processes, the data sent once, no scheduler: the ceiling any engine meets
+  on this machine (two processes computing at once run slower than one alone).
 
 ``KERNELS_BENCH_QUICK=1``, and the untimed smoke run of ``python -m pytest``, shrink every size
 (other group names, so the bars read NOT RUN there).
@@ -30,9 +33,11 @@ medians (``min_ratio``/``max_ratio`` in the report).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
@@ -198,6 +203,25 @@ def test_dask_correlate2d_16gib_lazy_mean(benchmark, client2, sizes):
                                 chunk_bytes=c * c * 4, mean=float(mean))
 
 
+# The context row "2 plain processes": the sweep's work split in two halves over a process pool
+# with no engine at all (the data sent once, each process looping over its configurations), so
+# the report shows what two processes can do on this machine before any scheduler overhead.
+_PLAIN: dict = {}
+
+
+def _plain_init(X, t, steps):
+    import numba
+
+    numba.set_num_threads(1)
+    _PLAIN.update(X=X, t=t, steps=steps)
+
+
+def _plain_run(pairs):
+    for lr, l2 in pairs:
+        kernels.hypergrad(_PLAIN["X"], _PLAIN["t"], lr=lr, l2=l2, steps=_PLAIN["steps"])
+    return len(pairs)
+
+
 def test_dask_sweep_hypergrad(benchmark, client2, sizes):
     import numba
 
@@ -211,6 +235,8 @@ def test_dask_sweep_hypergrad(benchmark, client2, sizes):
     kd.sweep("hypergrad", configs[:4], client=client2)  # warm: compiled code loaded in the workers
     cluster1, client1 = _cluster(1) if sizes["n1"] else (None, None)
     stats = {}
+    pairs = [(c["lr"], c["l2"]) for c in configs[: sizes["n1"]]]
+    pool = None
     try:
         if client1 is not None:
             kd.sweep("hypergrad", configs[:2], client=client1)
@@ -232,6 +258,14 @@ def test_dask_sweep_hypergrad(benchmark, client2, sizes):
             stats["2 workers"] = results.stats
             assert not any(isinstance(r, kd.SweepFailure) for r in results)
 
+        if pairs:
+            pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=_plain_init,
+                                       initargs=(X, t, T))
+            list(pool.map(_plain_run, [pairs[:1], pairs[1:2]]))  # start both, load the compiled code
+
+        def two_plain_processes():
+            stats["2 plain processes"] = timed(lambda: sum(pool.map(_plain_run, [pairs[0::2], pairs[1::2]])))
+
         serial()
 
         def one_round():
@@ -239,19 +273,26 @@ def test_dask_sweep_hypergrad(benchmark, client2, sizes):
             if client1 is not None:
                 one_worker()
             two_workers()
+            if pairs:
+                two_plain_processes()
 
         benchmark.pedantic(one_round, rounds=1, iterations=1)
     finally:
         if client1 is not None:
             client1.close()
             cluster1.close()
+        if pool is not None:
+            pool.shutdown()
     per_config = {"serial": stats["serial"] / sizes["n_serial"],
                   "2 workers": stats["2 workers"]["wall_s"] / len(configs)}
     if "1 worker" in stats:
         per_config["1 worker"] = stats["1 worker"]["wall_s"] / sizes["n1"]
+    if "2 plain processes" in stats:
+        per_config["2 plain processes"] = stats["2 plain processes"] / sizes["n1"]
     per_config["serial, per core of 2"] = per_config["serial"] / 2
     benchmark.extra_info.update(
         impl="alternating", medians_s=per_config, configs={"serial": sizes["n_serial"], "1 worker": sizes["n1"],
+                                                           "2 plain processes": sizes["n1"],
                                                            "2 workers": len(configs)},
         batch={k: v["batch"] for k, v in stats.items() if isinstance(v, dict)},
         overhead_fraction={k: v["overhead_fraction"] for k, v in stats.items() if isinstance(v, dict)})
