@@ -34,8 +34,9 @@ Every optimizer (``optimizer="gd" | "sgd" | "rmsprop" | "adam"``, with ``batch_s
 ``weight_decay`` and the optimizer's own ``beta`` / ``beta1``, ``beta2``, ``eps``): the result's
 ``grads`` holds the derivative in every continuous hyper-parameter. Plain gradient descent
 takes the four methods above; the other optimizers (and GD with ``weight_decay``) are unrolled
-by :mod:`.unroll`, which differentiates the package's own update rules with their adjoints and
-tangents (beside the rules, in :mod:`kernels.optim.rules`): ``"reverse"`` (stored trajectory
+by :mod:`.unroll` (its compiled kernels) and :mod:`.optimizer_methods` (the methods driving
+them), which differentiate the package's own update rules with their adjoints and tangents
+(beside the rules, in :mod:`kernels.optim.rules`): ``"reverse"`` (stored trajectory
 and optimizer state), ``"checkpoint"`` (sqrt(T) segments, or revolve with ``checkpoints=k``),
 ``"forward"`` (one tangent per hyper-parameter, O(d)); ``"exact"`` is GD only and refuses
 the others with a ``ValueError``. :func:`tune` (:mod:`.hpo`, ``kernels.tune``) chooses

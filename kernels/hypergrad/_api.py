@@ -1,6 +1,7 @@
 """The public entry point :func:`hypergrad`: it checks its arguments and runs the method asked
 for (one module each: :mod:`.reverse`, :mod:`.checkpoint`, :mod:`.forward`, :mod:`.exact`;
-:mod:`.unroll` for the optimizers other than plain gradient descent)."""
+:mod:`.optimizer_methods` over the kernels of :mod:`.unroll` for the optimizers other than
+plain gradient descent)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from .checkpoint import checkpoint
 from .exact import _exact
 from .forward import forward
 from .reverse import reverse
-from .unroll import Setup, checkpoint_opt, forward_opt, reverse_opt, unrolled_opt
+from .optimizer_methods import Setup, checkpoint_opt, forward_opt, reverse_opt, unrolled_opt
 
 #: The defaults of the optimizers' own hyper-parameters (as :mod:`kernels.optim`).
 OPTIMIZER_DEFAULTS = {"rmsprop": dict(beta=0.9, eps=1e-8), "adam": dict(beta1=0.9, beta2=0.999, eps=1e-8)}

@@ -87,8 +87,9 @@ def concurrency(n_threads=4, rounds=3, seed=0) -> dict:
 
 #: The kernels two cold processes compile side by side: a parallel one and a serial one keep it
 #: to seconds (compiling every kernel twice would take minutes on two cores); and RMSProp's
-#: checkpointed hypergradient, whose compiled segment loop once gave other last bits when loaded
-#: from the cache than in the process that compiled it (kernels/hypergrad/unroll.py says why).
+#: checkpointed hypergradient, whose compiled segment loop once gave other last bits when
+#: loaded from the cache than in the process that compiled it (the comment in
+#: kernels/hypergrad/optimizer_methods.py's checkpoint_opt says why).
 COLD_CACHE_KERNELS = ("maxpool2d[2x2]", "hypergrad[reverse]", "hypergrad[checkpoint rmsprop]")
 
 
