@@ -213,8 +213,7 @@ def loss_block(X, t, w, rows, start, end):  # pragma: no cover - compiled
 def gradient_block(X, t, w, rows, start, end, acc):  # pragma: no cover - compiled
     """The block of a gradient pass: ``acc = sum r_i x_i`` over batch rows ``start:end``,
     eight rows per group; returns ``sum r_i^2``."""
-    for j in range(acc.shape[0]):
-        acc[j] = 0.0
+    zero(acc, None)
     return sweep(X, t, w, None, rows, start, end, acc, None, None, None, True)
 
 

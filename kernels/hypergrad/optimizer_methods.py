@@ -62,9 +62,6 @@ class Setup:
         return (self.rule, self.X, self.t, self.perms, self.full, self.batch, self.nb, self.gram, self.G, self.bt,
                 self.tt)
 
-    def hypers(self):
-        return (self.lr, self.l2, self.hyper, self.keep)
-
     def run(self, w, state, k0, k1, traj, ckpt, stride):
         return _run_kernel(*self.common(), w, state, self.lr, self.l2, self.hyper, self.keep, k0, k1, self.thr,
                            self.srows, traj, ckpt, stride)
@@ -157,7 +154,7 @@ def checkpoint_opt(p: Setup, checkpoints=None):
     # reverse mode's bits exactly, for 2 sqrt(T) calls of a few microseconds.
     dh = np.zeros(rules.N_HYPER)
     astate = np.zeros((2, d))
-    ws, state = np.empty(d), np.empty((2, d))
+    ws = np.empty(d)  # w stays w_T, the result
     nockpt = np.empty((0, 3, d))
     common = p.common()
     for j in range(J - 1, -1, -1):
