@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import kernels
@@ -113,6 +113,33 @@ def test_forward_loss_and_grads_match_torch_autograd(spec, dtype, conv_paths):
     for g, tg, p in zip(grads, tgrads, model.params):
         assert g.shape == p.shape and g.dtype == model.dtype
         np.testing.assert_allclose(g, tg, rtol=tol["rtol"], atol=tol["atol"] * max(1.0, np.abs(tg).max()))
+
+
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7), k=st.integers(1, 3),
+       s=st.integers(1, 3), d=st.integers(1, 2), pads=st.tuples(*[st.integers(0, 2)] * 4),
+       dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 2**16))
+def test_im2col_matches_numpy_and_col2im_is_its_adjoint(n, c, h, w, k, s, d, pads, dtype, seed):
+    """The columns against NumPy's zero-padded copy and fancy indexing, and <im2col(x), G> ==
+    <x, col2im(G)> for any G: col2im is the transpose of the linear map im2col, padding cut."""
+    from kernels.nn.im2col import _out_hw, col2im, im2col
+
+    pt, pb, pl, pr = pads
+    Ho, Wo = _out_hw(h, w, (k, k), (s, s), (d, d), pads)
+    assume(Ho >= 1 and Wo >= 1)  # else the filter does not fit: the layers never ask for such columns
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    cols = im2col(x, np.empty((c * k * k, n * Ho * Wo), dtype=dtype), (k, k), (s, s), (d, d), pads)
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    want = np.empty_like(cols).reshape(c, k, k, n, Ho, Wo)
+    for i in range(k):
+        for j in range(k):
+            want[:, i, j] = xp[:, :, i * d: i * d + s * (Ho - 1) + 1: s, j * d: j * d + s * (Wo - 1) + 1: s].transpose(1, 0, 2, 3)
+    assert np.array_equal(cols, want.reshape(cols.shape))
+    G = rng.standard_normal(cols.shape).astype(dtype)
+    gx = col2im(G, x.shape, (k, k), (s, s), (d, d), pads, dtype)
+    assert gx.shape == x.shape and gx.dtype == x.dtype
+    lhs, rhs = np.vdot(cols.astype(np.float64), G), np.vdot(x.astype(np.float64), gx)
+    assert lhs == pytest.approx(rhs, rel=1e-5 if dtype == "float32" else 1e-12, abs=1e-4)
 
 
 @st.composite

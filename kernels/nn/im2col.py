@@ -11,10 +11,11 @@ Wo)``, ``W2 @ cols`` is the correlation, ``g2 @ cols^T`` its filter gradient and
 (a product per image costs a BLAS call per image). On a few thousand output pixels (a batch of
 a classifier's 8x8 or 4x4 planes, or one image) this beats the direct kernels of
 :mod:`kernels.conv`, whose blocking pays off on large planes and batches
-(:func:`kernels.nn.layers.choose_paths` has the measurements). Both kernels work on the explicitly
-zero-padded planes (flat, so the inner loops are plain index arithmetic over short rows, with no
-clipping) and run one ``prange`` task per ``(n, c)`` plane, each writing only its own rows
-(``im2col``) or plane (``col2im``), in a fixed order: results do not depend on the thread count.
+(:func:`kernels.nn.layers.choose_paths` has the measurements). Both kernels work on
+zero-padded planes (flat, so the inner loops are plain index arithmetic, with no
+clipping), each padded in a scratch buffer by the task that uses it, and run one ``prange``
+task per :data:`_PLANES` ``(n, c)`` planes, each writing only its own rows (``im2col``) or
+planes (``col2im``), in a fixed order: results do not depend on the thread count.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import numpy as np
 from numba import prange
 
 from .._config import jit
-from ..conv.geometry import _pad_flat
 
 __all__ = ["im2col", "col2im"]
 
@@ -31,56 +31,91 @@ __all__ = ["im2col", "col2im"]
 # Flat indices are formed as uint64: an index Numba cannot prove non-negative gets a
 # wraparound check (negative indices count from the end), which keeps these short copy loops
 # from vectorising (5x slower measured on LeNet-5's second layer).
+#
+# Each task pads its own plane in a scratch buffer (in cache, right before use) rather than
+# reading a zero-padded copy of the batch: NumPy's strided copies for that padding, and for
+# cutting the padding off the input gradient, ran a loop per 4-element row of a classifier's
+# small planes (44 us of the digits network's second layer, (64, 16, 4, 4), for 147 KB).
+# A plane's Ho*Wo output positions are walked in one flat loop through an offset table.
+
+
+#: planes per parallel task, which allocates one scratch plane for them all (an allocation per
+#: plane serialised the threads on the allocator)
+_PLANES = 16
+
+
+@jit(inline="always")
+def _pad_plane(plane, xpad, pt, pl, Wp):  # pragma: no cover - compiled
+    """``xpad`` (flat, ``Wp`` wide) = the 2-D ``plane`` with ``pt`` zero rows above, ``pl``
+    zero columns left, and zeros to the end."""
+    xpad[:] = 0
+    for h in range(plane.shape[0]):
+        row = plane[h]
+        o = (h + pt) * Wp + pl
+        for w in range(plane.shape[1]):
+            xpad[o + w] = row[w]
+
+
+@jit(inline="always")
+def _offsets(Ho, Wo, sh, sw, Wp):  # pragma: no cover - compiled
+    """``offsets[y Wo + x] = y sh Wp + x sw``: where output position (y, x) reads tap (0, 0)
+    in a padded plane ``Wp`` wide."""
+    offsets = np.empty(Ho * Wo, dtype=np.uint64)
+    for y in range(Ho):
+        for x in range(Wo):
+            offsets[y * Wo + x] = np.uint64(y * sh * Wp + x * sw)
+    return offsets
 
 
 @jit(parallel=True)
-def _im2col_kernel(xflat, cols, N, C, Hp, Wp, kh, kw, sh, sw, dh, dw, Ho, Wo):  # pragma: no cover - compiled
+def _im2col_kernel(x, cols, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho, Wo):  # pragma: no cover - compiled
+    N, C, H, W = x.shape
     P = Ho * Wo
     NP = N * P
     cflat = cols.reshape(cols.size)
-    uwo, usw = np.uint64(Wo), np.uint64(sw)
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        xbase = (n * C + c) * Hp * Wp
-        for i in range(kh):
-            for j in range(kw):
-                dst0 = ((c * kh + i) * kw + j) * NP + n * P
-                for y in range(Ho):
-                    src = np.uint64(xbase + (y * sh + i * dh) * Wp + j * dw)
-                    dst = np.uint64(dst0 + y * Wo)
-                    if sw == 1:  # contiguous: a vectorised copy
-                        for xo in range(uwo):
-                            cflat[dst + xo] = xflat[src + xo]
-                    else:
-                        for xo in range(uwo):
-                            cflat[dst + xo] = xflat[src + xo * usw]
+    offsets = _offsets(Ho, Wo, sh, sw, Wp)
+    up = np.uint64(P)
+    for b in prange((N * C + _PLANES - 1) // _PLANES):
+        xpad = np.empty(Hp * Wp, dtype=cols.dtype)  # one plane at a time, zero-padded
+        for t in range(b * _PLANES, min(b * _PLANES + _PLANES, N * C)):
+            n = t // C
+            c = t - n * C
+            _pad_plane(x[n, c], xpad, pt, pl, Wp)
+            for i in range(kh):
+                for j in range(kw):
+                    dst = np.uint64(((c * kh + i) * kw + j) * NP + n * P)
+                    src = np.uint64(i * dh * Wp + j * dw)
+                    for p in range(up):
+                        cflat[dst + p] = xpad[src + offsets[p]]
 
 
 @jit(parallel=True)
-def _col2im_kernel(gcols, gxp, C, kh, kw, sh, sw, dh, dw, Ho, Wo):  # pragma: no cover - compiled
-    N, _, Hp, Wp = gxp.shape
+def _col2im_kernel(gcols, gx, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho, Wo):  # pragma: no cover - compiled
+    N, C, H, W = gx.shape
     P = Ho * Wo
     NP = N * P
     gflat = gcols.reshape(gcols.size)
-    uwo, usw = np.uint64(Wo), np.uint64(sw)
-    for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        plane = gxp[n, c].reshape(Hp * Wp)
-        plane[:] = 0
-        for i in range(kh):
-            for j in range(kw):
-                src0 = ((c * kh + i) * kw + j) * NP + n * P
-                for y in range(Ho):
-                    dst = np.uint64((y * sh + i * dh) * Wp + j * dw)
-                    src = np.uint64(src0 + y * Wo)
-                    if sw == 1:
-                        for xo in range(uwo):
-                            plane[dst + xo] += gflat[src + xo]
-                    else:
-                        for xo in range(uwo):
-                            plane[dst + xo * usw] += gflat[src + xo]
+    offsets = _offsets(Ho, Wo, sh, sw, Wp)
+    up = np.uint64(P)
+    for b in prange((N * C + _PLANES - 1) // _PLANES):
+        gpad = np.empty(Hp * Wp, dtype=gx.dtype)  # one plane's gradient at a time, padding included
+        for t in range(b * _PLANES, min(b * _PLANES + _PLANES, N * C)):
+            n = t // C
+            c = t - n * C
+            gpad[:] = 0
+            for i in range(kh):
+                for j in range(kw):
+                    src = np.uint64(((c * kh + i) * kw + j) * NP + n * P)
+                    dst = np.uint64(i * dh * Wp + j * dw)
+                    # tap by tap: each element sums its taps in the order (i, j)
+                    for p in range(up):
+                        gpad[dst + offsets[p]] += gflat[src + p]
+            plane = gx[n, c]
+            for h in range(H):
+                row = plane[h]
+                o = (h + pt) * Wp + pl
+                for w in range(W):
+                    row[w] = gpad[o + w]
 
 
 def _out_hw(H, W, kernel, stride, dilation, pads):
@@ -94,24 +129,20 @@ def im2col(x, cols, kernel, stride, dilation, pads):
     ``pads`` is (top, bottom, left, right). Shapes are the caller's (checked at build time)."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     N, C, H, W = x.shape
+    pt, pb, pl, pr = pads
     Ho, Wo = _out_hw(H, W, kernel, stride, dilation, pads)
-    if any(pads):
-        xflat, (_, _, Hp, Wp) = _pad_flat(x, pads)
-    else:
-        xflat, Hp, Wp = x.reshape(x.size), H, W
-    _im2col_kernel(xflat, cols, N, C, Hp, Wp, kh, kw, sh, sw, dh, dw, Ho, Wo)
+    _im2col_kernel(x, cols, kh, kw, sh, sw, dh, dw, pt, pl, H + pt + pb, W + pl + pr, Ho, Wo)
     return cols
 
 
 def col2im(gcols, x_shape, kernel, stride, dilation, pads, dtype):
-    """The input gradient ``(N, C, H, W)``: the columns ``gcols`` summed back onto the positions
-    they came from (the adjoint of :func:`im2col`), the padding cut off."""
+    """The input gradient ``(N, C, H, W)``: the C-contiguous columns ``gcols`` ``(C kh kw, N Ho
+    Wo)`` summed back onto the positions they came from (the adjoint of :func:`im2col`), the
+    padding cut off."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     N, C, H, W = x_shape
     pt, pb, pl, pr = pads
     Ho, Wo = _out_hw(H, W, kernel, stride, dilation, pads)
-    gxp = np.empty((N, C, H + pt + pb, W + pl + pr), dtype=dtype)
-    _col2im_kernel(gcols, gxp, C, kh, kw, sh, sw, dh, dw, Ho, Wo)
-    if not any(pads):
-        return gxp
-    return np.ascontiguousarray(gxp[:, :, pt: pt + H, pl: pl + W])
+    gx = np.empty((N, C, H, W), dtype=dtype)
+    _col2im_kernel(gcols, gx, kh, kw, sh, sw, dh, dw, pt, pl, H + pt + pb, W + pl + pr, Ho, Wo)
+    return gx
