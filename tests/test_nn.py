@@ -128,12 +128,12 @@ def test_im2col_matches_numpy_and_col2im_is_its_adjoint(n, c, h, w, k, s, d, pad
     assume(Ho >= 1 and Wo >= 1)  # else the filter does not fit: the layers never ask for such columns
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    cols = im2col(x, np.empty((c * k * k, n * Ho * Wo), dtype=dtype), (k, k), (s, s), (d, d), pads)
+    cols = im2col(x, np.empty((n * Ho * Wo, c * k * k), dtype=dtype), (k, k), (s, s), (d, d), pads)
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    want = np.empty_like(cols).reshape(c, k, k, n, Ho, Wo)
+    want = np.empty_like(cols).reshape(n, Ho, Wo, c, k, k)
     for i in range(k):
         for j in range(k):
-            want[:, i, j] = xp[:, :, i * d: i * d + s * (Ho - 1) + 1: s, j * d: j * d + s * (Wo - 1) + 1: s].transpose(1, 0, 2, 3)
+            want[..., i, j] = xp[:, :, i * d: i * d + s * (Ho - 1) + 1: s, j * d: j * d + s * (Wo - 1) + 1: s].transpose(0, 2, 3, 1)
     assert np.array_equal(cols, want.reshape(cols.shape))
     G = rng.standard_normal(cols.shape).astype(dtype)
     gx = col2im(G, x.shape, (k, k), (s, s), (d, d), pads, dtype)
