@@ -1,16 +1,18 @@
 """Convolution as a matrix product: the compiled ``im2col`` / ``col2im`` pair.
 
 For a batch ``x`` ``(N, C, H, W)`` and a ``kh x kw`` filter (stride ``s``, dilation ``d``,
-padding), the columns are one row per output pixel (PyTorch's ``unfold``, transposed)::
+padding), the columns hold one patch element ``k = (c kh + i) kw + j`` against one output pixel
+``q = n Ho Wo + y Wo + x``::
 
-    cols[n Ho Wo + y Wo + x, (c kh + i) kw + j] = xpad[n, c, y s_h + i d_h, x s_w + j d_w]
+    cols[q, k] = xpad[n, c, y s_h + i d_h, x s_w + j d_w]      (rows: one row per pixel)
+    cols[k, q] = the same                                      (columns: PyTorch's unfold)
 
-so that with ``W2 = W.reshape(C_out, C kh kw)`` and ``gr`` the output gradient as ``(N Ho Wo,
-C_out)``, ``cols @ W2^T`` is the correlation (as ``(N Ho Wo, C_out)``), ``(cols^T @ gr)^T`` its
-filter gradient and ``col2im(gr @ W2)`` its input gradient: three BLAS products, each one call
-over the whole batch (a product per image costs a BLAS call per image). Rows rather than
-PyTorch's columns because OpenBLAS ran the three products in this orientation 1.4x faster on the
-digits network's second layer (175 us against 246 for ``(32, 144) x (144, 1024)`` float32). On a
+so that with ``W2 = W.reshape(C_out, C kh kw)`` and the output gradient ``gr`` as ``(N Ho Wo,
+C_out)`` (or ``g2 = gr^T``), the correlation is ``cols @ W2^T`` (or ``W2 @ cols``), its filter
+gradient ``(cols^T @ gr)^T`` (or ``(cols @ g2^T)^T``) and its input gradient ``col2im(gr @
+W2)`` (or ``col2im(W2^T @ g2)``): three BLAS products, each one call over the whole batch (a
+product per image costs a BLAS call per image). The layout that OpenBLAS runs faster depends on
+the layer (:data:`kernels.nn.layers.ROWS_MIN_FAN_IN`). On a
 few thousand output pixels (a batch of a classifier's 8x8 or 4x4 planes, or one image) this
 beats the direct kernels of :mod:`kernels.conv`, whose blocking pays off on large planes and
 batches (:func:`kernels.nn.layers.choose_paths` has the measurements). Both kernels work on
@@ -70,13 +72,14 @@ def _offsets(Ho, Wo, sh, sw, Wp):  # pragma: no cover - compiled
 
 
 @jit(parallel=True)
-def _im2col_kernel(x, cols, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho, Wo):  # pragma: no cover - compiled
+def _im2col_kernel(x, cols, sk, sq, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho, Wo):  # pragma: no cover - compiled
+    """Entry ``(k, q)`` (patch element ``k``, output pixel ``q``) at ``k sk + q sq`` of the flat
+    ``cols``: ``(1, K)`` for rows, ``(N P, 1)`` for columns."""
     N, C, H, W = x.shape
     P = Ho * Wo
-    K = C * kh * kw
     cflat = cols.reshape(cols.size)
     offsets = _offsets(Ho, Wo, sh, sw, Wp)
-    up, uk = np.uint64(P), np.uint64(K)
+    up, usq = np.uint64(P), np.uint64(sq)
     for b in prange((N * C + _PLANES - 1) // _PLANES):
         xpad = np.empty(Hp * Wp, dtype=cols.dtype)  # one plane at a time, zero-padded
         for t in range(b * _PLANES, min(b * _PLANES + _PLANES, N * C)):
@@ -85,20 +88,20 @@ def _im2col_kernel(x, cols, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho, Wo):  # 
             _pad_plane(x[n, c], xpad, pt, pl, Wp)
             for i in range(kh):
                 for j in range(kw):
-                    dst = np.uint64(n * P * K + (c * kh + i) * kw + j)
+                    dst = np.uint64(((c * kh + i) * kw + j) * sk + n * P * sq)
                     src = np.uint64(i * dh * Wp + j * dw)
                     for p in range(up):
-                        cflat[dst + p * uk] = xpad[src + offsets[p]]
+                        cflat[dst + p * usq] = xpad[src + offsets[p]]
 
 
 @jit(parallel=True)
-def _col2im_kernel(gcols, gx, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho, Wo):  # pragma: no cover - compiled
+def _col2im_kernel(gcols, gx, sk, sq, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho, Wo):  # pragma: no cover - compiled
+    """The adjoint of :func:`_im2col_kernel`, ``gcols`` laid out as its ``cols``."""
     N, C, H, W = gx.shape
     P = Ho * Wo
-    K = C * kh * kw
     gflat = gcols.reshape(gcols.size)
     offsets = _offsets(Ho, Wo, sh, sw, Wp)
-    up, uk = np.uint64(P), np.uint64(K)
+    up, usq = np.uint64(P), np.uint64(sq)
     for b in prange((N * C + _PLANES - 1) // _PLANES):
         gpad = np.empty(Hp * Wp, dtype=gx.dtype)  # one plane's gradient at a time, padding included
         for t in range(b * _PLANES, min(b * _PLANES + _PLANES, N * C)):
@@ -107,11 +110,11 @@ def _col2im_kernel(gcols, gx, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho, Wo):  
             gpad[:] = 0
             for i in range(kh):
                 for j in range(kw):
-                    src = np.uint64(n * P * K + (c * kh + i) * kw + j)
+                    src = np.uint64(((c * kh + i) * kw + j) * sk + n * P * sq)
                     dst = np.uint64(i * dh * Wp + j * dw)
                     # tap by tap: each element sums its taps in the order (i, j)
                     for p in range(up):
-                        gpad[dst + offsets[p]] += gflat[src + p * uk]
+                        gpad[dst + offsets[p]] += gflat[src + p * usq]
             plane = gx[n, c]
             for h in range(H):
                 row = plane[h]
@@ -126,25 +129,33 @@ def _out_hw(H, W, kernel, stride, dilation, pads):
             (W + pads[2] + pads[3] - dw * (kw - 1) - 1) // sw + 1)
 
 
-def im2col(x, cols, kernel, stride, dilation, pads):
-    """Fill ``cols`` ``(N Ho Wo, C kh kw)`` from ``x`` ``(N, C, H, W)``;
-    ``pads`` is (top, bottom, left, right). Shapes are the caller's (checked at build time)."""
+def _strides(rows, K, NP):
+    """``(sk, sq)``: the flat strides of patch element and output pixel in either layout."""
+    return (1, K) if rows else (NP, 1)
+
+
+def im2col(x, cols, kernel, stride, dilation, pads, rows=True):
+    """Fill ``cols`` from ``x`` ``(N, C, H, W)``: ``(N Ho Wo, C kh kw)`` with ``rows``, else its
+    transpose ``(C kh kw, N Ho Wo)`` (both C-contiguous); ``pads`` is (top, bottom, left,
+    right). Shapes are the caller's (checked at build time)."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     N, C, H, W = x.shape
     pt, pb, pl, pr = pads
     Ho, Wo = _out_hw(H, W, kernel, stride, dilation, pads)
-    _im2col_kernel(x, cols, kh, kw, sh, sw, dh, dw, pt, pl, H + pt + pb, W + pl + pr, Ho, Wo)
+    sk, sq = _strides(rows, C * kh * kw, N * Ho * Wo)
+    _im2col_kernel(x, cols, sk, sq, kh, kw, sh, sw, dh, dw, pt, pl, H + pt + pb, W + pl + pr, Ho, Wo)
     return cols
 
 
-def col2im(gcols, x_shape, kernel, stride, dilation, pads, dtype):
-    """The input gradient ``(N, C, H, W)``: the C-contiguous columns ``gcols`` ``(N Ho Wo, C kh
-    kw)`` summed back onto the positions they came from (the adjoint of :func:`im2col`), the
-    padding cut off."""
+def col2im(gcols, x_shape, kernel, stride, dilation, pads, dtype, rows=True):
+    """The input gradient ``(N, C, H, W)``: the C-contiguous columns ``gcols`` (laid out as
+    :func:`im2col` lays them out for ``rows``) summed back onto the positions they came from
+    (the adjoint of :func:`im2col`), the padding cut off."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     N, C, H, W = x_shape
     pt, pb, pl, pr = pads
     Ho, Wo = _out_hw(H, W, kernel, stride, dilation, pads)
+    sk, sq = _strides(rows, C * kh * kw, N * Ho * Wo)
     gx = np.empty((N, C, H, W), dtype=dtype)
-    _col2im_kernel(gcols, gx, kh, kw, sh, sw, dh, dw, pt, pl, H + pt + pb, W + pl + pr, Ho, Wo)
+    _col2im_kernel(gcols, gx, sk, sq, kh, kw, sh, sw, dh, dw, pt, pl, H + pt + pb, W + pl + pr, Ho, Wo)
     return gx
