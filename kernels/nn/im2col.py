@@ -30,7 +30,7 @@ from numba import prange
 
 from .._config import jit
 
-__all__ = ["im2col", "col2im"]
+__all__ = ["im2col", "col2im", "bias_grad"]
 
 
 # Flat indices are formed as uint64: an index Numba cannot prove non-negative gets a
@@ -153,6 +153,40 @@ def _col2im_kernel(gcols, gx, sk, sq, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho
                 o = (h + pt) * Wp + pl
                 for w in range(W):
                     row[w] = gpad[o + w]
+
+
+@jit(parallel=True)
+def _bias_grad_kernel(g, rows, gb):  # pragma: no cover - compiled
+    """``gb[co]`` = the float64 sum of output channel ``co``'s gradient over every output pixel,
+    from ``g`` as the products take it: ``(N Ho Wo, C_out)`` with ``rows``, else ``(C_out, N Ho
+    Wo)``; pixels in order, one task per :data:`_PLANES` channels."""
+    Co = gb.shape[0]
+    NP = g.shape[0] if rows else g.shape[1]
+    for b in prange((Co + _PLANES - 1) // _PLANES):
+        c0 = b * _PLANES
+        c1 = min(c0 + _PLANES, Co)
+        acc = np.zeros(_PLANES)
+        if rows:
+            for q in range(NP):
+                for k in range(c1 - c0):
+                    acc[k] += np.float64(g[q, c0 + k])
+        else:
+            for k in range(c1 - c0):
+                row = g[c0 + k]
+                s = 0.0
+                for q in range(NP):
+                    s += np.float64(row[q])
+                acc[k] = s
+        for k in range(c1 - c0):
+            gb[c0 + k] = acc[k]
+
+
+def bias_grad(g, rows):
+    """The bias gradient (float64, ``(C_out,)``) from the output gradient laid out as the
+    products take it (:func:`_bias_grad_kernel`)."""
+    gb = np.empty(g.shape[1] if rows else g.shape[0])
+    _bias_grad_kernel(g, rows, gb)
+    return gb
 
 
 def _out_hw(H, W, kernel, stride, dilation, pads):

@@ -31,7 +31,7 @@ from ..conv.filter_grad import _grad_bias_kernel
 from ..conv.forward import _run_forward
 from ..pool import _maxpool2d_backward_kernel, _maxpool2d_indices_kernel, _maxpool2x2_indices_kernel
 from .activations import relu_backward, relu_forward
-from .im2col import col2im, im2col
+from .im2col import bias_grad, col2im, im2col
 
 __all__ = ["ConvLayer", "ReluLayer", "PoolLayer", "DenseLayer", "choose_paths"]
 
@@ -157,9 +157,12 @@ class ConvLayer:
         else:
             self._grad_w_direct(gy, x)
         if self.has_bias:
-            gb = np.empty(Co)
-            _grad_bias_kernel(gy, gb)
-            self.gb[...] = gb
+            if g is not None:  # read where the products read it (NCHW planes of 16 pixels cost 2x more)
+                self.gb[...] = bias_grad(g, self.rows)
+            else:
+                gb = np.empty(Co)
+                _grad_bias_kernel(gy, gb)
+                self.gb[...] = gb
         if not need_gx:
             return None
         if self.gx_gemm:
