@@ -145,6 +145,28 @@ def test_im2col_matches_numpy_and_col2im_is_its_adjoint(n, c, h, w, k, s, d, pad
     assert lhs == pytest.approx(rhs, rel=1e-5 if dtype == "float32" else 1e-12, abs=1e-4)
 
 
+@given(n=st.integers(1, 300), dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 2**16))
+def test_relu_in_place_and_into_a_new_array_matches_torch_with_nan_and_zero(n, dtype, seed):
+    """relu and its gradient, in place (their own kernels) and into a new array, against
+    torch.relu and threshold_backward's rule: NaN propagates, the gradient at 0 is 0."""
+    from kernels.nn.activations import relu_backward, relu_forward
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n).astype(dtype)
+    x[rng.random(n) < 0.2] = 0.0
+    x[rng.random(n) < 0.05] = np.nan
+    g = rng.standard_normal(n).astype(dtype)
+    want_y = torch.relu(torch.from_numpy(x)).numpy()
+    want_g = np.where(want_y > 0, g, 0).astype(dtype)
+    y = relu_forward(x)
+    assert y is not x and np.array_equal(y, want_y, equal_nan=True)
+    y2 = x.copy()
+    assert relu_forward(y2, y2) is y2 and np.array_equal(y2, want_y, equal_nan=True)
+    assert np.array_equal(relu_backward(g, y), want_g)
+    g2 = g.copy()
+    assert relu_backward(g2, y, g2) is g2 and np.array_equal(g2, want_g)
+
+
 @st.composite
 def random_specs(draw):
     size = draw(st.integers(5, 12))

@@ -6,7 +6,10 @@ pre-activation is never kept. NaN propagates as in ``torch.relu`` (``relu(NaN) =
 the gradient at 0 is 0, as PyTorch's ``threshold_backward`` gives it.
 
 Serial loops: a training step calls these on a few hundred kilobytes at most, where a parallel
-launch costs more than the pass (the batch-1 case is pure overhead).
+launch costs more than the pass (the batch-1 case is pure overhead). In place, each pass is its
+own kernel over the one array: given ``out is x``, LLVM's run-time overlap test of the two-array
+loop fails and it runs the scalar loop (10.9 us against 2.1 for a backward pass over 16k float32
+values).
 """
 
 from __future__ import annotations
@@ -31,8 +34,26 @@ def _relu_backward_kernel(g, y, out):  # pragma: no cover - compiled
         out[i] = g[i] if y[i] > 0 else 0
 
 
+@jit()
+def _relu_forward_inplace(x):  # pragma: no cover - compiled
+    """:func:`_relu_forward_kernel` with ``out`` = ``x``."""
+    for i in range(x.shape[0]):
+        v = x[i]
+        x[i] = v if (v > 0 or v != v) else 0
+
+
+@jit()
+def _relu_backward_inplace(g, y):  # pragma: no cover - compiled
+    """:func:`_relu_backward_kernel` with ``out`` = ``g``."""
+    for i in range(g.shape[0]):
+        g[i] = g[i] if y[i] > 0 else 0
+
+
 def relu_forward(x, out=None):
     """``max(x, 0)`` elementwise, into ``out`` (may be ``x``: in place). ``x`` C-contiguous float."""
+    if out is x:
+        _relu_forward_inplace(x.reshape(-1))
+        return out
     if out is None:
         out = x.copy()
     _relu_forward_kernel(x.reshape(-1), out.reshape(-1))
@@ -41,6 +62,9 @@ def relu_forward(x, out=None):
 
 def relu_backward(g, y, out=None):
     """``g * [y > 0]`` elementwise, with ``y = relu(x)`` the forward output; into ``out`` (may be ``g``)."""
+    if out is g:
+        _relu_backward_inplace(g.reshape(-1), y.reshape(-1))
+        return out
     if out is None:
         out = g.copy()
     _relu_backward_kernel(g.reshape(-1), y.reshape(-1), out.reshape(-1))
