@@ -250,7 +250,7 @@ class PoolLayer:
         N, C, H, W = self.in_shape
         gx = None
         if need_gx:
-            gx = np.zeros((N, C, H * W), dtype=gy.dtype)
+            gx = np.empty((N, C, H * W), dtype=gy.dtype)  # the kernel zeroes each plane itself
             _maxpool2d_backward_kernel(gy, self.idx, gx)
             gx = gx.reshape(N, C, H, W)
         self.idx = None
