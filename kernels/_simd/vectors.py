@@ -1,7 +1,8 @@
 """The vector vocabulary the intrinsics of :mod:`kernels._simd` share: the vector width, the
 ``_Lanes`` IR helper (splat, lane shift, multiply-add, loads and stores, ordinary or
-non-temporal), the data pointer of an array argument, and two small intrinsics (an array's
-address for alignment arithmetic, the store fence that orders non-temporal stores).
+non-temporal), the data pointer of an array argument, and three small intrinsics (an array's
+address for alignment arithmetic, the store fence that orders non-temporal stores, and a
+software prefetch).
 """
 
 from __future__ import annotations
@@ -97,6 +98,27 @@ def store_fence(typingctx):
             builder.fence("seq_cst")
         return context.get_dummy_value()
     return types.none(), codegen
+
+
+@intrinsic
+def prefetch(typingctx, a, i, j):
+    """Ask the processor to bring the cache line holding ``a[i, j]`` (a 2-D array) into the
+    second-level cache, and go on at once: a hint, never a load, so it neither faults nor
+    waits (the callers still keep to the array). Locality 2 (``prefetcht1`` on x86): into the
+    L2, whose miss queue holds more lines in flight than the first level's; measured on the
+    2-core EPYC, an SGD epoch over random rows of (20000, 100) float64 ran 1.9x faster so, and
+    no faster with locality 3 (into L1) or 0 (non-temporal)."""
+    def codegen(context, builder, sig, args):
+        arrty = sig.args[0]
+        ary = context.make_array(arrty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, arrty, ary, [args[1], args[2]])
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fty, "llvm.prefetch.p0")
+        # read (0), locality 2, data cache (1)
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(2), i32(1)])
+        return context.get_dummy_value()
+    return types.none(a, types.intp, types.intp), codegen
 
 
 def lanes(itemsize: int) -> int:

@@ -79,7 +79,8 @@ from numba import prange
 
 from .. import _validate
 from .._config import REDUCTION_BLOCK, specialise
-from .._rows import gradient_block, loss_block, reduce_gradient_blocks, serial_gradient_blocks, sum_blocks, sumsq
+from .._rows import (gradient_block, loss_block, prefetch_rows, reduce_gradient_blocks, serial_gradient_blocks, sum_blocks,
+                     sumsq)
 from . import rules
 from .linreg import _NO_GRAM, _buffers, _data, _full_loss, _gram, _l2, _loss_serial, _par_rows, _weights
 
@@ -155,6 +156,8 @@ def _steps(
             start = (s - e * nbatches) * batch
             end = min(start + batch, n)
             rows = perm[e - epoch0]
+            if end < n:  # the next batch of this epoch
+                prefetch_rows(X, rows, end, min(end + batch, n))
         mb = end - start
         wsq = sumsq(w)
         nblk = (mb + B - 1) // B
