@@ -29,7 +29,7 @@ import numpy as np
 from ..conv.backward import _filter_grad, _input_grad
 from ..conv.filter_grad import _grad_bias_kernel
 from ..conv.forward import _run_forward
-from ..pool import _maxpool2d_backward_kernel, _maxpool2d_indices_kernel, _maxpool2x2_indices_kernel
+from ..pool import _maxpool2d_backward_kernel, _maxpool2d_indices_kernel, maxpool2x2_indices
 from .activations import relu_backward, relu_forward
 from .im2col import bias_grad, col2im, im2col
 
@@ -240,7 +240,7 @@ class PoolLayer:
         idx = np.empty(shape, dtype=np.int64)
         k, s = self.kernel, self.stride
         if (k, s) == (2, 2):
-            _maxpool2x2_indices_kernel(x, y, idx)
+            maxpool2x2_indices(x, y, idx)
         else:
             _maxpool2d_indices_kernel(x, k, k, s, s, 0, 0, y, idx)
         self.idx, self.in_shape = (idx, x.shape) if keep else (None, None)
