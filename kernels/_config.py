@@ -234,6 +234,43 @@ def specialise(f, name: str, *, parallel: bool = False, **constants):
 _threads.configure(PARALLEL)
 
 
+def _import_arraymath_without_scipy() -> None:
+    """Import ``numba.np.arraymath`` without its import-time BLAS probe.
+
+    Numba imports that module on the first compile or cache load of a process, and at import it
+    sets ``_HAVE_BLAS`` by importing ``scipy.linalg.cython_blas``, which imports all of
+    ``scipy.linalg``: 0.14-0.2 s of every cold start on the project's machine (a third of the
+    first cached ``correlate2d``), for a flag that only picks ``np.dot`` over a plain loop in
+    a few of Numba's implementations. No kernel here calls BLAS. The probe is skipped while the
+    module imports, the flag set to whether SciPy is installed (without importing it), and
+    Numba's own ``ensure_blas`` restored: ``np.dot`` in anyone's compiled code still checks
+    for SciPy when it compiles, as before. Nothing is done if Numba is not laid out so (another
+    version) or the module is already imported."""
+    import importlib.util
+    import sys
+
+    if "numba.np.arraymath" in sys.modules:
+        return
+    try:
+        from numba.np import linalg
+    except ImportError:  # pragma: no cover - another Numba
+        return
+    real = getattr(linalg, "ensure_blas", None)
+    if real is None:  # pragma: no cover - another Numba
+        return
+    linalg.ensure_blas = lambda: None
+    try:
+        import numba.np.arraymath as arraymath
+    finally:
+        linalg.ensure_blas = real
+    if getattr(arraymath, "ensure_blas", None) is not real and hasattr(arraymath, "_HAVE_BLAS"):
+        arraymath.ensure_blas = real
+        arraymath._HAVE_BLAS = importlib.util.find_spec("scipy") is not None
+
+
+_import_arraymath_without_scipy()
+
+
 def describe() -> dict:
     """The compile options in force, for reports."""
     return {

@@ -78,3 +78,24 @@ def test_files_outside_the_library_keep_numbas_own_locators(tmp_path):
     other.write_text("x = 1\n")
     for cls in _config._caching.CacheImpl._locator_classes[:3]:
         assert cls.from_function(lambda: None, str(other)) is None
+
+
+def test_a_first_kernel_call_does_not_import_scipy_linalg_and_numba_dot_still_works():
+    """Numba's arraymath probes for BLAS by importing scipy.linalg (0.2 s of a cold start);
+    kernels skips that probe (_config._import_arraymath_without_scipy) and sets the flag to
+    what it would have found. In a fresh process: a cached kernel call leaves scipy.linalg
+    unimported, and np.dot compiled afterwards (in anyone's code) still finds SciPy's BLAS."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.util, sys, numpy as np, numba, kernels\n"
+        "kernels.maxpool2d(np.ones((1, 1, 4, 4)), 2)\n"
+        "import numba.np.arraymath as A, numba.np.linalg as L\n"
+        "print('scipy.linalg' in sys.modules, A._HAVE_BLAS == (importlib.util.find_spec('scipy') is not None),\n"
+        "      A.ensure_blas is L.ensure_blas)\n"
+        "f = numba.njit(lambda a, b: np.dot(a, b))\n"
+        "print(f(np.arange(4.0), np.arange(4.0)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True).stdout
+    assert out.split("\n")[:2] == ["False True True", "14.0"]
