@@ -79,8 +79,7 @@ from numba import prange
 
 from .. import _validate
 from .._config import REDUCTION_BLOCK, specialise
-from .._rows import (gradient_block, loss_block, prefetch_rows, reduce_gradient_blocks, serial_gradient_blocks, sum_blocks,
-                     sumsq)
+from .._rows import gradient_block, loss_block, prefetch_rows, reduce_gradient_blocks, serial_gradient_blocks, sum_blocks, sumsq
 from . import rules
 from .linreg import _NO_GRAM, _buffers, _data, _full_loss, _gram, _l2, _loss_serial, _par_rows, _weights
 
