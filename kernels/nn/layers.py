@@ -97,6 +97,7 @@ class ConvLayer:
         self.cols = None
         self._cols_buffer = None
         self.rows = self.fan_in >= ROWS_MIN_FAN_IN  # the layout of the columns
+
     def bind(self, params, grads):
         self.w, self.gw = params[0], grads[0]
         self.b, self.gb = (params[1], grads[1]) if self.has_bias else (self._zero_bias, None)
