@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from .._random import Permutations
 from ..optim import rules
 from ._problem import DIVERGENCE_FACTOR, HypergradResult, _noise
 from .unroll import (NOISY_DIVERGENCE_FACTOR, OPTIMIZERS, _reverse_kernel, _revolve_opt_kernel, _run_kernel,
@@ -38,11 +39,8 @@ class Setup:
         if self.full:
             self.perms = np.empty((1, 0), dtype=np.int64)
         else:
-            rng = np.random.default_rng(seed)
-            epochs = -(-steps // self.nb)
-            self.perms = np.empty((epochs, n), dtype=np.int64)
-            for e in range(epochs):
-                self.perms[e] = rng.permutation(n)
+            epochs = -(-steps // self.nb)  # default_rng(seed).permutation(n) per epoch
+            self.perms = Permutations(seed, n).fill(np.empty((epochs, n), dtype=np.int64))
         # the Gram form for full batches of a tall X (as kernels.optim's drivers): a step reads
         # the d x d matrix G = X^T X instead of X, O(d^2) instead of O(n d)
         self.gram = self.full and 4 * d <= n

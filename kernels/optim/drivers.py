@@ -17,8 +17,8 @@ draws a fresh permutation of the rows, ``numpy.random.default_rng(seed).permutat
 per epoch in order, and walks it in consecutive batches of ``batch_size`` rows; the last batch
 of an epoch is short when ``batch_size`` does not divide ``n`` (it is used, not dropped), so an
 epoch is ``ceil(n / batch_size)`` steps and ``steps`` may end mid-epoch. The permutations are
-drawn in Python (a bounded chunk of epochs at a time) and handed to the kernel, so the NumPy
-reference :mod:`kernels.naive.optim` with the same seed uses the very same indices.
+drawn a bounded chunk of epochs at a time (:mod:`kernels._random`: NumPy's very integers, compiled)
+and handed to the kernel, so :mod:`kernels.naive.optim` with the same seed uses the same indices.
 
 Results, recording and divergence (the :class:`OptimResult` fields):
 
@@ -79,6 +79,7 @@ from numba import prange
 
 from .. import _validate
 from .._config import REDUCTION_BLOCK, specialise
+from .._random import Permutations
 from .._rows import gradient_block, loss_block, prefetch_rows, reduce_gradient_blocks, serial_gradient_blocks, sum_blocks, sumsq
 from . import rules
 from .linreg import _NO_GRAM, _buffers, _data, _full_loss, _gram, _l2, _loss_serial, _par_rows, _weights
@@ -343,14 +344,12 @@ def _run(rule, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
         if info[_I_DIVERGED_AT] < 0:
             drive(X, t, perm, True, n, 1, 0, s0, steps, *args(par_rows if drive is _DRIVE_SERIAL else 1))
     else:
-        rng = np.random.default_rng(seed)
+        perms = Permutations(seed, n)
         epochs_total = -(-steps // nbatches)
         per_chunk = max(1, _PERM_CHUNK // n)
         for e0 in range(0, epochs_total, per_chunk):
             ne = min(per_chunk, epochs_total - e0)
-            perm = np.empty((ne, n), dtype=np.int64)
-            for k in range(ne):
-                perm[k] = rng.permutation(n)
+            perm = perms.fill(np.empty((ne, n), dtype=np.int64))
             s1 = min(steps, (e0 + ne) * nbatches)
             drive(X, t, perm, False, batch_size, nbatches, e0, e0 * nbatches, s1, *args(par_rows))
             if info[_I_DIVERGED_AT] >= 0:
