@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import kernels
-from kernels import naive
+from kernels import _simd, naive
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
@@ -202,6 +202,45 @@ def test_filter_gradient_row_tap_runs(ws, kw, dtype):
     x, w = _data((2, ws[1], 13, 40), dtype, rng), _data(ws, dtype, rng)
     g = _data(kernels.correlate2d(x, w, **kw).shape, dtype, rng)
     check_backward(g, x, w, **kw)
+
+
+@numba.njit
+def _tap_block_sums(three, K, J, g, xf, rows, nvec, sw, dw, phase_stride, width):
+    """Run one tap block (``grad_tap_rows3`` when ``three``, else ``grad_tap_rows``) over
+    ``g`` (K channel planes of ``rows`` x ``width``) and ``xf``; return its float64 sums,
+    ``(J, K, lanes)``."""
+    V = _simd.VECTOR_BYTES // g.itemsize
+    KB = _simd.TAP3_CHANNEL_BLOCK if three else _simd.TAP_CHANNEL_BLOCK
+    JB = 3 if three else _simd.ROW_TAPS
+    acc = np.zeros(KB * JB * V)
+    gf = g.reshape(g.size)
+    if three:
+        _simd.grad_tap_rows3(acc, gf, 0, rows * width, width, xf, 0, width + 8, rows, nvec, K, J, 0, dw, sw,
+                             phase_stride)
+    else:
+        _simd.grad_tap_rows(acc, gf, 0, rows * width, width, xf, 0, width + 8, rows, nvec, K, J, 0, dw, sw,
+                            phase_stride)
+    return acc.reshape(JB, KB, V)[:J, :K]
+
+
+@pytest.mark.skipif(_simd.TAP3_CHANNEL_BLOCK == 0, reason="no 8 x 3 tap block with 16 vector registers")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("K,J,sw,dw", [(4, 3, 2, 1), (3, 2, 2, 1), (1, 3, 1, 2), (4, 1, 3, 1)])
+def test_filter_gradient_eight_by_three_tap_block_sums_as_the_four_by_five(K, J, sw, dw, dtype):
+    """Rows of three taps run the 8 x 3 block (``grad_tap_rows3``), the others the 4 x 5 one:
+    each accumulator of either sums the same products in the same order, so a channel and tap
+    both compute gives the same bits in both (blocks of up to four channels, the 4 x 5 one's)."""
+    rng = _rng(33)
+    rows, nvec = 5, 2
+    V = _simd.VECTOR_BYTES // np.dtype(dtype).itemsize
+    width = nvec * V
+    g = _data((K, rows, width), dtype, rng)
+    xf = _data(((rows + 1) * (width + 8) + 4 * width,), dtype, rng)
+    ps = width // 2 + 3 if sw > 1 else 0
+    a = _tap_block_sums(True, K, J, g, xf, rows, nvec, sw, dw, ps, width)
+    b = _tap_block_sums(False, K, J, g, xf, rows, nvec, sw, dw, ps, width)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a).max() > 0
 
 
 @pytest.mark.parametrize("grads", [("x",), ("w",), ("bias",), ("x", "bias"), ("w", "bias"), ()])

@@ -26,8 +26,8 @@ bounds (each docstring says what it reads and writes); the compiled callers in
 from __future__ import annotations
 
 from .blocked import CHANNEL_BLOCK, POSITION_VECTORS, correlate3x3_block, correlate_block
-from .grad import (GRAD_CHANNEL_BLOCK, PAIR_CHANNEL_BLOCK, ROW_TAPS, TAP_CHANNEL_BLOCK, grad3x3_rows, grad3x3_rows_single,
-                   grad_pairs, grad_tap_rows)
+from .grad import (GRAD_CHANNEL_BLOCK, PAIR_CHANNEL_BLOCK, ROW_TAPS, TAP3_CHANNEL_BLOCK, TAP_CHANNEL_BLOCK, grad3x3_rows,
+                   grad3x3_rows_single, grad_pairs, grad_tap_rows, grad_tap_rows3)
 from .stencil import (
     GROUP_VECTORS,
     STENCIL_VECTOR_BYTES,
@@ -47,6 +47,6 @@ __all__ = [
     "STENCIL_ROWS", "STENCIL_VECTOR_BYTES", "GROUP_VECTORS", "ROW_VECTORS", "stencil3x3_scalar", "stencil3x3_group",
     "stencil3x3_group_streaming", "stencil3x3_row", "stencil3x3_row_streaming",
     "CHANNEL_BLOCK", "POSITION_VECTORS", "correlate3x3_block", "correlate_block",
-    "GRAD_CHANNEL_BLOCK", "PAIR_CHANNEL_BLOCK", "ROW_TAPS", "TAP_CHANNEL_BLOCK", "grad3x3_rows", "grad3x3_rows_single",
-    "grad_pairs", "grad_tap_rows",
+    "GRAD_CHANNEL_BLOCK", "PAIR_CHANNEL_BLOCK", "ROW_TAPS", "TAP3_CHANNEL_BLOCK", "TAP_CHANNEL_BLOCK", "grad3x3_rows",
+    "grad3x3_rows_single", "grad_pairs", "grad_tap_rows", "grad_tap_rows3",
 ]

@@ -28,6 +28,13 @@ TAP_CHANNEL_BLOCK = 4
 #: Taps of one filter row per :func:`grad_tap_rows` call: 4 x 5 accumulators, four gradient
 #: vectors and an input vector fit in 32 registers; 4 x 2 in 16.
 ROW_TAPS = 5 if TARGET.registers >= 32 else 2
+#: The block of :func:`grad_tap_rows3`, for filter rows of three taps (3x3 strided or dilated,
+#: the commonest filters after the stride-1 3x3) with 32 registers: 8 channels x 3 taps, 24
+#: accumulators, the three input vectors and one gradient vector at a time. Every product is
+#: used, where the 4 x 5 block spends 8 of its 20 multiply-adds on taps a 3-wide row does not
+#: have, and each position takes 11 loads for 24 multiply-adds (9 for 12 used ones). 0 with 16
+#: registers, where the callers keep :func:`grad_tap_rows`.
+TAP3_CHANNEL_BLOCK = 8 if TARGET.registers >= 32 else 0
 #: Input channels per :func:`grad_pairs` block, beside its :data:`TAP_CHANNEL_BLOCK` output
 #: channels: 4 x 4 accumulators and 4 + 4 operand vectors fit in 32 registers; 4 x 2 and 4 + 2 in 16.
 PAIR_CHANNEL_BLOCK = 4 if TARGET.registers >= 32 else 2
@@ -124,64 +131,77 @@ def _grad3x3(K: int):
     return grad
 
 
-@intrinsic
-def grad_tap_rows(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K, J, j0, dw,
-                  sw, phase_stride):
-    """Up to :data:`ROW_TAPS` taps of one filter row of the gradient, for any filter: for
-    k < ``K`` (at most :data:`TAP_CHANNEL_BLOCK`), j < ``J`` (at most :data:`ROW_TAPS`) and
-    the V lanes::
+def _grad_taps(KB: int, JB: int):
+    """An intrinsic ``f(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec,
+    K, J, j0, dw, sw, phase_stride)``: :func:`grad_tap_rows` with a block of ``KB`` channels
+    by ``JB`` taps."""
 
-        a[k, j] = sum_{r < rows, u < nvec}  g[g_off + k*g_cstride + r*g_rstride + u*V + lane]
-                                           * xf[x_off + r*x_rstride + u*V + lane + o(j0 + j)]
+    @intrinsic
+    def grad(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K, J, j0, dw,
+             sw, phase_stride):
+        dtype = g.dtype
+        V = VECTOR_BYTES * 8 // dtype.bitwidth
 
-    with ``o(t) = ((t dw) % sw) * phase_stride + (t dw) // sw``: the column offset of tap ``t``
-    of the row at dilation ``dw`` (``sw = 1``), or, at a column stride ``sw``, in an input whose
-    rows hold its ``sw`` column phases side by side, ``phase_stride`` apart (tap ``t`` reads
-    phase ``(t dw) % sw``). Sums in ``g``'s dtype (fused multiply-adds, order r then u), each
-    lane then added, widened to float64, to ``acc64[(j*TAP_CHANNEL_BLOCK + k)*V + lane]``. Each
-    gradient vector feeds the ``J`` taps and each input vector the ``K`` channels. Reads ``xf``
-    up to ``x_off + (rows - 1)*x_rstride + nvec*V + max_j o(j0 + j)`` (exclusive).
-    """
-    dtype = g.dtype
-    V = VECTOR_BYTES * 8 // dtype.bitwidth
-    KB, JB = TAP_CHANNEL_BLOCK, ROW_TAPS
+        def codegen(context, builder, sig, args):
+            acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_, K_, J_, j0_, dw_, sw_, ps_ = args
+            L, gdata, xdata, adata = _operands(context, builder, sig, args, dtype, V)
+            i64 = L.i64
 
-    def codegen(context, builder, sig, args):
-        acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_, K_, J_, j0_, dw_, sw_, ps_ = args
-        L, gdata, xdata, adata = _operands(context, builder, sig, args, dtype, V)
-        i64 = L.i64
+            def clamp(c, count):  # channels and taps past the count compute on the first's data, unused
+                return builder.select(builder.icmp_signed("<", ir.Constant(i64, c), count),
+                                      ir.Constant(i64, c), ir.Constant(i64, 0))
 
-        def clamp(c, count):  # channels and taps past the count compute on the first's data, unused
-            return builder.select(builder.icmp_signed("<", ir.Constant(i64, c), count),
-                                  ir.Constant(i64, c), ir.Constant(i64, 0))
+            def tap_offset(j):
+                d = builder.mul(builder.add(j0_, clamp(j, J_)), dw_)
+                return builder.add(builder.mul(builder.srem(d, sw_), ps_), builder.sdiv(d, sw_))
 
-        def tap_offset(j):
-            d = builder.mul(builder.add(j0_, clamp(j, J_)), dw_)
-            return builder.add(builder.mul(builder.srem(d, sw_), ps_), builder.sdiv(d, sw_))
+            g_offs = [builder.mul(g_cs_, clamp(k, K_)) for k in range(KB)]
+            x_offs = [tap_offset(j) for j in range(JB)]
+            acc = _zero_accumulators(L, KB * JB)
+            with cgutils.for_range(builder, rows_) as rloop:
+                r = rloop.index
+                gbase = L.at(gdata, builder.add(g_off_, builder.mul(r, g_rs_)))
+                xbase = L.at(xdata, builder.add(x_off_, builder.mul(r, x_rs_)))
+                with cgutils.for_range(builder, nvec_) as uloop:
+                    off = builder.mul(uloop.index, ir.Constant(i64, V))
+                    cur = [builder.load(a) for a in acc]
+                    xv = [L.load(L.at(xbase, builder.add(off, x_offs[j]))) for j in range(JB)]
+                    for k in range(KB):  # one gradient vector at a time feeds the JB taps
+                        gv = L.load(L.at(gbase, builder.add(off, g_offs[k])))
+                        for j in range(JB):
+                            cur[j * KB + k] = L.fma(gv, xv[j], cur[j * KB + k])
+                    for a, c in zip(acc, cur):
+                        builder.store(c, a)
+            _add_block_widened(L, adata, acc, JB, KB, J_, K_)
+            return context.get_dummy_value()
 
-        g_offs = [builder.mul(g_cs_, clamp(k, K_)) for k in range(KB)]
-        x_offs = [tap_offset(j) for j in range(JB)]
-        acc = _zero_accumulators(L, KB * JB)
-        with cgutils.for_range(builder, rows_) as rloop:
-            r = rloop.index
-            gbase = L.at(gdata, builder.add(g_off_, builder.mul(r, g_rs_)))
-            xbase = L.at(xdata, builder.add(x_off_, builder.mul(r, x_rs_)))
-            with cgutils.for_range(builder, nvec_) as uloop:
-                off = builder.mul(uloop.index, ir.Constant(i64, V))
-                gv = [L.load(L.at(gbase, builder.add(off, o))) for o in g_offs]
-                cur = [builder.load(a) for a in acc]
-                for j in range(JB):
-                    xv = L.load(L.at(xbase, builder.add(off, x_offs[j])))
-                    for k in range(KB):
-                        cur[j * KB + k] = L.fma(gv[k], xv, cur[j * KB + k])
-                for a, c in zip(acc, cur):
-                    builder.store(c, a)
-        _add_block_widened(L, adata, acc, JB, KB, J_, K_)
-        return context.get_dummy_value()
+        sig = types.none(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K, J, j0, dw, sw,
+                         phase_stride)
+        return sig, codegen
 
-    sig = types.none(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K, J, j0, dw, sw,
-                     phase_stride)
-    return sig, codegen
+    return grad
+
+
+grad_tap_rows = _grad_taps(TAP_CHANNEL_BLOCK, ROW_TAPS)
+grad_tap_rows.__doc__ = """Up to :data:`ROW_TAPS` taps of one filter row of the gradient, for any filter: for
+k < ``K`` (at most :data:`TAP_CHANNEL_BLOCK`), j < ``J`` (at most :data:`ROW_TAPS`) and
+the V lanes::
+
+    a[k, j] = sum_{r < rows, u < nvec}  g[g_off + k*g_cstride + r*g_rstride + u*V + lane]
+                                       * xf[x_off + r*x_rstride + u*V + lane + o(j0 + j)]
+
+with ``o(t) = ((t dw) % sw) * phase_stride + (t dw) // sw``: the column offset of tap ``t``
+of the row at dilation ``dw`` (``sw = 1``), or, at a column stride ``sw``, in an input whose
+rows hold its ``sw`` column phases side by side, ``phase_stride`` apart (tap ``t`` reads
+phase ``(t dw) % sw``). Sums in ``g``'s dtype (fused multiply-adds, order r then u), each
+lane then added, widened to float64, to ``acc64[(j*TAP_CHANNEL_BLOCK + k)*V + lane]``. Each
+gradient vector feeds the ``J`` taps and each input vector the ``K`` channels. Reads ``xf``
+up to ``x_off + (rows - 1)*x_rstride + nvec*V + max_j o(j0 + j)`` (exclusive).
+"""
+#: :func:`grad_tap_rows` for three taps and :data:`TAP3_CHANNEL_BLOCK` channels (``J`` at most
+#: 3, ``K`` at most 8; ``acc64[(j*TAP3_CHANNEL_BLOCK + k)*V + lane]``): each accumulator sums
+#: the same products in the same order as there, so the two give the same bits.
+grad_tap_rows3 = _grad_taps(max(1, TAP3_CHANNEL_BLOCK), 3)
 
 
 @intrinsic

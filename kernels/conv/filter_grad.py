@@ -99,13 +99,18 @@ def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw, sw, phase_stride):
     One task per (block of output channels, group of :data:`_GRAD_CHANNEL_GROUP` input
     channels); for each band of :data:`_GRAD_ROWS` rows of g (more on narrow planes; the band
     stays in L1 across the group) every filter row of every channel of the group in turn runs
-    :func:`kernels._simd.grad_tap_rows` on runs of its taps: sums over the band in the working
+    :func:`kernels._simd.grad_tap_rows` on runs of its taps (``grad_tap_rows3``, eight
+    channels by three taps, on rows of a multiple of three): sums over the band in the working
     precision, float64 beyond, float64 scalars for the columns past the last whole vector. Fixed
     order throughout.
     """
     N, Co, Ho, Wo = g.shape
     kh, kw = gw.shape[2], gw.shape[3]
-    K = _simd.TAP_CHANNEL_BLOCK
+    # rows of three taps (a 3x3 filter at a stride or dilation) take the 8 x 3 block, every
+    # product used; other rows the 4 x 5 one (the same sums either way, see kernels._simd.grad)
+    three = _simd.TAP3_CHANNEL_BLOCK > 0 and kw % 3 == 0
+    K = _simd.TAP3_CHANNEL_BLOCK if three else _simd.TAP_CHANNEL_BLOCK
+    J = 3 if three else _simd.ROW_TAPS
     V = _simd.VECTOR_BYTES // g.itemsize
     nvec = Wo // V
     xv = nvec * V
@@ -135,10 +140,15 @@ def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw, sw, phase_stride):
                     for c in range(gg):  # the band of g stays in L1 across the group's channels
                         xoff = (n * C + ci0 + c) * plane
                         for i in range(kh):
-                            for j in range(0, kw, _simd.ROW_TAPS):
-                                _simd.grad_tap_rows(acc[((c * taps) + i * kw + j) * K * V :], gflat, goff + y0 * Wo,
-                                                    HWo, Wo, xflat, xoff + (y0 * sh + i * dh) * Wp, sh * Wp, rows,
-                                                    nvec, kk, min(_simd.ROW_TAPS, kw - j), j, dw, sw, phase_stride)
+                            for j in range(0, kw, J):
+                                a = acc[((c * taps) + i * kw + j) * K * V :]
+                                xo = xoff + (y0 * sh + i * dh) * Wp
+                                if three:
+                                    _simd.grad_tap_rows3(a, gflat, goff + y0 * Wo, HWo, Wo, xflat, xo, sh * Wp, rows,
+                                                         nvec, kk, 3, j, dw, sw, phase_stride)
+                                else:
+                                    _simd.grad_tap_rows(a, gflat, goff + y0 * Wo, HWo, Wo, xflat, xo, sh * Wp, rows,
+                                                        nvec, kk, min(J, kw - j), j, dw, sw, phase_stride)
             for c in range(gg):
                 xoff = (n * C + ci0 + c) * plane
                 for k in range(kk):
