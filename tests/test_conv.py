@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import kernels
 from kernels import _simd, naive
+from kernels.conv.phases import phase_band
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
@@ -790,27 +791,56 @@ def test_single_channel_serial_and_parallel_builds_agree(wshape, kw, dtype, monk
     ((1, 1, 7, 5), (2, 2, 2, 2), (3, 1), (3, 1, 1, 1)), ((2, 2, 5, 6), (0, 1, 4, 1), (1, 2), (1, 2, 1, 1)),
     ((1, 1, 6, 7), (0, 0, 1, 2), (2, 2), (2, 2, 1, 1)), ((1, 1, 3, 1), (5, 5, 5, 5), (2, 2), (3, 3, 1, 1)),
     ((1, 2, 9, 9), (1, 1, 1, 1), (4, 5), (3, 2, 2, 3)), ((1, 1, 4, 4), (0, 0, 0, 0), (10**9, 10**9), (2, 2, 1, 1))])
-def test_phase_planes_are_the_padded_input_at_each_offset(xs, pads, stride, geom):
-    """The strided forward's copy (kernels.conv.phases.phase_planes): phase (a, b) of each plane
-    is the zero-padded plane's rows a, a + sh, ... and columns b, b + sw, ..., zero-filled to one
-    shape, for the phases the filter's taps read (``(i dh) % sh``, ``(j dw) % sw``) and those
-    only (a stride of 1e9 copies four), followed by zero slack."""
-    from kernels.conv.phases import phase_planes
+def test_phase_bands_are_the_padded_input_at_each_offset(xs, pads, stride, geom):
+    """The strided forward's copy (kernels.conv.phases.phase_band, a band of rows of each
+    plane's phases): phase (a, b) of a plane is the zero-padded plane's rows a, a + sh, ... and
+    columns b, b + sw, ..., zero-filled to one shape, for the phases the filter's taps read
+    (``(i dh) % sh``, ``(j dw) % sw``) and those only (a stride of 1e9 copies four), whichever
+    rows a band starts at and however many it holds (rows past the plane are zeros)."""
+    from kernels.conv.phases import phases_used
 
     x = _data(xs, np.float64, _rng(19))
-    flat, (Hq, Wq), (rows, cols) = phase_planes(x, pads, stride, geom, 5)
     (pt, pb, pl, pr), (sh, sw), (kh, kw, dh, dw) = pads, stride, geom
+    rows, cols = phases_used(kh, dh, sh), phases_used(kw, dw, sw)
     assert list(rows) == sorted({i * dh % sh for i in range(kh)})
     assert list(cols) == sorted({j * dw % sw for j in range(kw)})
+    Hq, Wq = -(-(xs[2] + pt + pb) // sh), -(-(xs[3] + pl + pr) // sw)
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    got = flat[:-5].reshape(xs[0], xs[1], len(rows), len(cols), Hq, Wq)
-    assert not flat[-5:].any()
+    want = np.zeros(xs[:2] + (len(rows), len(cols), Hq + 3, Wq))
     for p, a in enumerate(rows):
         for q, b in enumerate(cols):
             part = xp[:, :, a::sh, b::sw]
-            want = np.zeros(xs[:2] + (Hq, Wq))
-            want[:, :, : part.shape[2], : part.shape[3]] = part
-            np.testing.assert_array_equal(got[:, :, p, q], want)
+            want[:, :, p, q, : part.shape[2], : part.shape[3]] = part
+    for u0, band_rows in ((0, Hq), (1, 2), (Hq - 1, 4), (0, 1)):
+        for n in range(xs[0]):
+            band = np.full(xs[1] * len(rows) * len(cols) * band_rows * Wq, np.nan)
+            _phase_band(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols)
+            got = band.reshape(xs[1], len(rows), len(cols), band_rows, Wq)
+            np.testing.assert_array_equal(got, want[n, :, :, :, u0 : u0 + band_rows])
+
+
+@numba.njit
+def _phase_band(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols):
+    phase_band(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", [((3, 5, 17, 23), (6, 5, 3, 3), dict(stride=2, padding=1)),
+                                      ((1, 4, 20, 19), (9, 4, 5, 3), dict(stride=(3, 2), padding=(2, 1), dilation=(1, 2))),
+                                      ((2, 3, 9, 30), (5, 3, 1, 1), dict(stride=(1, 4)))])
+def test_strided_forward_bands_change_no_bit(monkeypatch, xs, ws, kw, dtype):
+    """The strided forward cuts each image into bands of output rows, each task copying the
+    band of phases it reads (kernels.conv.tiles.phase_band_rows): one row per band, a few, and
+    the whole image give the same bits, and match the reference."""
+    from kernels.conv import tiles
+
+    rng = _rng(21)
+    x, w = _data(xs, dtype, rng), _data(ws, dtype, rng)
+    want = check_forward(x, w, **kw)
+    for band_bytes, tasks in ((1, 1), (3000, 1), (1 << 30, 1), (1 << 30, 64)):
+        monkeypatch.setattr(tiles, "_PHASE_BAND_BYTES", band_bytes)
+        monkeypatch.setattr(tiles, "_PHASE_BAND_MIN_TASKS", tasks)
+        np.testing.assert_array_equal(kernels.correlate2d(x, w, **kw), want)
 
 
 @pytest.mark.parametrize("stride", [10**9, (2, 10**9), (10**9, 3)])

@@ -5,7 +5,7 @@ A block keeps :data:`CHANNEL_BLOCK` output channels x :data:`POSITION_VECTORS` v
 positions in registers through the whole loop over input channels (the auto-vectorised loop
 loaded and stored its accumulators once per input channel): :func:`correlate3x3_block` for 3x3
 undilated filters (lane shifts), :func:`correlate_block` for any other (a load per tap). The
-caller that keeps them in bounds is :func:`kernels.conv.blocked._correlate_blocked_kernel`.
+callers that keep them in bounds are the kernels of :mod:`kernels.conv.blocked`.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def correlate_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, C, wp, 
     """:func:`correlate3x3_block` for any filter, at any stride: tap ``t`` (``i * kw + j``) of
     output position ``p`` reads ``xf[x_off + ci*plane + offsets[t] + p]``. On a padded plane
     of rows ``row`` long, ``offsets[t] = i*dh*row + j*dw``; on the phases of a strided grid (see
-    :func:`kernels.conv.phases.phase_planes`), the position of tap ``(i, j)`` there, so that
+    :func:`kernels.conv.phases.phase_band`), the position of tap ``(i, j)`` there, so that
     the outputs of a strided row are consecutive positions.
 
     For k < K and the P = ``POSITION_VECTORS * lanes`` positions p::

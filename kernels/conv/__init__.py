@@ -42,10 +42,11 @@ result is bit-identical for any number of threads). Four inner paths:
 * any other filter on several channels (5x5, 1x1, dilated, rectangular, strided):
   the same padded layout and register blocking, with one vector load per tap
   (:func:`kernels._simd.correlate_block`). At a stride the copy cuts each padded plane into its
-  phases (:func:`.phases.phase_planes`: rows ``a, a + sh, ...`` and columns ``b, b + sw, ...``),
+  phases (:func:`.phases.phase_band`: rows ``a, a + sh, ...`` and columns ``b, b + sw, ...``),
   on which the outputs of a row are consecutive positions and each tap a fixed distance away,
   so only the definition's products are formed (computing every stride-1 position and keeping
-  one in ``sw`` formed ``sw`` times more);
+  one in ``sw`` formed ``sw`` times more); each task copies the band of phases its output rows
+  read, all output channels then reading it from cache;
 * 3x3, stride 1, dilation 1, one channel (a single image, memory-bound): no copy. Explicit
   SIMD blocks (:mod:`kernels._simd`) compute four output rows at once from six input rows, each
   loaded once per vector with the shifted taps cut from neighbouring vectors, and write the
@@ -78,7 +79,7 @@ clean, C-contiguous input and only compute; :mod:`.geometry` validates at the do
 * :mod:`.direct`: the copy-free kernel, per-tap rows and the fused 3x3 tile;
 * :mod:`.stencil3x3`: the single-channel 3x3 stencil spans and border pixels;
 * :mod:`.geometry`: validation at the door and the zero-padded copies;
-* :mod:`.phases`: the phases of a stride (the strided forward's copy, the backward's phases);
+* :mod:`.phases`: the phases of a stride (the strided forward's bands, the backward's phases);
 * :mod:`.tiles`: tile sizes and the streaming threshold.
 """
 

@@ -15,10 +15,10 @@ from kernels import _simd
 from kernels import _validate as V
 
 from . import tiles
-from .blocked import _correlate_blocked_kernel, _pack_filter, _read_slack
+from .blocked import _correlate_blocked_kernel, _correlate_phase_bands_kernel, _pack_filter, _read_slack
 from .direct import _CORRELATE
 from .geometry import _bias_array, _pad, _pad_flat, _prepare
-from .phases import phase_offsets, phase_planes
+from .phases import phase_offsets, phases_used
 
 
 def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=True):
@@ -48,20 +48,27 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
         # reads whole vectors past its last position.
         # At a stride the copy cuts each padded plane into its phases, so that the outputs of a
         # row are consecutive positions and only the definition's products are formed
-        # (computing every stride-1 position and keeping one in sw formed sw times more).
+        # (computing every stride-1 position and keeping one in sw formed sw times more); each
+        # task copies the band of phases its rows read (kernels.conv.blocked).
         slack = _read_slack(xc.itemsize)
-        pads = (pt, pb, pl, pr)
-        if (sh, sw) == (1, 1):
-            xflat, (_, _, Hq, Wq) = _pad_flat(xc, pads, slack)
-            held = None
-        else:
-            xflat, (Hq, Wq), held = phase_planes(xc, pads, (sh, sw), (kh, kw, dh, dw), slack)
-        offsets = phase_offsets(kh, kw, (dh, dw), (sh, sw), (Hq, Wq), held)
-        plane = Hq * Wq if held is None else len(held[0]) * len(held[1]) * Hq * Wq
         wpack, bpack = _pack_filter(wc, b)
-        rows = max(1, min(Ho, tiles._PADDED_TILE_ELEMENTS // Wq))
-        three = (kh, kw, dh, dw, sh, sw) == (3, 3, 1, 1, 1, 1)
-        _correlate_blocked_kernel(xflat, xc.shape[0], C, plane, Wq, wpack, bpack, res4, rows, offsets, three)
+        if (sh, sw) == (1, 1):
+            xflat, (_, _, Hq, Wq) = _pad_flat(xc, (pt, pb, pl, pr), slack)
+            offsets = phase_offsets(kh, kw, (dh, dw), (1, 1), (Hq, Wq))
+            rows = max(1, min(Ho, tiles._PADDED_TILE_ELEMENTS // Wq))
+            three = (kh, kw, dh, dw) == (3, 3, 1, 1)
+            _correlate_blocked_kernel(xflat, xc.shape[0], C, Hq * Wq, Wq, wpack, bpack, res4, rows, offsets, three)
+        else:
+            prow, pcol = phases_used(kh, dh, sh), phases_used(kw, dw, sw)
+            Wq = -(-(xc.shape[3] + pl + pr) // sw)
+            reach = (kh - 1) * dh // sh  # phase rows a band holds beyond its output rows
+            rows = tiles.phase_band_rows(xc.shape[0], C * len(prow) * len(pcol) * Wq * xc.itemsize, Ho, reach)
+            band_rows = rows + reach
+            offsets = phase_offsets(kh, kw, (dh, dw), (sh, sw), (band_rows, Wq), (prow, pcol))
+            V.check_allocation((C * len(prow) * len(pcol) * band_rows * Wq + slack) * xc.itemsize,
+                               "a band of the padded input's phases")
+            _correlate_phase_bands_kernel(xc, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack, res4, rows,
+                                          offsets, slack)
     else:
         single = C == 1 and (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
         rows = max(1, min(Ho, (tiles._STENCIL_TILE_ELEMENTS if single else tiles._TILE_ELEMENTS) // Wo))

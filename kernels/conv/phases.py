@@ -2,15 +2,16 @@
 
 At stride ``s`` the positions ``q, q + s, q + 2s, ...`` of an axis form phase ``q``. Both
 passes work phase by phase so that each product they form is one of the definition's: the
-strided forward reads the padded input's planes cut into their phases (:func:`phase_planes`,
-the tap offsets by :func:`phase_offsets`), the filter gradient reads the input's column phases
-side by side (:func:`column_phases`), the input gradient is computed one phase at a time and
-interleaved into it (:func:`interleave_phases`). NumPy does these copies with strided
-loops at a fraction of the memory's speed (2.4 ms for the column phases of a 9 MB float32
-batch). The two that cut the input into phases run in parallel, both column phases of a row in
-one pass over its pairs at stride 2 (16x32x64x64 float32: about 0.8 ms each, against 0.7 ms
-for NumPy's zero-padded copy of the same batch; the serial strided loop took 1.6 ms); the phases of
-the input gradient are interleaved back the same way, in parallel.
+strided forward reads bands of the padded input's planes cut into their phases
+(:func:`phase_band`, copied by each task of :func:`kernels.conv.blocked._correlate_phase_bands_kernel`
+into its own cache-sized buffer; the tap offsets by :func:`phase_offsets`), the filter gradient
+reads the input's column phases side by side (:func:`column_phases`), the input gradient is
+computed one phase at a time and interleaved into it (:func:`interleave_phases`). NumPy does
+these copies with strided loops at a fraction of the memory's speed (2.4 ms for the column
+phases of a 9 MB float32 batch). Here both column phases of a row are cut in one pass over its
+pairs at stride 2 (16x32x64x64 float32: the whole batch's phases in about 0.5 ms, a plain copy
+of it 0.4 ms); the column phases run in parallel over the planes, and the phases of the input
+gradient are interleaved back the same way.
 """
 
 from __future__ import annotations
@@ -70,29 +71,37 @@ def _row_phases(of, o, spacing, Wq, xr, W, pl, sw, cols):  # pragma: no cover - 
             dst[v] = xr[c] if 0 <= c < W else 0
 
 
-@jit(parallel=True)
-def _phase_planes_kernel(x, out, pt, pl, sh, sw, rows, cols):  # pragma: no cover - compiled
-    """out[n, c, p, q, u, v] = xpad[n, c, rows[p] + u*sh, cols[q] + v*sw] with ``xpad`` the
-    batch ``x`` zero-padded by ``pt`` rows on top and ``pl`` columns on the left (zeros wherever
-    that is outside ``x``); ``out`` is ``(N, C, len(rows), len(cols), Hq, Wq)``, both
-    C-contiguous. Parallel over the planes."""
-    N, C, H, W = x.shape
-    nr, nc, Hq, Wq = out.shape[2], out.shape[3], out.shape[4], out.shape[5]
-    xf = x.reshape(N * C * H * W)
-    of = out.reshape(N * C * nr * nc * Hq * Wq)
+@jit(inline="always")
+def phase_band(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols):  # pragma: no cover - compiled
+    """Rows ``u0 <= u < u0 + band_rows`` of the phases ``rows`` x ``cols`` of image ``n``'s
+    zero-padded planes, into ``band`` (1-D, C-contiguous ``(C, len(rows), len(cols), band_rows,
+    Wq)`` at its start)::
+
+        band[c, p, q, u - u0, v] = xpad[n, c, rows[p] + u*sh, cols[q] + v*sw]
+
+    with ``xpad`` the batch ``x`` zero-padded by ``pt`` rows on top and ``pl`` columns on the
+    left, and zeros wherever that is outside ``x`` (the bottom and right padding, and rows
+    past the plane). On it the outputs of a strided row are consecutive positions and each tap
+    a fixed distance away (:func:`phase_offsets` with the shape ``(band_rows, Wq)``)."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    nr, nc = rows.shape[0], cols.shape[0]
+    span = band_rows * Wq
+    xf = x.reshape(x.size)
     pairs = sw == 2 and nc == 2  # both column phases of stride 2 (cols is then 0, 1)
-    for t in prange(N * C):
+    for c in range(C):
         for p in range(nr):
-            for u in range(Hq):
-                o = ((t * nr + p) * nc * Hq + u) * Wq  # row u of phase (p, 0); phase (p, q) is q*Hq*Wq on
-                hh = rows[p] + u * sh - pt
+            for u in range(band_rows):
+                o = ((c * nr + p) * nc * band_rows + u) * Wq  # row u of phase (p, 0); (p, q) is q*span on
+                hh = rows[p] + (u0 + u) * sh - pt
                 if hh < 0 or hh >= H:
                     for q in range(nc):
-                        of[o + q * Hq * Wq : o + q * Hq * Wq + Wq] = 0
-                elif pairs:
-                    _row_pairs(of, o, Hq * Wq, Wq, xf[(t * H + hh) * W : (t * H + hh + 1) * W], W, pl)
+                        band[o + q * span : o + q * span + Wq] = 0
                 else:
-                    _row_phases(of, o, Hq * Wq, Wq, xf[(t * H + hh) * W : (t * H + hh + 1) * W], W, pl, sw, cols)
+                    s = ((n * C + c) * H + hh) * W
+                    if pairs:
+                        _row_pairs(band, o, span, Wq, xf[s : s + W], W, pl)
+                    else:
+                        _row_phases(band, o, span, Wq, xf[s : s + W], W, pl, sw, cols)
 
 
 @jit(parallel=True)
@@ -175,39 +184,17 @@ def column_phases(xc, pads, sw, slack, phases=None):
     return flat, Hp, held * Wq, Wq
 
 
-def _phases_used(k, d, s):
-    """The phases ``(i d) % s`` that the taps ``i < k`` of dilation ``d`` read at stride ``s``."""
+def phases_used(k, d, s):
+    """The phases ``(i d) % s`` that the taps ``i < k`` of dilation ``d`` read at stride ``s``
+    (a stride larger than the filter leaves the others unread, and they are not copied)."""
     return np.array(sorted({i * d % s for i in range(k)}), dtype=np.int64)
 
 
-def phase_planes(xc, pads, stride, geom, slack):
-    """The C-contiguous batch ``xc`` zero-padded by ``pads`` (top, bottom, left, right), each
-    plane cut into the phases of ``stride = (sh, sw)`` that the taps of ``geom = (kh, kw, dh,
-    dw)`` read (phase ``(a, b)``: rows ``a, a + sh, ...`` and columns ``b, b + sw, ...`` of the
-    padded plane, zero-filled to ``ceil(Hp / sh)`` by ``ceil(Wp / sw)``; a stride larger than
-    the filter leaves most phases unread, and they are not copied), one after the other, flat,
-    with ``slack`` zeros after it. On it, the outputs of a strided correlation are consecutive
-    positions of a phase and each tap a fixed distance from its output (:func:`phase_offsets`).
-    Returns it, the phases' shape ``(Hq, Wq)``, and the row and column phases held."""
-    pt, pb, pl, pr = pads
-    (sh, sw), (kh, kw, dh, dw) = stride, geom
-    N, C, H, W = xc.shape
-    rows, cols = _phases_used(kh, dh, sh), _phases_used(kw, dw, sw)
-    Hq, Wq = -(-(H + pt + pb) // sh), -(-(W + pl + pr) // sw)
-    shape = (N, C, len(rows), len(cols), Hq, Wq)
-    size = int(np.prod(shape, dtype=object))
-    V.check_allocation((size + slack) * xc.itemsize, f"the phases {shape} of the padded input")
-    flat = np.empty(size + slack, dtype=xc.dtype)
-    flat[size:] = 0
-    _phase_planes_kernel(xc, flat[:size].reshape(shape), pt, pl, sh, sw, rows, cols)
-    return flat, (Hq, Wq), (rows, cols)
-
-
 def phase_offsets(kh, kw, dilation, stride, phase_shape, phases=None):
-    """The flat offset of each tap ``(i, j)`` (row-major) from its output on :func:`phase_planes`
-    of that ``stride`` (which holds the row and column phases ``phases``; all of them when
-    None): tap row ``i dh`` lies in row phase ``i dh % sh``, ``i dh // sh`` rows down, and
-    likewise for columns."""
+    """The flat offset of each tap ``(i, j)`` (row-major) from its output on a :func:`phase_band`
+    of that ``stride``, its phases ``phase_shape = (band_rows, Wq)`` (holding the row and column
+    phases ``phases``; all of them when None): tap row ``i dh`` lies in row phase ``i dh % sh``,
+    ``i dh // sh`` rows down, and likewise for columns."""
     (dh, dw), (sh, sw), (Hq, Wq) = dilation, stride, phase_shape
     rows, cols = phases if phases is not None else (np.arange(sh), np.arange(sw))
     ih = np.arange(kh, dtype=np.int64)[:, None] * dh
