@@ -1,12 +1,13 @@
-"""The register-blocked many-channel forward kernels: any filter, over an explicitly zero-padded
-copy of the input (at a stride, of its phases).
+"""The register-blocked many-channel forward kernels: any filter, at any stride, over an
+explicitly zero-padded copy of the input (at a stride, of its phases).
 
 :func:`_pack_filter` regroups the filter and bias into blocks of
-:data:`kernels._simd.CHANNEL_BLOCK` output channels; :func:`_correlate_blocked_kernel` (stride
-1) runs the SIMD blocks of :mod:`kernels._simd.blocked` over each output tile of a padded copy
-of the batch, in a private buffer whose rows are as wide as the padded rows, so there are no
-border cases; :func:`_correlate_phase_bands_kernel` (a stride) does the same over bands of the
-padded input's phases that each task copies for itself.
+:data:`kernels._simd.CHANNEL_BLOCK` output channels. :func:`_correlate_bands_kernel` (the
+forward pass) runs the SIMD blocks of :mod:`kernels._simd.blocked` over bands of the padded
+input (at a stride, of its phases) that each task copies for itself, into a private buffer
+whose rows are as wide as the padded rows, so there are no border cases;
+:func:`_correlate_blocked_kernel` does the same over a padded copy made beforehand (the input
+gradient's phases, which all read one copy of ``grad_out``).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ def _pack_filter(wc, b):
 
 
 def _read_slack(itemsize):
-    """The zeros a padded copy for :func:`_correlate_blocked_kernel` needs after its last plane:
-    the last block of a tile reads whole vectors past its last position."""
+    """The zeros a padded copy for the blocked kernels needs after its last plane: the last
+    block of a tile reads whole vectors past its last position."""
     return 2 * _simd.POSITION_VECTORS * _simd.lanes(itemsize) + _simd.lanes(itemsize)
 
 
@@ -87,21 +88,25 @@ def _correlate_blocked_kernel(xflat, N, C, plane, row, wpack, bpack, out, rows_p
 
 
 @jit(parallel=True)
-def _correlate_phase_bands_kernel(x, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack, out, rows_per_task,
-                                  offsets, slack):  # pragma: no cover - compiled
-    """:func:`_correlate_blocked_kernel` at a stride: out = the correlation of ``x`` zero-padded
-    by ``pt`` rows on top and ``pl`` columns on the left (and zeros past its other edges), plus
-    bias, with taps at flat ``offsets`` on the phases ``prow`` x ``pcol`` of the stride ``(sh,
-    sw)`` (see :func:`kernels.conv.phases.phase_offsets`, shape ``(band_rows, Wq)``).
+def _correlate_bands_kernel(x, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack, out, rows_per_task, offsets,
+                            scratch, three):  # pragma: no cover - compiled
+    """out = the correlation of ``x`` zero-padded by ``pt`` rows on top and ``pl`` columns on
+    the left (and zeros past its other edges), plus bias, with taps at flat ``offsets`` on the
+    phases ``prow`` x ``pcol`` of the stride ``(sh, sw)`` (see
+    :func:`kernels.conv.phases.phase_offsets`, shape ``(band_rows, Wq)``; at stride 1 the one
+    phase is the padded plane). ``three`` (a 3x3 undilated filter at stride 1) takes
+    :func:`kernels._simd.correlate3x3_block` (lane shifts), the rest
+    :func:`kernels._simd.correlate_block` (a load per tap).
 
     Each task owns ``rows_per_task`` output rows of one image, all output channels: it copies
-    the band of phase rows they read (``band_rows`` = ``rows_per_task`` plus the filter's reach,
-    :func:`kernels.conv.phases.phase_band`) into a buffer of its own, sized by the caller to
-    stay in the core's L2, and runs every block of output channels over it, so the input is
-    read from memory once and its phases are never written back (one copy of the whole batch's
-    phases cost 0.5-1 ms of a 4.4 ms 16x32x64x64 float32 stride-2 forward; this way about
-    half). Each output is summed in the same order as on the stride-1 layout, so the partition
-    does not change a bit.
+    the band of (phase) rows they read (``band_rows`` = ``rows_per_task`` plus the filter's
+    reach, :func:`kernels.conv.phases.phase_band`) into its part of ``scratch`` (``N * bands``
+    equal parts, each ending in zero slack for the reads of its last block) and runs every
+    block of output channels over it while it is in cache. Measured on the 2-core EPYC against
+    a copy of the whole batch made first, on 16-image batches: 16x32x64x64 float32 stride 2
+    about 0.4 ms faster (of 4.4), float64 10.4 -> 8.4 ms; the stride-1 3x3, 5x5 and dilated 3x3
+    layers 3-10% faster. Each output is summed in the same order whatever the band, so the
+    partition does not change a bit.
     """
     N, C = x.shape[0], x.shape[1]
     Co, Ho, Wo = out.shape[1], out.shape[2], out.shape[3]
@@ -116,7 +121,8 @@ def _correlate_phase_bands_kernel(x, pt, pl, sh, sw, prow, pcol, Wq, band_rows, 
         n = t // nrb
         y0 = (t - n * nrb) * rows_per_task
         y1 = min(y0 + rows_per_task, Ho)
-        band = np.empty(C * bplane + slack, dtype=x.dtype)
+        size = scratch.shape[0] // (N * nrb)
+        band = scratch[t * size : (t + 1) * size]
         band[C * bplane :] = 0  # the last block reads whole vectors past its last position
         phase_band(x, n, y0, band, band_rows, Wq, pt, pl, sh, sw, prow, pcol)
         stage = np.empty(K * S, dtype=out.dtype)
@@ -124,8 +130,12 @@ def _correlate_phase_bands_kernel(x, pt, pl, sh, sw, prow, pcol, Wq, band_rows, 
         for cb in range(ncb):
             c0 = cb * K
             for p in range(0, L, B):
-                _simd.correlate_block(stage, p, S, band, p, bplane, C, wpack, cb * C * taps * K, bpack, cb * K,
-                                      offsets)
+                if three:
+                    _simd.correlate3x3_block(stage, p, S, band, p, bplane, Wq, C, wpack, cb * C * 9 * K, bpack,
+                                             cb * K)
+                else:
+                    _simd.correlate_block(stage, p, S, band, p, bplane, C, wpack, cb * C * taps * K, bpack, cb * K,
+                                          offsets)
             for k in range(min(K, Co - c0)):
                 for y in range(y0, y1):
                     src = stage[k * S + (y - y0) * Wq :]

@@ -3,7 +3,7 @@
 At stride ``s`` the positions ``q, q + s, q + 2s, ...`` of an axis form phase ``q``. Both
 passes work phase by phase so that each product they form is one of the definition's: the
 strided forward reads bands of the padded input's planes cut into their phases
-(:func:`phase_band`, copied by each task of :func:`kernels.conv.blocked._correlate_phase_bands_kernel`
+(:func:`phase_band`, copied by each task of :func:`kernels.conv.blocked._correlate_bands_kernel`
 into its own cache-sized buffer; the tap offsets by :func:`phase_offsets`), the filter gradient
 reads the input's column phases side by side (:func:`column_phases`), the input gradient is
 computed one phase at a time and interleaved into it (:func:`interleave_phases`). NumPy does
@@ -72,6 +72,18 @@ def _row_phases(of, o, spacing, Wq, xr, W, pl, sw, cols):  # pragma: no cover - 
 
 
 @jit(inline="always")
+def _row_padded(of, o, Wq, xr, W, pl):  # pragma: no cover - compiled
+    """One padded row at stride 1: ``of[o + v] = xpad[v]`` for ``v < Wq``, ``xpad`` the row
+    ``xr`` (``W`` long) with ``pl`` zeros on its left and zeros past its end."""
+    v1 = min(Wq, pl + W)
+    of[o : o + min(pl, Wq)] = 0
+    dst = of[o + pl : o + v1]
+    for m in range(v1 - pl):
+        dst[m] = xr[m]
+    of[o + v1 : o + Wq] = 0
+
+
+@jit(inline="always")
 def phase_band(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols):  # pragma: no cover - compiled
     """Rows ``u0 <= u < u0 + band_rows`` of the phases ``rows`` x ``cols`` of image ``n``'s
     zero-padded planes, into ``band`` (1-D, C-contiguous ``(C, len(rows), len(cols), band_rows,
@@ -88,6 +100,7 @@ def phase_band(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols):  # pr
     span = band_rows * Wq
     xf = x.reshape(x.size)
     pairs = sw == 2 and nc == 2  # both column phases of stride 2 (cols is then 0, 1)
+    padded = sw == 1  # stride 1: the padded row itself
     for c in range(C):
         for p in range(nr):
             for u in range(band_rows):
@@ -100,6 +113,8 @@ def phase_band(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols):  # pr
                     s = ((n * C + c) * H + hh) * W
                     if pairs:
                         _row_pairs(band, o, span, Wq, xf[s : s + W], W, pl)
+                    elif padded:
+                        _row_padded(band, o, Wq, xf[s : s + W], W, pl)
                     else:
                         _row_phases(band, o, span, Wq, xf[s : s + W], W, pl, sw, cols)
 

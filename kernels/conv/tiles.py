@@ -12,20 +12,21 @@ from __future__ import annotations
 # Output elements per parallel task (an output tile holds about this many elements per channel);
 # a fixed size, so the partition never depends on the thread count.
 _TILE_ELEMENTS = 8192
-# Per-channel staging elements of a tile of the padded multi-channel 3x3 kernel (four channels
-# of this many: 128 KiB in float32, L2-resident). The register-blocked kernel is insensitive to
-# it: 2048, 4356, 8192 and 16384 ran within 3% of each other on the 64x64 batch.
+# Per-channel staging elements of a tile of the blocked kernel over one padded copy (the input
+# gradient's phases; four channels of this many: 128 KiB in float32, L2-resident). The
+# register-blocked kernel is insensitive to it: 2048, 4356, 8192 and 16384 ran within 3% of
+# each other on the 64x64 batch.
 _PADDED_TILE_ELEMENTS = 8192
-# Bytes of the band of the padded input's phases each task of the strided forward copies for
-# itself (kernels.conv.blocked) at most: a bound on the memory a task holds, not a cache size
+# Bytes of the band of the padded input (at a stride, of its phases) each task of the
+# many-channel forward copies for itself (kernels.conv.blocked) at most: a bound on the memory a task holds, not a cache size
 # (a block of positions reads a few rows of the band at a time, which stay in L2 whatever the
 # band's size). Large bands waste less: a task's last block of positions runs past its rows, and
 # a band recopies the filter's reach. Measured on the 2-core EPYC (16x32x64x64 float32, stride
 # 2): whole images per task (557 KB) 5% faster than bands of 16 rows, 12% faster than 8; the
 # copy of the whole batch's phases that this replaced cost 0.5-1 ms of a 4.4 ms forward.
 _PHASE_BAND_BYTES = 1 << 23
-# Tasks the strided forward cuts a batch into at least (when the rows allow): a batch of one
-# image is still parallel (1x64x128x128, 128 filters: as fast as the tiles of the whole-batch
+# Tasks the many-channel forward cuts a batch into at least (when the rows allow): a batch of
+# one image is still parallel (1x64x128x128, 128 filters: as fast as the tiles of the whole-batch
 # copy, about 4 ms).
 _PHASE_BAND_MIN_TASKS = 8
 # Output elements per task of the single-channel 3x3 stencil (memory-bound: long tasks keep
@@ -44,7 +45,7 @@ _GRAD_CHANNEL_GROUP = 4
 
 
 def phase_band_rows(N, row_bytes, Ho, reach):
-    """Output rows per task of the strided forward: as many as keep a task's band (its rows
+    """Output rows per task of the many-channel forward: as many as keep a task's band (its rows
     plus ``reach`` more, ``row_bytes`` each) within :data:`_PHASE_BAND_BYTES`, at least one,
     and few enough that the ``N`` images make :data:`_PHASE_BAND_MIN_TASKS` tasks. A function of
     the shape alone, and each output is summed in the same order whatever the band, so results
