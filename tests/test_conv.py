@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import kernels
 from kernels import _simd, naive
-from kernels.conv.phases import phase_band
+from kernels.conv.phases import PHASE_BAND, row_copy
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
@@ -792,7 +792,7 @@ def test_single_channel_serial_and_parallel_builds_agree(wshape, kw, dtype, monk
     ((1, 1, 6, 7), (0, 0, 1, 2), (2, 2), (2, 2, 1, 1)), ((1, 1, 3, 1), (5, 5, 5, 5), (2, 2), (3, 3, 1, 1)),
     ((1, 2, 9, 9), (1, 1, 1, 1), (4, 5), (3, 2, 2, 3)), ((1, 1, 4, 4), (0, 0, 0, 0), (10**9, 10**9), (2, 2, 1, 1))])
 def test_phase_bands_are_the_padded_input_at_each_offset(xs, pads, stride, geom):
-    """The strided forward's copy (kernels.conv.phases.phase_band, a band of rows of each
+    """The strided forward's copy (kernels.conv.phases.PHASE_BAND, a band of rows of each
     plane's phases): phase (a, b) of a plane is the zero-padded plane's rows a, a + sh, ... and
     columns b, b + sw, ..., zero-filled to one shape, for the phases the filter's taps read
     (``(i dh) % sh``, ``(j dw) % sw``) and those only (a stride of 1e9 copies four), whichever
@@ -814,14 +814,9 @@ def test_phase_bands_are_the_padded_input_at_each_offset(xs, pads, stride, geom)
     for u0, band_rows in ((0, Hq), (1, 2), (Hq - 1, 4), (0, 1)):
         for n in range(xs[0]):
             band = np.full(xs[1] * len(rows) * len(cols) * band_rows * Wq, np.nan)
-            _phase_band(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols)
+            PHASE_BAND[row_copy(sw, len(cols))](x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols)
             got = band.reshape(xs[1], len(rows), len(cols), band_rows, Wq)
             np.testing.assert_array_equal(got, want[n, :, :, :, u0 : u0 + band_rows])
-
-
-@numba.njit
-def _phase_band(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols):
-    phase_band(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -830,8 +825,9 @@ def _phase_band(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols):
                                       ((2, 3, 9, 30), (5, 3, 1, 1), dict(stride=(1, 4)))])
 def test_strided_forward_bands_change_no_bit(monkeypatch, xs, ws, kw, dtype):
     """The strided forward cuts each image into bands of output rows, each task copying the
-    band of phases it reads (kernels.conv.tiles.phase_band_rows): one row per band, a few, and
-    the whole image give the same bits, and match the reference."""
+    band of phases it reads (kernels.conv.tiles.phase_band_rows, which follows the thread
+    count): one row per band, a few, and the whole image give the same bits, and match the
+    reference."""
     from kernels.conv import tiles
 
     rng = _rng(21)
@@ -839,7 +835,7 @@ def test_strided_forward_bands_change_no_bit(monkeypatch, xs, ws, kw, dtype):
     want = check_forward(x, w, **kw)
     for band_bytes, tasks in ((1, 1), (3000, 1), (1 << 30, 1), (1 << 30, 64)):
         monkeypatch.setattr(tiles, "_PHASE_BAND_BYTES", band_bytes)
-        monkeypatch.setattr(tiles, "_PHASE_BAND_MIN_TASKS", tasks)
+        monkeypatch.setattr(tiles, "_PHASE_BAND_TASKS_PER_THREAD", tasks)
         np.testing.assert_array_equal(kernels.correlate2d(x, w, **kw), want)
 
 

@@ -64,15 +64,17 @@ SCRIPT = textwrap.dedent(
     # that calls _pad_flat
     users = [m for name, m in sorted(sys.modules.items())
              if name.startswith("kernels.conv.") and getattr(m, "_pad_flat", None) is real_pad_flat]
-    assert {m.__name__ for m in users} >= {"kernels.conv.geometry", "kernels.conv.backward"}, users
+    assert {m.__name__ for m in users} >= {"kernels.conv.geometry", "kernels.conv.forward",
+                                           "kernels.conv.backward"}, users
     for m in users:
         m._pad_flat = pad_flat
 
-    # and the bands the many-channel forward copies, one task per image (each task's band ends
-    # where the next begins: with one image, the guard page sits right after the only band)
+    # and the bands the strided many-channel forward copies, one task per image (each task's
+    # band ends where the next begins: with one image, the guard page sits right after the only
+    # band)
     from kernels.conv import forward
     forward._bands = lambda tasks, size, dtype: guarded((tasks * size,), dtype, SIDE)
-    tiles._PHASE_BAND_MIN_TASKS = 1
+    tiles._PHASE_BAND_TASKS_PER_THREAD = 0  # bands as large as the byte cap allows: one per image
 
     rng = np.random.default_rng(0)
     checked = 0

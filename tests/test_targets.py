@@ -82,7 +82,7 @@ ASM_SCRIPT = textwrap.dedent(
     from kernels.conv import blocked
     x = np.random.default_rng(0).standard_normal((1, 8, 20, 20))
     kernels.correlate2d(x, np.random.default_rng(1).standard_normal((8, 8, 3, 3)), padding=1)
-    k = blocked._correlate_bands_kernel
+    k = blocked._correlate_blocked_kernel
     print("\n".join(k.inspect_asm(sig) for sig in k.signatures))
     '''
 )
@@ -157,7 +157,9 @@ AARCH64_SCRIPT = textwrap.dedent(
         kernels.correlate2d_backward(np.ones_like(y5), x, w5, padding=2)
         w1 = rng.standard_normal((4, 4, 1, 1)).astype(dtype)
         kernels.correlate2d_backward(np.ones_like(x), x, w1, grads=("w",))
-    kernels_ = [blocked._correlate_bands_kernel, blocked._correlate_blocked_kernel, stencil3x3._stencil3x3_span,
+        kernels.correlate2d(x, w, padding=1, stride=2)
+        kernels.correlate2d(x, w, padding=1, stride=3)
+    kernels_ = [*blocked.BANDS, blocked._correlate_blocked_kernel, stencil3x3._stencil3x3_span,
                 direct._fused3x3_span,
                 filter_grad._grad_w3x3_kernel, filter_grad._grad_w_taps_kernel, filter_grad._grad_w_pairs_kernel]
     for k in kernels_:

@@ -105,7 +105,7 @@ def correlate_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, C, wp, 
     """:func:`correlate3x3_block` for any filter, at any stride: tap ``t`` (``i * kw + j``) of
     output position ``p`` reads ``xf[x_off + ci*plane + offsets[t] + p]``. On a padded plane
     of rows ``row`` long, ``offsets[t] = i*dh*row + j*dw``; on the phases of a strided grid (see
-    :func:`kernels.conv.phases.phase_band`), the position of tap ``(i, j)`` there, so that
+    :func:`kernels.conv.phases._phase_band`), the position of tap ``(i, j)`` there, so that
     the outputs of a strided row are consecutive positions.
 
     For k < K and the P = ``POSITION_VECTORS * lanes`` positions p::

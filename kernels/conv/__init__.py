@@ -42,7 +42,7 @@ result is bit-identical for any number of threads). Four inner paths:
 * any other filter on several channels (5x5, 1x1, dilated, rectangular, strided):
   the same padded layout and register blocking, with one vector load per tap
   (:func:`kernels._simd.correlate_block`). At a stride the copy cuts each padded plane into its
-  phases (:func:`.phases.phase_band`: rows ``a, a + sh, ...`` and columns ``b, b + sw, ...``),
+  phases (:func:`.phases._phase_band`: rows ``a, a + sh, ...`` and columns ``b, b + sw, ...``),
   on which the outputs of a row are consecutive positions and each tap a fixed distance away,
   so only the definition's products are formed (computing every stride-1 position and keeping
   one in ``sw`` formed ``sw`` times more); each task copies the band of phases its output rows

@@ -2,12 +2,12 @@
 explicitly zero-padded copy of the input (at a stride, of its phases).
 
 :func:`_pack_filter` regroups the filter and bias into blocks of
-:data:`kernels._simd.CHANNEL_BLOCK` output channels. :func:`_correlate_bands_kernel` (the
-forward pass) runs the SIMD blocks of :mod:`kernels._simd.blocked` over bands of the padded
-input (at a stride, of its phases) that each task copies for itself, into a private buffer
-whose rows are as wide as the padded rows, so there are no border cases;
-:func:`_correlate_blocked_kernel` does the same over a padded copy made beforehand (the input
-gradient's phases, which all read one copy of ``grad_out``).
+:data:`kernels._simd.CHANNEL_BLOCK` output channels. :func:`_correlate_blocked_kernel` runs the
+SIMD blocks of :mod:`kernels._simd.blocked` over each output tile of a padded copy made
+beforehand (stride 1, and the input gradient's phases, which all read one copy of
+``grad_out``), in a private buffer whose rows are as wide as the padded rows, so there are no
+border cases; :func:`_correlate_bands` (a stride) does the same over bands of the padded
+input's phases that each task copies for itself.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import numpy as np
 from numba import prange
 
 from kernels import _simd
-from kernels._config import jit
+from kernels._config import jit, specialise
 
-from .phases import phase_band
+from .phases import PHASE_BAND, ROW_COPIES
 
 
 def _pack_filter(wc, b):
@@ -87,26 +87,24 @@ def _correlate_blocked_kernel(xflat, N, C, plane, row, wpack, bpack, out, rows_p
                     dst[xo] = src[xo]
 
 
-@jit(parallel=True)
-def _correlate_bands_kernel(x, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack, out, rows_per_task, offsets,
-                            scratch, three):  # pragma: no cover - compiled
+def _correlate_bands(x, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack, out, rows_per_task, offsets,
+                     scratch):  # pragma: no cover - compiled
     """out = the correlation of ``x`` zero-padded by ``pt`` rows on top and ``pl`` columns on
     the left (and zeros past its other edges), plus bias, with taps at flat ``offsets`` on the
     phases ``prow`` x ``pcol`` of the stride ``(sh, sw)`` (see
-    :func:`kernels.conv.phases.phase_offsets`, shape ``(band_rows, Wq)``; at stride 1 the one
-    phase is the padded plane). ``three`` (a 3x3 undilated filter at stride 1) takes
-    :func:`kernels._simd.correlate3x3_block` (lane shifts), the rest
-    :func:`kernels._simd.correlate_block` (a load per tap).
+    :func:`kernels.conv.phases.phase_offsets`, shape ``(band_rows, Wq)``), on
+    :func:`kernels._simd.correlate_block` (a load per tap). One build per way of copying a row (:data:`BANDS`): ``_phase_band`` is the
+    :data:`kernels.conv.phases.PHASE_BAND` build for the stride (one kernel holding every way
+    and both blocks took 4.8 s to compile, one build about 2).
 
     Each task owns ``rows_per_task`` output rows of one image, all output channels: it copies
-    the band of (phase) rows they read (``band_rows`` = ``rows_per_task`` plus the filter's
-    reach, :func:`kernels.conv.phases.phase_band`) into its part of ``scratch`` (``N * bands``
+    the band of phase rows they read (``band_rows`` = ``rows_per_task`` plus the filter's
+    reach, :func:`kernels.conv.phases._phase_band`) into its part of ``scratch`` (``N * bands``
     equal parts, each ending in zero slack for the reads of its last block) and runs every
     block of output channels over it while it is in cache. Measured on the 2-core EPYC against
     a copy of the whole batch made first, on 16-image batches: 16x32x64x64 float32 stride 2
-    about 0.4 ms faster (of 4.4), float64 10.4 -> 8.4 ms; the stride-1 3x3, 5x5 and dilated 3x3
-    layers 3-10% faster. Each output is summed in the same order whatever the band, so the
-    partition does not change a bit.
+    about 0.4 ms faster (of 4.4), float64 10.4 -> 8.4 ms. Each output is summed in the same
+    order whatever the band, so the partition does not change a bit.
     """
     N, C = x.shape[0], x.shape[1]
     Co, Ho, Wo = out.shape[1], out.shape[2], out.shape[3]
@@ -123,22 +121,25 @@ def _correlate_bands_kernel(x, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack,
         y1 = min(y0 + rows_per_task, Ho)
         size = scratch.shape[0] // (N * nrb)
         band = scratch[t * size : (t + 1) * size]
-        band[C * bplane :] = 0  # the last block reads whole vectors past its last position
-        phase_band(x, n, y0, band, band_rows, Wq, pt, pl, sh, sw, prow, pcol)
+        for i in range(C * bplane, size):
+            band[i] = 0  # the last block reads whole vectors past its last position
+        _phase_band(x, n, y0, band, band_rows, Wq, pt, pl, sh, sw, prow, pcol)
         stage = np.empty(K * S, dtype=out.dtype)
         L = (y1 - y0 - 1) * Wq + Wo
         for cb in range(ncb):
             c0 = cb * K
             for p in range(0, L, B):
-                if three:
-                    _simd.correlate3x3_block(stage, p, S, band, p, bplane, Wq, C, wpack, cb * C * 9 * K, bpack,
-                                             cb * K)
-                else:
-                    _simd.correlate_block(stage, p, S, band, p, bplane, C, wpack, cb * C * taps * K, bpack, cb * K,
-                                          offsets)
+                _simd.correlate_block(stage, p, S, band, p, bplane, C, wpack, cb * C * taps * K, bpack, cb * K,
+                                      offsets)
             for k in range(min(K, Co - c0)):
                 for y in range(y0, y1):
                     src = stage[k * S + (y - y0) * Wq :]
                     dst = out[n, c0 + k, y]
                     for xo in range(Wo):
                         dst[xo] = src[xo]
+
+
+#: :func:`_correlate_bands` built for each way of copying a row
+#: (:data:`kernels.conv.phases.ROW_COPIES`), each compiled on its first call.
+BANDS = tuple(specialise(_correlate_bands, f"_correlate_bands_{k}", parallel=True, _phase_band=PHASE_BAND[k])
+              for k in ROW_COPIES)

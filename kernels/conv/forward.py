@@ -9,20 +9,21 @@ non-finite filter whose padding products must not be formed, to the copy-free ke
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from kernels import _simd
 from kernels import _validate as V
 
 from . import tiles
-from .blocked import _correlate_bands_kernel, _pack_filter, _read_slack
+from .blocked import BANDS, _correlate_blocked_kernel, _pack_filter, _read_slack
 from .direct import _CORRELATE
-from .geometry import _bias_array, _pad, _prepare
-from .phases import phase_offsets, phases_used
+from .geometry import _bias_array, _pad, _pad_flat, _prepare
+from .phases import phase_offsets, phases_used, row_copy
 
 
 def _bands(tasks, size, dtype):
-    """The scratch of :func:`kernels.conv.blocked._correlate_bands_kernel`: ``size`` elements
+    """The scratch of :func:`kernels.conv.blocked._correlate_bands`: ``size`` elements
     for each of ``tasks`` tasks, one after the other (a function of its own, so that a test can
     hand the kernel memory with guard pages around it)."""
     V.check_allocation(tasks * size * np.dtype(dtype).itemsize, "the bands of the zero-padded input")
@@ -56,20 +57,30 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
         # reads whole vectors past its last position.
         # At a stride the copy cuts each padded plane into its phases, so that the outputs of a
         # row are consecutive positions and only the definition's products are formed
-        # (computing every stride-1 position and keeping one in sw formed sw times more). Each
-        # task copies the band of (phase) rows its outputs read (kernels.conv.blocked).
+        # (computing every stride-1 position and keeping one in sw formed sw times more), and
+        # each task copies the band of phases its output rows read (kernels.conv.blocked).
+        # At stride 1 the bands ran 3-10% faster too, but their kernel took a first call 0.9 s
+        # longer to compile (2.4 s): there one padded copy of the batch is made first.
         slack = _read_slack(xc.itemsize)
         wpack, bpack = _pack_filter(wc, b)
-        prow, pcol = phases_used(kh, dh, sh), phases_used(kw, dw, sw)
-        Wq = -(-(xc.shape[3] + pl + pr) // sw)
-        reach = (kh - 1) * dh // sh  # (phase) rows a band holds beyond its output rows
-        rows = tiles.phase_band_rows(xc.shape[0], C * len(prow) * len(pcol) * Wq * xc.itemsize, Ho, reach)
-        band_rows = rows + reach
-        offsets = phase_offsets(kh, kw, (dh, dw), (sh, sw), (band_rows, Wq), (prow, pcol))
-        scratch = _bands(xc.shape[0] * -(-Ho // rows), C * len(prow) * len(pcol) * band_rows * Wq + slack, xc.dtype)
-        three = (kh, kw, dh, dw, sh, sw) == (3, 3, 1, 1, 1, 1)
-        _correlate_bands_kernel(xc, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack, res4, rows, offsets,
-                                scratch, three)
+        if (sh, sw) == (1, 1):
+            xflat, (_, _, Hq, Wq) = _pad_flat(xc, (pt, pb, pl, pr), slack)
+            offsets = phase_offsets(kh, kw, (dh, dw), (1, 1), (Hq, Wq))
+            rows = max(1, min(Ho, tiles._PADDED_TILE_ELEMENTS // Wq))
+            three = (kh, kw, dh, dw) == (3, 3, 1, 1)
+            _correlate_blocked_kernel(xflat, xc.shape[0], C, Hq * Wq, Wq, wpack, bpack, res4, rows, offsets, three)
+        else:
+            prow, pcol = phases_used(kh, dh, sh), phases_used(kw, dw, sw)
+            Wq = -(-(xc.shape[3] + pl + pr) // sw)
+            reach = (kh - 1) * dh // sh  # phase rows a band holds beyond its output rows
+            rows = tiles.phase_band_rows(xc.shape[0], C * len(prow) * len(pcol) * Wq * xc.itemsize, Ho, reach,
+                                         numba.get_num_threads())
+            band_rows = rows + reach
+            offsets = phase_offsets(kh, kw, (dh, dw), (sh, sw), (band_rows, Wq), (prow, pcol))
+            scratch = _bands(xc.shape[0] * -(-Ho // rows), C * len(prow) * len(pcol) * band_rows * Wq + slack,
+                             xc.dtype)
+            BANDS[row_copy(sw, len(pcol))](xc, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack, res4, rows,
+                                           offsets, scratch)
     else:
         single = C == 1 and (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
         rows = max(1, min(Ho, (tiles._STENCIL_TILE_ELEMENTS if single else tiles._TILE_ELEMENTS) // Wo))

@@ -3,7 +3,7 @@
 At stride ``s`` the positions ``q, q + s, q + 2s, ...`` of an axis form phase ``q``. Both
 passes work phase by phase so that each product they form is one of the definition's: the
 strided forward reads bands of the padded input's planes cut into their phases
-(:func:`phase_band`, copied by each task of :func:`kernels.conv.blocked._correlate_bands_kernel`
+(:data:`PHASE_BAND`, copied by each task of :func:`kernels.conv.blocked._correlate_bands_kernel`
 into its own cache-sized buffer; the tap offsets by :func:`phase_offsets`), the filter gradient
 reads the input's column phases side by side (:func:`column_phases`), the input gradient is
 computed one phase at a time and interleaved into it (:func:`interleave_phases`). NumPy does
@@ -20,7 +20,7 @@ import numpy as np
 from numba import prange
 
 from kernels import _validate as V
-from kernels._config import jit
+from kernels._config import jit, specialise
 
 
 @jit(inline="always")
@@ -71,20 +71,7 @@ def _row_phases(of, o, spacing, Wq, xr, W, pl, sw, cols):  # pragma: no cover - 
             dst[v] = xr[c] if 0 <= c < W else 0
 
 
-@jit(inline="always")
-def _row_padded(of, o, Wq, xr, W, pl):  # pragma: no cover - compiled
-    """One padded row at stride 1: ``of[o + v] = xpad[v]`` for ``v < Wq``, ``xpad`` the row
-    ``xr`` (``W`` long) with ``pl`` zeros on its left and zeros past its end."""
-    v1 = min(Wq, pl + W)
-    of[o : o + min(pl, Wq)] = 0
-    dst = of[o + pl : o + v1]
-    for m in range(v1 - pl):
-        dst[m] = xr[m]
-    of[o + v1 : o + Wq] = 0
-
-
-@jit(inline="always")
-def phase_band(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols):  # pragma: no cover - compiled
+def _phase_band(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols):  # pragma: no cover - compiled
     """Rows ``u0 <= u < u0 + band_rows`` of the phases ``rows`` x ``cols`` of image ``n``'s
     zero-padded planes, into ``band`` (1-D, C-contiguous ``(C, len(rows), len(cols), band_rows,
     Wq)`` at its start)::
@@ -94,13 +81,15 @@ def phase_band(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols):  # pr
     with ``xpad`` the batch ``x`` zero-padded by ``pt`` rows on top and ``pl`` columns on the
     left, and zeros wherever that is outside ``x`` (the bottom and right padding, and rows
     past the plane). On it the outputs of a strided row are consecutive positions and each tap
-    a fixed distance away (:func:`phase_offsets` with the shape ``(band_rows, Wq)``)."""
+    a fixed distance away (:func:`phase_offsets` with the shape ``(band_rows, Wq)``).
+
+    One build per way of copying a row (:data:`ROW_COPIES`, :data:`PHASE_BAND`), each holding
+    that way alone (``_ROW_COPY``, a constant of the build): the ways in one function took
+    1.4 s to compile, and LLVM compiles a caller's copy of it again."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     nr, nc = rows.shape[0], cols.shape[0]
     span = band_rows * Wq
     xf = x.reshape(x.size)
-    pairs = sw == 2 and nc == 2  # both column phases of stride 2 (cols is then 0, 1)
-    padded = sw == 1  # stride 1: the padded row itself
     for c in range(C):
         for p in range(nr):
             for u in range(band_rows):
@@ -108,15 +97,28 @@ def phase_band(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols):  # pr
                 hh = rows[p] + (u0 + u) * sh - pt
                 if hh < 0 or hh >= H:
                     for q in range(nc):
-                        band[o + q * span : o + q * span + Wq] = 0
+                        zeros = band[o + q * span : o + q * span + Wq]
+                        for v in range(Wq):
+                            zeros[v] = 0
                 else:
                     s = ((n * C + c) * H + hh) * W
-                    if pairs:
+                    if _ROW_COPY == PAIRS:
                         _row_pairs(band, o, span, Wq, xf[s : s + W], W, pl)
-                    elif padded:
-                        _row_padded(band, o, Wq, xf[s : s + W], W, pl)
                     else:
                         _row_phases(band, o, span, Wq, xf[s : s + W], W, pl, sw, cols)
+
+
+#: The ways :func:`_phase_band` copies a row: any column stride (:func:`_row_phases`), both
+#: column phases of stride 2 (:func:`_row_pairs`).
+ROW_COPIES = (STRIDED, PAIRS) = range(2)
+#: :func:`_phase_band` built for each of :data:`ROW_COPIES`.
+PHASE_BAND = tuple(specialise(_phase_band, f"phase_band_{name}", _ROW_COPY=k)
+                   for k, name in zip(ROW_COPIES, ("strided", "pairs")))
+
+
+def row_copy(sw, phases):
+    """The :data:`ROW_COPIES` entry for a column stride ``sw`` holding ``phases`` column phases."""
+    return PAIRS if (sw, phases) == (2, 2) else STRIDED
 
 
 @jit(parallel=True)
@@ -206,7 +208,7 @@ def phases_used(k, d, s):
 
 
 def phase_offsets(kh, kw, dilation, stride, phase_shape, phases=None):
-    """The flat offset of each tap ``(i, j)`` (row-major) from its output on a :func:`phase_band`
+    """The flat offset of each tap ``(i, j)`` (row-major) from its output on a band of :func:`_phase_band`
     of that ``stride``, its phases ``phase_shape = (band_rows, Wq)`` (holding the row and column
     phases ``phases``; all of them when None): tap row ``i dh`` lies in row phase ``i dh % sh``,
     ``i dh // sh`` rows down, and likewise for columns."""

@@ -1,7 +1,8 @@
 """Tile sizes and thresholds of the convolution kernels, in one place.
 
 Each is a fixed size derived from the shape and the cache, never from the thread count, so
-results are bit-identical for any number of threads. The dispatch in :mod:`.forward` reads the
+results are bit-identical for any number of threads (the strided forward's bands are the one
+partition that follows the thread count: no sum crosses a band). The dispatch in :mod:`.forward` reads the
 forward ones at call time as attributes of this module (``tiles._STREAM_MIN_BYTES``), so a test
 that sets one here changes what the next call does; the filter-gradient kernels of
 :mod:`.filter_grad` fold the ``_GRAD_*`` ones in as compile-time constants.
@@ -25,10 +26,12 @@ _PADDED_TILE_ELEMENTS = 8192
 # 2): whole images per task (557 KB) 5% faster than bands of 16 rows, 12% faster than 8; the
 # copy of the whole batch's phases that this replaced cost 0.5-1 ms of a 4.4 ms forward.
 _PHASE_BAND_BYTES = 1 << 23
-# Tasks the many-channel forward cuts a batch into at least (when the rows allow): a batch of
-# one image is still parallel (1x64x128x128, 128 filters: as fast as the tiles of the whole-batch
-# copy, about 4 ms).
-_PHASE_BAND_MIN_TASKS = 8
+# Tasks per thread the strided forward cuts a batch into at least (when the rows allow), so a
+# batch of one image is still parallel. The one partition here that follows the thread count:
+# each output is summed in the same order whatever the band, so the bits do not. Fewer, longer
+# bands waste less (1x64x128x128, 128 filters, stride 2, 2 threads: 3.5 ms at 2 tasks a
+# thread's worth of bands, 3.65 at 4, 3.76 at 8, 4.14 at 16).
+_PHASE_BAND_TASKS_PER_THREAD = 2
 # Output elements per task of the single-channel 3x3 stencil (memory-bound: long tasks keep
 # each thread's streams going; 8192 ran 10-15% slower on 2048x2048 than 131072).
 _STENCIL_TILE_ELEMENTS = 131072
@@ -44,12 +47,12 @@ _GRAD_LANE_PRODUCTS = 32
 _GRAD_CHANNEL_GROUP = 4
 
 
-def phase_band_rows(N, row_bytes, Ho, reach):
-    """Output rows per task of the many-channel forward: as many as keep a task's band (its rows
+def phase_band_rows(N, row_bytes, Ho, reach, threads):
+    """Output rows per task of the strided forward: as many as keep a task's band (its rows
     plus ``reach`` more, ``row_bytes`` each) within :data:`_PHASE_BAND_BYTES`, at least one,
-    and few enough that the ``N`` images make :data:`_PHASE_BAND_MIN_TASKS` tasks. A function of
-    the shape alone, and each output is summed in the same order whatever the band, so results
+    and few enough that the ``N`` images make :data:`_PHASE_BAND_TASKS_PER_THREAD` tasks for
+    each of ``threads``. Each output is summed in the same order whatever the band, so results
     never depend on it."""
     rows = max(1, _PHASE_BAND_BYTES // max(1, row_bytes) - reach)
-    bands = -(-_PHASE_BAND_MIN_TASKS // max(1, N))  # bands per image for the minimum of tasks
+    bands = max(1, -(-_PHASE_BAND_TASKS_PER_THREAD * max(1, threads) // max(1, N)))  # bands per image
     return max(1, min(rows, Ho, -(-Ho // bands)))
