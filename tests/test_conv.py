@@ -814,7 +814,8 @@ def test_phase_bands_are_the_padded_input_at_each_offset(xs, pads, stride, geom)
     for u0, band_rows in ((0, Hq), (1, 2), (Hq - 1, 4), (0, 1)):
         for n in range(xs[0]):
             band = np.full(xs[1] * len(rows) * len(cols) * band_rows * Wq, np.nan)
-            PHASE_BAND[row_copy(sw, len(cols))](x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols)
+            copy = PHASE_BAND[row_copy(sw, len(cols))]
+            copy(x, n, u0, band, band_rows, Wq, pt, pl, sh, sw, rows, cols)
             got = band.reshape(xs[1], len(rows), len(cols), band_rows, Wq)
             np.testing.assert_array_equal(got, want[n, :, :, :, u0 : u0 + band_rows])
 

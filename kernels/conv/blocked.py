@@ -46,9 +46,10 @@ def _correlate_blocked_kernel(xflat, N, C, plane, row, wpack, bpack, out, rows_p
     offsets ``offsets`` from each output position.
 
     ``xflat`` holds the padded batch flat, planes of ``plane`` elements in rows of ``row``
-    elements, followed by zero slack for the last block's reads; ``wpack``/``bpack`` the filter and bias packed per block of K output channels (see
-    :func:`_pack_filter`). Output (y, x) is position ``y * row + x`` of its plane, and its tap
-    ``t`` sits ``offsets[t]`` after it. Each task owns a tile (image, K output channels,
+    elements, followed by zero slack for the last block's reads; ``wpack``/``bpack`` the
+    filter and bias packed per block of K output channels (see :func:`_pack_filter`). Output
+    (y, x) is position ``y * row + x`` of its plane, and its tap ``t`` sits ``offsets[t]``
+    after it. Each task owns a tile (image, K output channels,
     rows_per_task output rows) and runs register-blocked SIMD blocks over the tile's positions
     at once, into a private buffer whose rows are ``row`` long: no border cases at all. The
     positions past a row's outputs are computed and dropped when the tile is copied out.
@@ -93,9 +94,9 @@ def _correlate_bands(x, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack,
     the left (and zeros past its other edges), plus bias, with taps at flat ``offsets`` on the
     phases ``prow`` x ``pcol`` of the stride ``(sh, sw)`` (see
     :func:`kernels.conv.phases.phase_offsets`, shape ``(band_rows, Wq)``), on
-    :func:`kernels._simd.correlate_block` (a load per tap). One build per way of copying a row (:data:`BANDS`): ``_phase_band`` is the
-    :data:`kernels.conv.phases.PHASE_BAND` build for the stride (one kernel holding every way
-    and both blocks took 4.8 s to compile, one build about 2).
+    :func:`kernels._simd.correlate_block` (a load per tap). One build per way of copying a row
+    (:data:`BANDS`): ``_phase_band`` is the :data:`kernels.conv.phases.PHASE_BAND` build for
+    the stride (one kernel holding every way took 4.8 s to compile, one build about 2).
 
     Each task owns ``rows_per_task`` output rows of one image, all output channels: it copies
     the band of phase rows they read (``band_rows`` = ``rows_per_task`` plus the filter's

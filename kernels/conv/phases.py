@@ -3,8 +3,8 @@
 At stride ``s`` the positions ``q, q + s, q + 2s, ...`` of an axis form phase ``q``. Both
 passes work phase by phase so that each product they form is one of the definition's: the
 strided forward reads bands of the padded input's planes cut into their phases
-(:data:`PHASE_BAND`, copied by each task of :func:`kernels.conv.blocked._correlate_bands_kernel`
-into its own cache-sized buffer; the tap offsets by :func:`phase_offsets`), the filter gradient
+(:data:`PHASE_BAND`, copied by each task of :func:`kernels.conv.blocked._correlate_bands` right
+before it reads them; the tap offsets by :func:`phase_offsets`), the filter gradient
 reads the input's column phases side by side (:func:`column_phases`), the input gradient is
 computed one phase at a time and interleaved into it (:func:`interleave_phases`). NumPy does
 these copies with strided loops at a fraction of the memory's speed (2.4 ms for the column

@@ -2,10 +2,11 @@
 
 Each is a fixed size derived from the shape and the cache, never from the thread count, so
 results are bit-identical for any number of threads (the strided forward's bands are the one
-partition that follows the thread count: no sum crosses a band). The dispatch in :mod:`.forward` reads the
-forward ones at call time as attributes of this module (``tiles._STREAM_MIN_BYTES``), so a test
-that sets one here changes what the next call does; the filter-gradient kernels of
-:mod:`.filter_grad` fold the ``_GRAD_*`` ones in as compile-time constants.
+partition that follows the thread count: no sum crosses a band). The dispatch in
+:mod:`.forward` reads the forward ones at call time as attributes of this module
+(``tiles._STREAM_MIN_BYTES``), so a test that sets one here changes what the next call does;
+the filter-gradient kernels of :mod:`.filter_grad` fold the ``_GRAD_*`` ones in as
+compile-time constants.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ _TILE_ELEMENTS = 8192
 # register-blocked kernel is insensitive to it: 2048, 4356, 8192 and 16384 ran within 3% of
 # each other on the 64x64 batch.
 _PADDED_TILE_ELEMENTS = 8192
-# Bytes of the band of the padded input (at a stride, of its phases) each task of the
-# many-channel forward copies for itself (kernels.conv.blocked) at most: a bound on the memory a task holds, not a cache size
+# Bytes of the band of the padded input's phases each task of the strided forward copies for
+# itself (kernels.conv.blocked) at most: a bound on the memory a task holds, not a cache size
 # (a block of positions reads a few rows of the band at a time, which stay in L2 whatever the
 # band's size). Large bands waste less: a task's last block of positions runs past its rows, and
 # a band recopies the filter's reach. Measured on the 2-core EPYC (16x32x64x64 float32, stride
