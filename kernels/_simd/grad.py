@@ -56,6 +56,19 @@ def _zero_accumulators(L, n):
     return acc
 
 
+def _for_positions(L, gdata, xdata, g_off, g_rstride, x_off, x_rstride, rows, nvec, body):
+    """Emit ``body(gbase, xbase, off)`` for each row ``r < rows`` and vector ``u < nvec`` of
+    positions, in that order: ``gbase``/``xbase`` point at row ``r`` of ``g`` and ``xf``
+    (``g_off + r*g_rstride``, ``x_off + r*x_rstride``), ``off`` is ``u * lanes``."""
+    b = L.builder
+    with cgutils.for_range(b, rows) as rloop:
+        r = rloop.index
+        gbase = L.at(gdata, b.add(g_off, b.mul(r, g_rstride)))
+        xbase = L.at(xdata, b.add(x_off, b.mul(r, x_rstride)))
+        with cgutils.for_range(b, nvec) as uloop:
+            body(gbase, xbase, b.mul(uloop.index, ir.Constant(L.i64, L.lanes)))
+
+
 def _add_widened(L, adata, t, slot):
     """``adata[t*lanes :][:lanes] += slot`` with adata float64 (the slot widened first)."""
     b = L.builder
@@ -103,25 +116,23 @@ def _grad3x3(K: int):
             L, gdata, xdata, adata = _operands(context, builder, sig, args, dtype, V)
             i64 = L.i64
             acc = _zero_accumulators(L, K * 9)
-            with cgutils.for_range(builder, rows_) as rloop:
-                r = rloop.index
-                gbase = L.at(gdata, builder.add(g_off_, builder.mul(r, g_rs_)))
-                xbase = L.at(xdata, builder.add(x_off_, builder.mul(r, x_rs_)))
-                with cgutils.for_range(builder, nvec_) as uloop:
-                    off = builder.mul(uloop.index, ir.Constant(i64, V))
-                    gv = [L.load(L.at(gbase, builder.add(off, builder.mul(g_cs_, ir.Constant(i64, k)))))
-                          for k in range(K)]
-                    cur = [builder.load(a) for a in acc]
-                    for i in range(3):
-                        rb = L.at(xbase, builder.add(off, builder.mul(x_rs_, ir.Constant(i64, i))))
-                        lo, hi = L.load(rb), L.load(L.at(rb, V))
-                        for j in range(3):
-                            xs = lo if j == 0 else L.shifted(lo, hi, j)
-                            for k in range(K):
-                                t = (k * 3 + i) * 3 + j
-                                cur[t] = L.fma(gv[k], xs, cur[t])
-                    for a, c in zip(acc, cur):
-                        builder.store(c, a)
+
+            def body(gbase, xbase, off):
+                gv = [L.load(L.at(gbase, builder.add(off, builder.mul(g_cs_, ir.Constant(i64, k)))))
+                      for k in range(K)]
+                cur = [builder.load(a) for a in acc]
+                for i in range(3):
+                    rb = L.at(xbase, builder.add(off, builder.mul(x_rs_, ir.Constant(i64, i))))
+                    lo, hi = L.load(rb), L.load(L.at(rb, V))
+                    for j in range(3):
+                        xs = lo if j == 0 else L.shifted(lo, hi, j)
+                        for k in range(K):
+                            t = (k * 3 + i) * 3 + j
+                            cur[t] = L.fma(gv[k], xs, cur[t])
+                for a, c in zip(acc, cur):
+                    builder.store(c, a)
+
+            _for_positions(L, gdata, xdata, g_off_, g_rs_, x_off_, x_rs_, rows_, nvec_, body)
             for t in range(K * 9):
                 _add_widened(L, adata, t, acc[t])
             return context.get_dummy_value()
@@ -158,20 +169,18 @@ def _grad_taps(KB: int, JB: int):
             g_offs = [builder.mul(g_cs_, clamp(k, K_)) for k in range(KB)]
             x_offs = [tap_offset(j) for j in range(JB)]
             acc = _zero_accumulators(L, KB * JB)
-            with cgutils.for_range(builder, rows_) as rloop:
-                r = rloop.index
-                gbase = L.at(gdata, builder.add(g_off_, builder.mul(r, g_rs_)))
-                xbase = L.at(xdata, builder.add(x_off_, builder.mul(r, x_rs_)))
-                with cgutils.for_range(builder, nvec_) as uloop:
-                    off = builder.mul(uloop.index, ir.Constant(i64, V))
-                    cur = [builder.load(a) for a in acc]
-                    xv = [L.load(L.at(xbase, builder.add(off, x_offs[j]))) for j in range(JB)]
-                    for k in range(KB):  # one gradient vector at a time feeds the JB taps
-                        gv = L.load(L.at(gbase, builder.add(off, g_offs[k])))
-                        for j in range(JB):
-                            cur[j * KB + k] = L.fma(gv, xv[j], cur[j * KB + k])
-                    for a, c in zip(acc, cur):
-                        builder.store(c, a)
+
+            def body(gbase, xbase, off):
+                cur = [builder.load(a) for a in acc]
+                xv = [L.load(L.at(xbase, builder.add(off, x_offs[j]))) for j in range(JB)]
+                for k in range(KB):  # one gradient vector at a time feeds the JB taps
+                    gv = L.load(L.at(gbase, builder.add(off, g_offs[k])))
+                    for j in range(JB):
+                        cur[j * KB + k] = L.fma(gv, xv[j], cur[j * KB + k])
+                for a, c in zip(acc, cur):
+                    builder.store(c, a)
+
+            _for_positions(L, gdata, xdata, g_off_, g_rs_, x_off_, x_rs_, rows_, nvec_, body)
             _add_block_widened(L, adata, acc, JB, KB, J_, K_)
             return context.get_dummy_value()
 

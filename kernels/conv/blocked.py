@@ -40,6 +40,31 @@ def _read_slack(itemsize):
     return 2 * _simd.POSITION_VECTORS * _simd.lanes(itemsize) + _simd.lanes(itemsize)
 
 
+@jit(inline="always")
+def _tiling(out, rows_per_task, row):  # pragma: no cover - compiled
+    """``(K, B, ncb, nrb, S)``: output channels per block, positions per SIMD block, blocks of
+    channels, bands of ``rows_per_task`` output rows, and the elements per channel of a
+    tile's private buffer (whole SIMD blocks over its rows of ``row`` positions, plus one)."""
+    K = _simd.CHANNEL_BLOCK
+    B = _simd.POSITION_VECTORS * (_simd.VECTOR_BYTES // out.itemsize)
+    S = (rows_per_task * row + B - 1) // B * B + B
+    return K, B, (out.shape[1] + K - 1) // K, (out.shape[2] + rows_per_task - 1) // rows_per_task, S
+
+
+@jit(inline="always")
+def _write_tile(stage, S, row, out, n, c0, y0, y1):  # pragma: no cover - compiled
+    """Copy a tile's outputs out of its private buffer: channel ``k`` of the block (``c0 + k``
+    of ``out``) is ``S`` elements of ``stage`` from ``k * S``, output row ``y`` of it ``row``
+    elements from ``(y - y0) * row``, whose first ``Wo`` are the outputs (the rest dropped)."""
+    Co, Wo = out.shape[1], out.shape[3]
+    for k in range(min(_simd.CHANNEL_BLOCK, Co - c0)):
+        for y in range(y0, y1):
+            src = stage[k * S + (y - y0) * row :]
+            dst = out[n, c0 + k, y]
+            for xo in range(Wo):
+                dst[xo] = src[xo]
+
+
 @jit(parallel=True)
 def _correlate_blocked_kernel(xflat, N, C, plane, row, wpack, bpack, out, rows_per_task, offsets, three):
     """out = the correlation of the zero-padded input, plus bias, with the taps at flat
@@ -56,12 +81,8 @@ def _correlate_blocked_kernel(xflat, N, C, plane, row, wpack, bpack, out, rows_p
     ``three`` (a 3x3 undilated filter at stride 1) takes :func:`kernels._simd.correlate3x3_block`
     (lane shifts), the rest :func:`kernels._simd.correlate_block` (a load per tap).
     """
-    Co, Ho, Wo = out.shape[1], out.shape[2], out.shape[3]
-    K = _simd.CHANNEL_BLOCK
-    B = _simd.POSITION_VECTORS * (_simd.VECTOR_BYTES // xflat.itemsize)
-    ncb = (Co + K - 1) // K
-    nrb = (Ho + rows_per_task - 1) // rows_per_task
-    S = (rows_per_task * row + B - 1) // B * B + B
+    Ho, Wo = out.shape[2], out.shape[3]
+    K, B, ncb, nrb, S = _tiling(out, rows_per_task, row)
     taps = offsets.shape[0]
     for t in prange(N * ncb * nrb):
         n = t // (ncb * nrb)
@@ -80,12 +101,7 @@ def _correlate_blocked_kernel(xflat, N, C, plane, row, wpack, bpack, out, rows_p
             else:
                 _simd.correlate_block(stage, p, S, xflat, base + p, plane, C, wpack, cb * C * taps * K, bpack,
                                       cb * K, offsets)
-        for k in range(min(K, Co - c0)):
-            for y in range(y0, y1):
-                src = stage[k * S + (y - y0) * row :]
-                dst = out[n, c0 + k, y]
-                for xo in range(Wo):
-                    dst[xo] = src[xo]
+        _write_tile(stage, S, row, out, n, c0, y0, y1)
 
 
 def _correlate_bands(x, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack, out, rows_per_task, offsets,
@@ -108,12 +124,8 @@ def _correlate_bands(x, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack,
     order whatever the band, so the partition does not change a bit.
     """
     N, C = x.shape[0], x.shape[1]
-    Co, Ho, Wo = out.shape[1], out.shape[2], out.shape[3]
-    K = _simd.CHANNEL_BLOCK
-    B = _simd.POSITION_VECTORS * (_simd.VECTOR_BYTES // x.itemsize)
-    ncb = (Co + K - 1) // K
-    nrb = (Ho + rows_per_task - 1) // rows_per_task
-    S = (rows_per_task * Wq + B - 1) // B * B + B
+    Ho, Wo = out.shape[2], out.shape[3]
+    K, B, ncb, nrb, S = _tiling(out, rows_per_task, Wq)
     bplane = prow.shape[0] * pcol.shape[0] * band_rows * Wq  # one input channel's band
     taps = offsets.shape[0]
     for t in prange(N * nrb):
@@ -132,12 +144,7 @@ def _correlate_bands(x, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack,
             for p in range(0, L, B):
                 _simd.correlate_block(stage, p, S, band, p, bplane, C, wpack, cb * C * taps * K, bpack, cb * K,
                                       offsets)
-            for k in range(min(K, Co - c0)):
-                for y in range(y0, y1):
-                    src = stage[k * S + (y - y0) * Wq :]
-                    dst = out[n, c0 + k, y]
-                    for xo in range(Wo):
-                        dst[xo] = src[xo]
+            _write_tile(stage, S, Wq, out, n, c0, y0, y1)
 
 
 #: :func:`_correlate_bands` built for each way of copying a row
