@@ -458,6 +458,27 @@ def test_maxpool2d_backward_rejects_bad_arguments(pooled, mutate, exc, match):
         kernels.maxpool2d_backward(g, i, s)
 
 
+@pytest.mark.parametrize("bad", [-1, 36, 2**40, -(2**62)])
+def test_maxpool2d_backward_bad_index_checked_in_the_kernel_writes_nothing_out_of_bounds(pooled, bad):
+    """The kernel checks each plane's indices before its additions (pool.py): a bad index in
+    one plane raises, that plane of ``out`` is left zero, the good planes hold their gradient,
+    and nothing outside ``out`` is written (the sentinels around it keep their value)."""
+    x, y, idx = pooled
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal(y.shape)
+    want = kernels.maxpool2d_backward(g, idx, x.shape)
+    store = np.full(3 * x.size, 7.0)
+    out = store[x.size:2 * x.size].reshape(x.shape)
+    with pytest.raises(ValueError, match=rf"indices must lie in \[0, H\*W\) = \[0, 36\).*got {bad}"):
+        kernels.maxpool2d_backward(g, _set(idx.copy(), bad), x.shape, out=out)
+    np.testing.assert_array_equal(store[:x.size], 7.0)
+    np.testing.assert_array_equal(store[2 * x.size:], 7.0)
+    np.testing.assert_array_equal(out[1, 2], 0.0)
+    keep = np.ones(x.shape[:2], dtype=bool)
+    keep[1, 2] = False
+    np.testing.assert_array_equal(out[keep], want[keep])
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_maxpool2d_backward_into_out_overwrites_every_element(dtype):
     """``out=`` is written in place and returned; what it held before does not leak into the

@@ -252,7 +252,10 @@ class PoolLayer:
         gx = None
         if need_gx:
             gx = np.empty((N, C, H * W), dtype=gy.dtype)  # the kernel zeroes each plane itself
-            _maxpool2d_backward_kernel(gy, self.idx, gx)
+            bad = np.empty(N * C, dtype=np.int64)
+            _maxpool2d_backward_kernel(gy, self.idx, gx, bad)
+            if bad.any():  # the forward's own indices: cannot happen, but never pass silently
+                raise RuntimeError("max-pool indices outside their planes: the recorded forward was corrupted")
             gx = gx.reshape(N, C, H, W)
         self.idx = None
         return gx
