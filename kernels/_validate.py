@@ -29,7 +29,8 @@ def float_array(x, name: str, *, ndim=None, dtype=None, like: str = "the other o
     a big-endian float32 is float32); otherwise float32 and float64 keep theirs and every
     other dtype (int, bool, complex, float16, object) is a ``TypeError``: silently upcasting
     integers would hide a caller's mistake about precision. Non-contiguous and read-only
-    arrays are accepted; kernels index them through their strides.
+    arrays are accepted; kernels index them through their strides. An array whose data are not
+    aligned to its itemsize is copied.
 
     ``empty_batch``: a 4-D array may have a batch (first) axis of length 0, as PyTorch's
     convolution and pooling accept (an empty batch is a normal event in a data pipeline); its
@@ -56,6 +57,10 @@ def float_array(x, name: str, *, ndim=None, dtype=None, like: str = "the other o
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
+    if not arr.flags.aligned:
+        # data not on an itemsize boundary (a buffer unpickled at an odd offset): Numba would
+        # compile every kernel once more for such arrays, and their loads straddle lines
+        arr = arr.copy()
     return arr
 
 

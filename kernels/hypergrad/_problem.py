@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import _validate
+from .. import _aligned, _validate
 from .._validate import finite_float, float_array
 
 METHODS = ("reverse", "checkpoint", "forward", "exact")
@@ -113,7 +113,8 @@ def _finite(arr, name):
 
 
 def _problem(X, t, w0, X_val, t_val):
-    """Validate and coerce the data: C-contiguous float64 copies where needed."""
+    """Validate and coerce the data: C-contiguous float64 copies where needed, X 64-byte aligned
+    (:mod:`kernels._aligned`)."""
     X = float_array(X, "X", ndim=2)
     t = float_array(t, "t", ndim=1, dtype=X.dtype, like="X")
     n, d = X.shape
@@ -143,6 +144,7 @@ def _problem(X, t, w0, X_val, t_val):
             out.append(None)
             continue
         out.append(_finite(arr, name))
+    out[0] = _aligned.for_many_passes(out[0])  # every method passes over X many times
     _representable(*out[:3])
     if X_val is not None:
         _representable(out[3], out[4], np.zeros(d), names=("X_val", "t_val", "w0"))
