@@ -25,7 +25,10 @@ medians (``min_ratio``/``max_ratio`` in the report).
   need no equal counts). ``extra_info`` keeps the batch chosen and the overhead fraction. A
   context row, ``2 plain processes``: the 500 configurations of the 1-worker run split over a
   spawned pool of two processes, the data sent once, no scheduler: the ceiling any engine meets
-  on this machine (two processes computing at once run slower than one alone).
+  on this machine. The clusters are the one ``kd.sweep`` starts when given no client (its
+  quieter settings, ``kernels.dask.sweeps.QUIET_CLUSTER``): with Dask's defaults the workers ran
+  10-13% slower per configuration than this process (``MALLOC_TRIM_THRESHOLD_``), and the
+  plain processes, spawned after the nannies had set that variable in this process, too.
 
 ``KERNELS_BENCH_QUICK=1``, and the untimed smoke run of ``python -m pytest``, shrink every size
 (other group names, so the bars read NOT RUN there).
@@ -97,10 +100,12 @@ def sizes(request):
 
 
 def _cluster(n_workers):
-    cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0",
-                                       env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
-    return cluster, distributed.Client(cluster)
+    """The cluster ``kd.sweep`` starts when given no client (its settings included), of
+    ``n_workers`` workers."""
+    from kernels.dask.sweeps import _start_local_cluster
+
+    client, cluster = _start_local_cluster(n_workers)
+    return cluster, client
 
 
 @pytest.fixture(scope="module")

@@ -401,6 +401,28 @@ def test_sweep_starts_its_own_local_cluster_when_given_no_client(problem):
     assert got.stats["workers"] == (os.cpu_count() or 1)
 
 
+def _worker_settings():
+    import dask
+
+    return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), dask.config.get("distributed.worker.profile.enabled"),
+            dask.config.get("distributed.admin.tick.interval"))
+
+
+def test_the_cluster_sweep_starts_keeps_malloc_adaptive_and_its_housekeeping_quiet():
+    """kernels/dask/sweeps.py QUIET_CLUSTER: no MALLOC_TRIM_THRESHOLD_ in the workers (nor set in
+    this process by their nannies), no statistical profiler, a slow event-loop tick."""
+    from kernels.dask.sweeps import _start_local_cluster
+
+    before = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    client, cluster = _start_local_cluster(1)
+    try:
+        assert list(client.run(_worker_settings).values()) == [(None, False, "1s")]
+        assert os.environ.get("MALLOC_TRIM_THRESHOLD_") == before
+    finally:
+        client.close()
+        cluster.close()
+
+
 def test_sweep_validates_its_arguments(client):
     with pytest.raises(ValueError, match="fn must name a public kernels function"):
         kd.sweep("no_such_kernel", [{}], client=client)
