@@ -19,6 +19,8 @@ import numpy as np
 ALIGNMENT = 64
 #: Data larger than this stream from memory on every pass, where alignment does not count.
 CACHED_MAX_BYTES = 32 << 20
+#: Passes over the data from which an aligned copy (about two passes' time) pays for itself.
+MIN_PASSES = 8
 
 
 def is_aligned(arr: np.ndarray) -> bool:
@@ -47,7 +49,6 @@ def aligned(arr: np.ndarray) -> np.ndarray:
 
 
 def for_many_passes(arr: np.ndarray) -> np.ndarray:
-    """:func:`aligned` for data that a kernel will read many times (the caller decides how many
-    repay the copy: about two passes' time) and that fit in cache (:data:`CACHED_MAX_BYTES`);
-    larger data as they are."""
+    """:func:`aligned` for data that a kernel will read many times (at least :data:`MIN_PASSES`)
+    and that fit in cache (:data:`CACHED_MAX_BYTES`); larger data as they are."""
     return aligned(arr) if arr.nbytes <= CACHED_MAX_BYTES else arr

@@ -239,12 +239,10 @@ def _maxpool2d_backward_kernel(grad_y, idx, grad_x, bad):  # pragma: no cover - 
 
     ``grad_x`` is (N, C, H*W), overwritten; one ``prange`` iteration owns one plane, zeroes it
     (in cache, right before its scattered additions: no separate zeroing pass over memory) and
-    adds into it, so the additions never race. Each plane first checks its own indices,
-    ``0 <= k < H*W`` (as unsigned, a negative ``k`` is huge): a plane with one outside is left
-    zero and counted in ``bad[p]`` (plane ``p = n C + c``), for the caller to raise. Checked
-    here, the indices are read from memory once, for both the check and the additions; a
-    separate check over all of them first cost a sixth of the call.
-    """
+    adds into it, so the additions never race. Each plane first checks its indices, ``0 <= k <
+    H*W`` (as unsigned: a negative ``k`` is huge); a plane with one outside stays zero and is
+    counted in ``bad[n C + c]``, for the caller to raise. So the indices are read from memory
+    once, not once more by a check of them all first (a sixth of the call)."""
     N, C, OH, OW = grad_y.shape
     hw = np.uint64(grad_x.shape[2])
     for p in prange(N * C):
@@ -270,10 +268,6 @@ def _maxpool2d_backward_kernel(grad_y, idx, grad_x, bad):  # pragma: no cover - 
 # --------------------------------------------------------------------------- validation helpers
 
 
-def _pad_pair(value, name: str) -> tuple[int, int]:
-    return _validate.int_pair(value, name, minimum=0)
-
-
 def pool_output_size(n: int, k: int, stride: int, pad: int) -> int:
     """``floor((n + 2*pad - k) / stride) + 1``, PyTorch's ``ceil_mode=False`` output size."""
     return (n + 2 * pad - k) // stride + 1
@@ -282,7 +276,7 @@ def pool_output_size(n: int, k: int, stride: int, pad: int) -> int:
 def _pool_params(kernel_size, stride, padding):
     kernel = _validate.int_pair(kernel_size, "kernel_size")
     strides = kernel if stride is None else _validate.int_pair(stride, "stride")
-    pads = _pad_pair(padding, "padding")
+    pads = _validate.int_pair(padding, "padding", minimum=0)
     for axis, k, p in zip(("height", "width"), kernel, pads):
         if 2 * p > k:
             raise ValueError(
@@ -402,11 +396,10 @@ def maxpool2d_backward(grad_y, indices, input_shape, *, out=None):
         sequence of integers.
     ValueError
         Empty or wrongly-dimensioned arrays; ``indices`` shape differing from ``grad_y``'s;
-        ``input_shape`` inconsistent with ``grad_y``; an index outside ``[0, H*W)``. The
-        indices are checked by the kernel, each plane's before any addition into that plane
-        (reading them from memory once, not twice), the rest before compiled code runs: nothing
-        is ever written out of bounds. After an index error, ``out`` (when given) holds the
-        gradients of the planes whose indices were good and zeros elsewhere.
+        ``input_shape`` inconsistent with ``grad_y``; an index outside ``[0, H*W)``, which the
+        kernel finds before adding into that index's plane (the rest is checked before compiled
+        code runs): nothing is written out of bounds, and ``out`` (when given) then holds zeros
+        in the planes with a bad index, their gradients in the others.
     """
     grad_y = _validate.float_array(grad_y, "grad_y", ndim=(2, 3, 4), empty_batch=True)
     if not isinstance(indices, np.ndarray):
@@ -441,22 +434,16 @@ def maxpool2d_backward(grad_y, indices, input_shape, *, out=None):
             raise ValueError("out must be C-contiguous")
     if grad_y.size == 0:  # an empty batch
         return np.zeros(input_shape, dtype=grad_y.dtype) if out is None else out
-    if indices.dtype.kind == "u" and int(indices.max()) >= H * W:  # before a cast could wrap it
-        raise ValueError(
-            f"indices must lie in [0, H*W) = [0, {H * W}) for input_shape {input_shape}, got {int(indices.max())}"
-        )
+    given = indices
     if indices.dtype != np.int64:
-        indices = indices.astype(np.int64)
+        indices = indices.astype(np.int64)  # a uint64 past int64 wraps negative: refused all the same
     gy4 = _as_4d(grad_y)
     N, C = gy4.shape[:2]
     grad_x = np.empty(input_shape, dtype=grad_y.dtype) if out is None else out
     bad = np.empty(N * C, dtype=np.int64)
     _maxpool2d_backward_kernel(gy4, _as_4d(indices), grad_x.reshape(N, C, H * W), bad)
     if bad.any():  # the kernel skipped the planes holding such an index
-        flat = indices.reshape(-1)
-        lo = int(flat.min())
-        raise ValueError(
-            f"indices must lie in [0, H*W) = [0, {H * W}) for input_shape {input_shape}, "
-            f"got {lo if lo < 0 else int(flat.max())}"
-        )
+        lo = int(given.min())
+        raise ValueError(f"indices must lie in [0, H*W) = [0, {H * W}) for input_shape {input_shape}, "
+                         f"got {lo if lo < 0 else int(given.max())}")
     return grad_x

@@ -12,13 +12,14 @@ the homework's decoupled form: ``w`` is multiplied by ``(1 - lam)`` itself, *not
 equals ``AdamW(lr, weight_decay=lam / lr)``. Under GD, ``l2 = c`` and ``weight_decay = 2 lr c``
 are the same update (question 2.3.2); under the adaptive methods they are not.
 
-Mini-batches (``sgd``, and ``rmsprop``/``adagrad``/``adam`` with ``batch_size``): each epoch
-draws a fresh permutation of the rows, ``numpy.random.default_rng(seed).permutation(n)`` once
-per epoch in order, and walks it in consecutive batches of ``batch_size`` rows; the last batch
-of an epoch is short when ``batch_size`` does not divide ``n`` (it is used, not dropped), so an
-epoch is ``ceil(n / batch_size)`` steps and ``steps`` may end mid-epoch. The permutations are
-drawn a bounded chunk of epochs at a time (:mod:`kernels._random`: NumPy's very integers, compiled)
-and handed to the kernel, so :mod:`kernels.naive.optim` with the same seed uses the same indices.
+Mini-batches (``sgd``, and ``rmsprop``/``adagrad``/``adam`` with ``batch_size``): epoch ``e``
+walks the ``e``-th ``numpy.random.default_rng(seed).permutation(n)`` in consecutive batches of
+``batch_size`` rows; the last batch of an epoch is short when ``batch_size`` does not divide ``n``
+(used, not dropped), so an epoch is ``ceil(n / batch_size)`` steps and ``steps`` may end
+mid-epoch. The permutations are drawn a bounded chunk of epochs at a time (:mod:`kernels._random`:
+NumPy's very integers, compiled), so :mod:`kernels.naive.optim` with the same seed uses the same
+indices. A run that reads the rows of ``X`` many times works on an aligned copy of ``X`` where
+``X`` is not aligned (:mod:`kernels._aligned`).
 
 Results, recording and divergence (the :class:`OptimResult` fields):
 
@@ -274,12 +275,6 @@ def _probe(X, t, perm, n, steps, args, par_rows, info):
     return min(best, key=best.get), s
 
 
-#: A run that reads the rows of ``X`` at least this many times works on a 64-byte-aligned copy
-#: of ``X`` where ``X`` is not aligned and fits in cache (:mod:`kernels._aligned`: passes 13-20%
-#: faster; the copy costs about two).
-_ALIGN_MIN_PASSES = 8
-
-
 def _run_checks(X, t, *, lr, steps, epochs, batch_size, seed, w0, l2, weight_decay, record_every):
     """Validate the arguments every optimizer shares; return ``X, t`` (C-contiguous), the
     number of steps, and ``w0`` as a fresh float64 array. Shared with the NumPy reference."""
@@ -331,8 +326,8 @@ def _run(rule, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
     info = np.zeros(3, dtype=np.int64)
     info[_I_DIVERGED_AT] = -1
     gram, G, Xt_t, t_t = _gram(X, t, steps) if full else (False, *_NO_GRAM)
-    if not gram and steps * (n if full else batch_size) >= _ALIGN_MIN_PASSES * n:
-        X = _aligned.for_many_passes(X)
+    if not gram and steps * (n if full else batch_size) >= _aligned.MIN_PASSES * n:
+        X = _aligned.for_many_passes(X)  # the rows are read MIN_PASSES times or more
     par_rows = _par_rows(X)
     wmax = float(np.finfo(X.dtype).max)
 
@@ -392,12 +387,9 @@ def _run(rule, X, t, *, lr, steps, epochs=None, batch_size, seed, w0, l2, weight
     )
 
 
-def _beta(value, name):
-    return _validate.finite_float(value, name, low=0.0, high=1.0, high_open=True)
-
-
-def _eps(value):
-    return _validate.finite_float(value, "eps", low=0.0)
+def _hyper(value, name, high=1.0):
+    """A decay rate in [0, 1), or with ``high=None`` an ``eps >= 0``."""
+    return _validate.finite_float(value, name, low=0.0, high=high, high_open=high is not None)
 
 
 def gd(X, t, *, lr, steps, w0=None, l2=0.0, weight_decay=0.0, record_every=0) -> OptimResult:
@@ -427,9 +419,9 @@ def rmsprop(X, t, *, lr, beta=0.9, eps=1e-8, steps, batch_size=None, seed=0, w0=
     ``w <- (1 - weight_decay) w - lr g_k / (sqrt(v_k) + eps)``; PyTorch's ``RMSprop(lr,
     alpha=beta, eps=eps)``. ``beta`` in [0, 1), ``eps >= 0``. ``batch_size=None`` is full
     batch; otherwise mini-batches sampled as in :func:`sgd`."""
-    b2 = _beta(beta, "beta")
+    b2 = _hyper(beta, "beta")
     return _run(rules.RMSPROP, X, t, lr=lr, steps=steps, batch_size=batch_size, seed=seed, w0=w0, l2=l2,
-                weight_decay=weight_decay, record_every=record_every, b2=b2, eps=_eps(eps))
+                weight_decay=weight_decay, record_every=record_every, b2=b2, eps=_hyper(eps, "eps", None))
 
 
 def adagrad(X, t, *, lr, eps=1e-10, steps, batch_size=None, seed=0, w0=None, l2=0.0, weight_decay=0.0,
@@ -438,7 +430,7 @@ def adagrad(X, t, *, lr, eps=1e-10, steps, batch_size=None, seed=0, w0=None, l2=
     g_k / (sqrt(s_k) + eps)``; PyTorch's ``Adagrad(lr, eps=eps)`` (``lr_decay=0``,
     ``initial_accumulator_value=0``; ``eps`` defaults to PyTorch's 1e-10). ``eps >= 0``."""
     return _run(rules.ADAGRAD, X, t, lr=lr, steps=steps, batch_size=batch_size, seed=seed, w0=w0, l2=l2,
-                weight_decay=weight_decay, record_every=record_every, eps=_eps(eps))
+                weight_decay=weight_decay, record_every=record_every, eps=_hyper(eps, "eps", None))
 
 
 def adam(X, t, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, steps, batch_size=None, seed=0, w0=None, l2=0.0,
@@ -451,7 +443,7 @@ def adam(X, t, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, steps, batch_size=None, 
 
     for step ``k = 0, 1, ...``. ``weight_decay`` is the homework's decoupled ``(1 - lam)``
     factor: ``AdamW(lr, weight_decay=lam / lr)``, not ``Adam(weight_decay)`` (that is ``l2``)."""
-    b1 = _beta(beta1, "beta1")
-    b2 = _beta(beta2, "beta2")
+    b1 = _hyper(beta1, "beta1")
+    b2 = _hyper(beta2, "beta2")
     return _run(rules.ADAM, X, t, lr=lr, steps=steps, batch_size=batch_size, seed=seed, w0=w0, l2=l2,
-                weight_decay=weight_decay, record_every=record_every, b1=b1, b2=b2, eps=_eps(eps))
+                weight_decay=weight_decay, record_every=record_every, b1=b1, b2=b2, eps=_hyper(eps, "eps", None))
