@@ -26,7 +26,8 @@ does (a float64 accumulator would make float32 results differ from PyTorch's and
 
 Layout and threads: ``(N, C, H, W)`` batches, ``(C, H, W)`` or single ``(H, W)`` planes. The
 compiled kernels run one ``prange`` iteration per ``(n, c)`` plane, so each writes only its own
-plane: results are deterministic and independent of the thread count.
+plane: results are deterministic and independent of the thread count. The homework's 2x2 window
+with stride 2 runs unrolled kernels of its own, :mod:`kernels._pool2x2`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from numba import prange
 
 from . import _validate
 from ._config import jit
+from ._pool2x2 import _maxpool2x2_kernel, maxpool2x2_indices  # noqa: F401 - the homework's case
 
 __all__ = ["maxpool2d", "maxpool2d_backward", "pool_output_size"]
 
@@ -123,113 +125,6 @@ def _maxpool2d_indices_kernel(x, kh, kw, sh, sw, ph, pw, out, idx):  # pragma: n
                             k = i * W + jj
                 orow[ow] = m
                 irow[ow] = k
-
-
-@jit(inline="always")
-def _window2x2(a, b, v, u, W):  # pragma: no cover - compiled
-    """The maximum of the 2x2 window ``a b / v u`` (``W`` apart) and its offset from ``a``.
-
-    The window's four taps are taken as two pairs and then the pairs' winners, which picks the
-    same tap as the scan ``a, b, v, u`` of the general kernel (a later tap replaces the
-    running one when it is greater or NaN: the last NaN if there is one, else the first
-    maximum), with two compares in sequence instead of three: 8-20% faster on the 2-core EPYC
-    (LeNet-5's and the digits network's pools, batch 64, and (16, 32, 128, 128))."""
-    tb = (b > a) | (b != b)
-    top = b if tb else a
-    tu = (u > v) | (u != u)
-    bottom = u if tu else v
-    t = (bottom > top) | (bottom != bottom)
-    return (bottom if t else top), ((W + np.int64(tu)) if t else np.int64(tb))
-
-
-@jit(parallel=True)
-def _maxpool2x2_indices_kernel(x, out, idx):  # pragma: no cover - compiled
-    """:func:`_maxpool2x2_kernel` that also records each maximum's flat index (unrolled: 7x
-    faster than the general scan; the selects stay scalar, LLVM does not vectorise them)."""
-    N, C, H, W = x.shape
-    OH = out.shape[2]
-    OW = out.shape[3]
-    for p in prange(N * C):
-        n = p // C
-        c = p - n * C
-        for oh in range(OH):
-            r0 = x[n, c, 2 * oh]
-            r1 = x[n, c, 2 * oh + 1]
-            orow = out[n, c, oh]
-            irow = idx[n, c, oh]
-            b0 = 2 * oh * W
-            for ow in range(OW):
-                m, k = _window2x2(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1], W)
-                orow[ow] = m
-                irow[ow] = b0 + 2 * ow + k
-
-
-@jit(parallel=True)
-def _maxpool2x2_indices_small_kernel(x, out, idx):  # pragma: no cover - compiled
-    """:func:`_maxpool2x2_indices_kernel` for small planes (C-contiguous ``x``): a plane's
-    outputs in one loop through an offset table, not a loop per output row of a few elements
-    (the digits network's pools, float32, one thread: 51 and 35 us against 71 and 59). On wide
-    rows the table's gathered loads lose (3.4x slower on 128 x 128 planes)."""
-    N, C, H, W = x.shape
-    OH = out.shape[2]
-    OW = out.shape[3]
-    Q = OH * OW
-    offsets = np.empty(Q, dtype=np.int64)  # where output q's window starts in its plane
-    for oh in range(OH):
-        for ow in range(OW):
-            offsets[oh * OW + ow] = 2 * oh * W + 2 * ow
-    xf = x.reshape(x.size)
-    of = out.reshape(out.size)
-    idf = idx.reshape(idx.size)
-    for p in prange(N * C):
-        xb = p * H * W
-        for q in range(Q):
-            o = offsets[q]
-            m, k = _window2x2(xf[xb + o], xf[xb + o + 1], xf[xb + o + W], xf[xb + o + W + 1], W)
-            of[p * Q + q] = m
-            idf[p * Q + q] = o + k
-
-
-#: output rows at most this long pool through :func:`_maxpool2x2_indices_small_kernel`
-SMALL_ROW = 8
-
-
-def maxpool2x2_indices(x4, y4, idx4):
-    """The 2x2 stride-2 pool of the 4-D ``x4`` with indices, into ``y4`` and ``idx4``, by the
-    kernel that suits its planes."""
-    if y4.shape[3] <= SMALL_ROW and x4.flags.c_contiguous and y4.flags.c_contiguous and idx4.flags.c_contiguous:
-        _maxpool2x2_indices_small_kernel(x4, y4, idx4)
-    else:
-        _maxpool2x2_indices_kernel(x4, y4, idx4)
-
-
-@jit(parallel=True)
-def _maxpool2x2_kernel(x, out):  # pragma: no cover - compiled
-    """The homework's case (2x2 window, stride 2, no padding), values only.
-
-    Same update rule and tap order as :func:`_maxpool2d_kernel`, unrolled: one pass over two
-    input rows writes one output row, so each input byte is read once and each output byte
-    written once (the memory-bandwidth roofline of the operation).
-    """
-    N, C, H, W = x.shape
-    OH = out.shape[2]
-    OW = out.shape[3]
-    for p in prange(N * C):
-        n = p // C
-        c = p - n * C
-        for oh in range(OH):
-            r0 = x[n, c, 2 * oh]
-            r1 = x[n, c, 2 * oh + 1]
-            orow = out[n, c, oh]
-            for ow in range(OW):
-                m = r0[2 * ow]
-                v = r0[2 * ow + 1]
-                m = v if (v > m or v != v) else m
-                v = r1[2 * ow]
-                m = v if (v > m or v != v) else m
-                v = r1[2 * ow + 1]
-                m = v if (v > m or v != v) else m
-                orow[ow] = m
 
 
 @jit(parallel=True)
