@@ -409,18 +409,20 @@ def _worker_settings():
 
 
 def test_the_cluster_sweep_starts_keeps_malloc_adaptive_and_its_housekeeping_quiet():
-    """kernels/dask/sweeps.py QUIET_CLUSTER: no MALLOC_TRIM_THRESHOLD_ in the workers (nor set in
-    this process by their nannies), no statistical profiler, a slow event-loop tick."""
+    """kernels/dask/sweeps.py QUIET_CLUSTER: no MALLOC_TRIM_THRESHOLD_ in the workers, not even
+    one that an earlier default cluster's nannies left in this process (which keeps it), no
+    statistical profiler, a slow event-loop tick."""
     from kernels.dask.sweeps import _start_local_cluster
 
-    before = os.environ.get("MALLOC_TRIM_THRESHOLD_")
-    client, cluster = _start_local_cluster(1)
-    try:
-        assert list(client.run(_worker_settings).values()) == [(None, False, "1s")]
-        assert os.environ.get("MALLOC_TRIM_THRESHOLD_") == before
-    finally:
-        client.close()
-        cluster.close()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+        client, cluster = _start_local_cluster(1)
+        try:
+            assert list(client.run(_worker_settings).values()) == [(None, False, "1s")]
+            assert os.environ.get("MALLOC_TRIM_THRESHOLD_") == "65536"
+        finally:
+            client.close()
+            cluster.close()
 
 
 def test_sweep_validates_its_arguments(client):

@@ -141,9 +141,16 @@ def _start_local_cluster(n_workers=None):
     from distributed import Client, LocalCluster
 
     n = n_workers or os.cpu_count() or 1
-    with dask.config.set(QUIET_CLUSTER):  # the workers' nannies take the settings when they start
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    # a Dask cluster started before in this process left its nannies' MALLOC_TRIM_THRESHOLD_ in
+    # os.environ, which these workers would inherit: glibc reads it once, as a process starts
+    trim = os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    try:
+        with dask.config.set(QUIET_CLUSTER):  # the workers' nannies take the settings when they start
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    finally:
+        if trim is not None:
+            os.environ["MALLOC_TRIM_THRESHOLD_"] = trim
     return Client(cluster), cluster
 
 
