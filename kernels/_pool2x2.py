@@ -25,32 +25,6 @@ def _later_wins(m, v):  # pragma: no cover - compiled
     return (v > m) | (v != v)
 
 
-@jit(parallel=True)
-def _maxpool2x2_kernel(x, out):  # pragma: no cover - compiled
-    """Window maxima of ``x`` into ``out``, both (N, C, H, W): taps ``a, b`` of the first row,
-    then ``v, u`` of the second, in that order (:func:`kernels.pool._maxpool2d_kernel`'s)."""
-    N, C, H, W = x.shape
-    OH = out.shape[2]
-    OW = out.shape[3]
-    for p in prange(N * C):
-        n = p // C
-        c = p - n * C
-        for oh in range(OH):
-            r0 = x[n, c, 2 * oh]
-            r1 = x[n, c, 2 * oh + 1]
-            orow = out[n, c, oh]
-            for ow in range(OW):
-                m = r0[2 * ow]
-                v = r0[2 * ow + 1]
-                orow[ow] = v if _later_wins(m, v) else m
-            for ow in range(OW):
-                m = orow[ow]
-                v = r1[2 * ow]
-                m = v if _later_wins(m, v) else m
-                v = r1[2 * ow + 1]
-                orow[ow] = v if _later_wins(m, v) else m
-
-
 @jit(inline="always")
 def _window2x2(a, b, v, u, W):  # pragma: no cover - compiled
     """The maximum of the 2x2 window ``a b / v u`` (``W`` apart) and its offset from ``a``.
@@ -69,11 +43,13 @@ def _window2x2(a, b, v, u, W):  # pragma: no cover - compiled
 
 
 @jit(parallel=True)
-def _maxpool2x2_indices_kernel(x, out, idx):  # pragma: no cover - compiled
-    """:func:`_maxpool2x2_kernel` that also records each maximum's flat index, by
-    :func:`_window2x2`'s pairs: the first row's winners (with their indices) into ``out`` and
-    ``idx``, then the second row's, each replacing the first's where it wins (7x faster than
-    the general scan; the selects stay scalar, LLVM does not vectorise them)."""
+def _maxpool2x2_kernel(x, out, idx):  # pragma: no cover - compiled
+    """Window maxima of ``x`` into ``out`` (both (N, C, H, W)) and, unless ``idx`` is None, the
+    flat index of each into ``idx``, by :func:`_window2x2`'s pairs: the first row's winners
+    (with their indices) into ``out`` and ``idx``, then the second row's, each replacing the
+    first's where it wins. Numba compiles the values-only build without the index code (``idx``
+    None is pruned before typing); there LLVM vectorises the selects, with indices they stay
+    scalar (still 7x faster than the general scan)."""
     N, C, H, W = x.shape
     OH = out.shape[2]
     OW = out.shape[3]
@@ -84,27 +60,29 @@ def _maxpool2x2_indices_kernel(x, out, idx):  # pragma: no cover - compiled
             r0 = x[n, c, 2 * oh]
             r1 = x[n, c, 2 * oh + 1]
             orow = out[n, c, oh]
-            irow = idx[n, c, oh]
             b0 = 2 * oh * W
             for ow in range(OW):
                 a = r0[2 * ow]
                 b = r0[2 * ow + 1]
                 tb = _later_wins(a, b)
                 orow[ow] = b if tb else a
-                irow[ow] = b0 + 2 * ow + np.int64(tb)
+                if idx is not None:
+                    idx[n, c, oh, ow] = b0 + 2 * ow + np.int64(tb)
             for ow in range(OW):
                 v = r1[2 * ow]
                 u = r1[2 * ow + 1]
                 tu = _later_wins(v, u)
                 bottom = u if tu else v
-                if _later_wins(orow[ow], bottom):
+                if idx is None:
+                    orow[ow] = bottom if _later_wins(orow[ow], bottom) else orow[ow]
+                elif _later_wins(orow[ow], bottom):
                     orow[ow] = bottom
-                    irow[ow] = b0 + W + 2 * ow + np.int64(tu)
+                    idx[n, c, oh, ow] = b0 + W + 2 * ow + np.int64(tu)
 
 
 @jit(parallel=True)
 def _maxpool2x2_indices_small_kernel(x, out, idx):  # pragma: no cover - compiled
-    """:func:`_maxpool2x2_indices_kernel` for small planes (C-contiguous ``x``): a plane's
+    """:func:`_maxpool2x2_kernel` with indices, for small planes (C-contiguous ``x``): a plane's
     outputs in one loop through an offset table, not a loop per output row of a few elements
     (the digits network's pools, float32, one thread: 51 and 35 us against 71 and 59). On wide
     rows the table's gathered loads lose (3.4x slower on 128 x 128 planes)."""
@@ -138,4 +116,4 @@ def maxpool2x2_indices(x4, y4, idx4):
     if y4.shape[3] <= SMALL_ROW and x4.flags.c_contiguous and y4.flags.c_contiguous and idx4.flags.c_contiguous:
         _maxpool2x2_indices_small_kernel(x4, y4, idx4)
     else:
-        _maxpool2x2_indices_kernel(x4, y4, idx4)
+        _maxpool2x2_kernel(x4, y4, idx4)

@@ -254,7 +254,7 @@ def maxpool2d(x, kernel_size=2, *, stride=None, padding=0, return_indices=False)
             _maxpool2d_indices_kernel(x4, kh, kw, sh, sw, ph, pw, y4, _as_4d(idx))
         return y, idx
     if two_by_two:
-        _maxpool2x2_kernel(x4, y4)
+        _maxpool2x2_kernel(x4, y4, None)
     else:
         _maxpool2d_kernel(x4, kh, kw, sh, sw, ph, pw, y4)
     return y
