@@ -48,8 +48,7 @@ def _maxpool2x2_kernel(x, out, idx):  # pragma: no cover - compiled
     flat index of each into ``idx``, by :func:`_window2x2`'s pairs: the first row's winners
     (with their indices) into ``out`` and ``idx``, then the second row's, each replacing the
     first's where it wins. Numba compiles the values-only build without the index code (``idx``
-    None is pruned before typing); there LLVM vectorises the selects, with indices they stay
-    scalar (still 7x faster than the general scan)."""
+    None is pruned before typing). With indices, 7x faster than the general scan."""
     N, C, H, W = x.shape
     OH = out.shape[2]
     OW = out.shape[3]
