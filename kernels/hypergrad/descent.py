@@ -31,14 +31,14 @@ from .spectrum import _diverged
 def _grad_sweep(X, t, w, g, coef):  # pragma: no cover - compiled
     """``g = coef X^T (X w - t)`` in one pass over the rows; returns ``sum r_i^2``."""
     zero(g, None)
-    return sweep(X, t, w, None, None, 0, X.shape[0], g, None, None, coef, None)
+    return sweep(X, t, w, None, None, 0, X.shape[0], g, None, None, coef)
 
 
 @jit(inline="always")
 def _hess_sweep(X, a, s, h):  # pragma: no cover - compiled
     """``s = X a`` and ``h = X^T s`` in one pass over the rows."""
     zero(None, h)
-    sweep(X, None, None, a, None, 0, X.shape[0], None, s, h, None, None)
+    sweep(X, None, None, a, None, 0, X.shape[0], None, s, h, None)
 
 
 @jit(inline="always")
@@ -48,7 +48,7 @@ def _fused_sweep(X, t, w, v, g, s, h, coef):  # pragma: no cover - compiled
     once for both accumulations, which is what makes a tangent (or an adjoint step overlapped
     with a recomputed forward step) cost much less than a second sweep."""
     zero(g, h)
-    return sweep(X, t, w, v, None, 0, X.shape[0], g, s, h, coef, None)
+    return sweep(X, t, w, v, None, 0, X.shape[0], g, s, h, coef)
 
 
 @jit(inline="always")
