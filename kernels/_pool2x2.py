@@ -1,5 +1,6 @@
 """The homework's max-pool (2x2 window, stride 2, no padding), unrolled: the kernels
-:func:`kernels.maxpool2d` and the network layers run for that case.
+:func:`kernels.maxpool2d`, :func:`kernels.maxpool2d_backward` and the network layers run for
+that case.
 
 They give what the general kernels of :mod:`kernels.pool` give (the same rule: a later tap
 replaces the running maximum when it is greater or NaN, so the first maximum wins and the last
@@ -116,3 +117,45 @@ def maxpool2x2_indices(x4, y4, idx4):
         _maxpool2x2_indices_small_kernel(x4, y4, idx4)
     else:
         _maxpool2x2_kernel(x4, y4, idx4)
+
+
+@jit(parallel=True, fastmath=False)  # fastmath's no-signed-zeros would fold 0.0 + g into g
+def _maxpool2x2_backward_kernel(grad_y, idx, grad_x, bad):  # pragma: no cover - compiled
+    """``grad_x`` (N, C, H, W) of the 2x2 stride-2 pool from ``grad_y`` (N, C, H // 2, W // 2)
+    and flat indices that each lie in their own window, written once in memory order: each
+    element of an input row is its window's gradient where the window's index points at it and
+    zero elsewhere (``0.0 + g``, as the general kernel's addition into zero gives: -0.0
+    becomes 0.0); a last odd row or column, in no window, is zero. ``bad[p]`` counts the
+    outputs of plane ``p`` whose index points outside their window, for the caller to run the
+    general kernel instead. The general kernel zeroes a plane and then scatters into it;
+    this one writes each row once, in order. On (16, 32, 128, 128) into ``out``, on the 2-core
+    Intel Xeon: float32 1.37-1.39 ms against 1.88-1.99; float64 3.4-3.7 ms either way (its 67
+    MB of gradient, each line read for ownership before it is written, bound both)."""
+    N, C, OH, OW = grad_y.shape
+    H = grad_x.shape[2]
+    W = grad_x.shape[3]
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        g = grad_x[n, c]
+        hits = 0
+        for oh in range(OH):
+            gy = grad_y[n, c, oh]
+            irow = idx[n, c, oh]
+            for r in range(2):
+                row = g[2 * oh + r]
+                first = (2 * oh + r) * W
+                for ow in range(OW):
+                    k = irow[ow]
+                    v = 0.0 + gy[ow]
+                    left = k == first + 2 * ow
+                    right = k == first + 2 * ow + 1
+                    row[2 * ow] = v if left else 0.0
+                    row[2 * ow + 1] = v if right else 0.0
+                    hits += left + right
+                for col in range(2 * OW, W):
+                    row[col] = 0.0
+        for rr in range(2 * OH, H):
+            for col in range(W):
+                g[rr, col] = 0.0
+        bad[p] = OH * OW - hits

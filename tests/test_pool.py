@@ -357,6 +357,48 @@ def test_two_by_two_fast_path_equals_general_kernel(N, C, H, W, dtype):
     np.testing.assert_array_equal(idx, idx_gen)
 
 
+def _general_backward(gy, idx, shape):
+    """The general scatter kernel, called directly (zero, then add into each plane)."""
+    N, C, H, W = shape
+    gx = np.empty((N, C, H * W), gy.dtype)
+    bad = np.empty(N * C, np.int64)
+    pool._maxpool2d_backward_kernel(gy, idx, gx, bad)
+    assert not bad.any()
+    return gx.reshape(shape)
+
+
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(2, 17), st.integers(2, 41), st.sampled_from(DTYPES),
+       st.booleans())
+def test_two_by_two_backward_equals_general_kernel(N, C, H, W, dtype, stray):
+    # the 2x2 backward streams rows in memory order: the same bits as the scatter, -0.0 turned
+    # to 0.0 as the addition into zero does, a last odd row or column zero; with one index
+    # moved out of its window (a stray: indices of another pool of the same output shape) it
+    # must hand the call to the general kernel
+    rng = np.random.default_rng(H * 41 + W)
+    x = _data(rng, (N, C, H, W), dtype, specials=True)
+    y, idx = kernels.maxpool2d(x, 2, return_indices=True)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gy.flat[::3] = -0.0
+    if stray:
+        idx.flat[rng.integers(idx.size)] = rng.integers(H * W)  # maybe in its window, maybe not
+    gx = kernels.maxpool2d_backward(gy, idx, x.shape)
+    _same_bits(gx, _general_backward(gy, idx, x.shape))
+    _same_bits(gx, naive.maxpool2d_backward(gy, idx, x.shape) + 0.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backward_of_a_3x3_pool_with_a_2x2_pools_shapes_runs_the_general_kernel(rng, dtype):
+    # 3x3 stride 2 padding 1 on an even plane has the 2x2 pool's output shape, and indices
+    # that leave their 2x2 windows: every gradient must still land where the indices say
+    x = _data(rng, (2, 3, 8, 10), dtype)
+    y, idx = kernels.maxpool2d(x, 3, stride=2, padding=1, return_indices=True)
+    assert y.shape[2:] == (4, 5)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx = kernels.maxpool2d_backward(gy, idx, x.shape)
+    np.testing.assert_array_equal(gx, naive.maxpool2d_backward(gy, idx, x.shape))
+    np.testing.assert_array_equal(gx, _general_backward(gy, idx, x.shape))
+
+
 # ----------------------------------------------------------------------------- validation
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from ..conv.backward import _filter_grad, _input_grad
 from ..conv.filter_grad import _grad_bias_kernel
 from ..conv.forward import _run_forward
-from ..pool import _maxpool2d_backward_kernel, _maxpool2d_indices_kernel, maxpool2x2_indices
+from ..pool import _maxpool2d_indices_kernel, maxpool2x2_indices, route_gradients
 from .activations import relu_backward, relu_forward
 from .im2col import bias_grad, col2im, im2col
 
@@ -251,12 +251,9 @@ class PoolLayer:
         N, C, H, W = self.in_shape
         gx = None
         if need_gx:
-            gx = np.empty((N, C, H * W), dtype=gy.dtype)  # the kernel zeroes each plane itself
-            bad = np.empty(N * C, dtype=np.int64)
-            _maxpool2d_backward_kernel(gy, self.idx, gx, bad)
-            if bad.any():  # the forward's own indices: cannot happen, but never pass silently
+            gx = np.empty((N, C, H, W), dtype=gy.dtype)  # the kernels write every element
+            if route_gradients(gy, self.idx, gx).any():  # the forward's own indices: cannot happen
                 raise RuntimeError("max-pool indices outside their planes: the recorded forward was corrupted")
-            gx = gx.reshape(N, C, H, W)
         self.idx = None
         return gx
 
