@@ -18,6 +18,7 @@ import numpy as np
 from numba import prange
 
 from ._config import jit
+from ._simd import ROUTE_LANES, STREAMING_SUPPORTED, address, route2x2_streaming, store_fence
 
 
 @jit(inline="always")
@@ -159,3 +160,76 @@ def _maxpool2x2_backward_kernel(grad_y, idx, grad_x, bad):  # pragma: no cover -
             for col in range(W):
                 g[rr, col] = 0.0
         bad[p] = OH * OW - hits
+
+
+#: float64 input gradients of at least this many bytes are written with non-temporal stores
+#: (:func:`_maxpool2x2_backward_streaming_kernel`); a test may lower it to run that path on
+#: small shapes.
+_STREAM_MIN_BYTES = 16 << 20
+
+
+@jit(inline="always")
+def _route_pairs(row, gy, irow, first, lo, hi):  # pragma: no cover - compiled
+    """Columns ``2 lo .. 2 hi - 1`` of an input row whose first flat index is ``first``: each
+    its window's gradient (``0.0 + g``) where the window's index points at it, else zero."""
+    for ow in range(lo, hi):
+        k = irow[ow]
+        v = 0.0 + gy[ow]
+        t = first + 2 * ow
+        row[2 * ow] = v if k == t else 0.0
+        row[2 * ow + 1] = v if k == t + 1 else 0.0
+
+
+@jit(parallel=True, fastmath=False)
+def _maxpool2x2_backward_streaming_kernel(grad_y, idx, grad_x, bad):  # pragma: no cover - compiled
+    """:func:`_maxpool2x2_backward_kernel` for float64 with non-temporal stores (x86): each
+    row's aligned run of eight-element lines goes out through :func:`route2x2_streaming`, its
+    ends through :func:`_route_pairs`, and the indices are checked against their windows in a
+    loop of their own. On (16, 32, 128, 128) into ``out``, calls alternating with the
+    ordinary kernel's on the 2-core Intel Xeon: 3.0-3.8 ms against 4.6-4.9 (medians of 100)."""
+    N, C, OH, OW = grad_y.shape
+    H = grad_x.shape[2]
+    W = grad_x.shape[3]
+    V = ROUTE_LANES
+    line = V * grad_x.itemsize
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        g = grad_x[n, c]
+        hits = 0
+        for oh in range(OH):
+            gy = grad_y[n, c, oh]
+            irow = idx[n, c, oh]
+            top = 2 * oh * W
+            for ow in range(OW):
+                k = irow[ow]
+                t = top + 2 * ow
+                hits += (k == t) | (k == t + 1) | (k == t + W) | (k == t + W + 1)
+            for r in range(2):
+                row = g[2 * oh + r]
+                first = (2 * oh + r) * W
+                done = 0  # columns written so far, an even number
+                peel = (line - address(row) % line) % line // grad_x.itemsize
+                if peel % 2 == 0 and peel + V <= 2 * OW:
+                    _route_pairs(row, gy, irow, first, 0, peel // 2)
+                    done = peel
+                    while done + V <= 2 * OW:
+                        route2x2_streaming(row, done, gy, irow, done // 2, first + done)
+                        done += V
+                _route_pairs(row, gy, irow, first, done // 2, OW)
+                for col in range(2 * OW, W):
+                    row[col] = 0.0
+        for rr in range(2 * OH, H):
+            for col in range(W):
+                g[rr, col] = 0.0
+        bad[p] = OH * OW - hits
+        store_fence()  # this thread's streamed lines are visible before anyone reads them
+
+
+def maxpool2x2_backward(gy4, idx4, gx4, bad):
+    """The 2x2 stride-2 backward into ``gx4``: streamed for large float64 gradients on x86,
+    with ordinary stores otherwise."""
+    if STREAMING_SUPPORTED and gx4.itemsize == 8 and gx4.nbytes >= _STREAM_MIN_BYTES:
+        _maxpool2x2_backward_streaming_kernel(gy4, idx4, gx4, bad)
+    else:
+        _maxpool2x2_backward_kernel(gy4, idx4, gx4, bad)

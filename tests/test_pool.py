@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import kernels
-from kernels import naive, peers, pool
+from kernels import _pool2x2, naive, peers, pool
 from kernels.catalog import implementations
 
 torch = pytest.importorskip("torch", reason="PyTorch is the independent oracle for max-pooling")
@@ -384,6 +384,33 @@ def test_two_by_two_backward_equals_general_kernel(N, C, H, W, dtype, stray):
     gx = kernels.maxpool2d_backward(gy, idx, x.shape)
     _same_bits(gx, _general_backward(gy, idx, x.shape))
     _same_bits(gx, naive.maxpool2d_backward(gy, idx, x.shape) + 0.0)
+
+
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(2, 23), st.integers(2, 61), st.integers(0, 7),
+       st.booleans())
+def test_two_by_two_backward_streamed_equals_general_kernel(N, C, H, W, offset, stray):
+    # the streamed float64 path (non-temporal stores of aligned eight-element runs, the ends by
+    # ordinary stores), run on small shapes by lowering its threshold, into an ``out`` that
+    # starts at every offset from a line (even and odd numbers of elements): the same bits
+    rng = np.random.default_rng(H * 67 + W * 3 + offset)
+    x = _data(rng, (N, C, H, W), np.float64, specials=True)
+    y, idx = kernels.maxpool2d(x, 2, return_indices=True)
+    gy = rng.standard_normal(y.shape)
+    gy.flat[::3] = -0.0
+    if stray:
+        idx.flat[rng.integers(idx.size)] = rng.integers(H * W)
+    buf = np.empty(x.size + 16)
+    start = (-(buf.ctypes.data // 8) + offset) % 8
+    out = buf[start:start + x.size].reshape(x.shape)
+    out[...] = np.nan
+    saved = _pool2x2._STREAM_MIN_BYTES
+    _pool2x2._STREAM_MIN_BYTES = 0
+    try:
+        gx = kernels.maxpool2d_backward(gy, idx, x.shape, out=out)
+    finally:
+        _pool2x2._STREAM_MIN_BYTES = saved
+    assert gx is out
+    _same_bits(gx, _general_backward(gy, idx, x.shape))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

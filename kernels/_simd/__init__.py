@@ -1,4 +1,4 @@
-"""Explicit SIMD for the convolution loops that Numba's auto-vectoriser leaves slow.
+"""Explicit SIMD for the convolution (and max-pool) loops that Numba's auto-vectoriser leaves slow.
 
 They are written as LLVM IR through Numba intrinsics: vector types, lane shifts and
 non-temporal stores are not expressible in Numba's Python subset. One file per family of
@@ -14,7 +14,8 @@ blocks, all re-exported here (``from kernels import _simd; _simd.correlate3x3_bl
 * :mod:`~kernels._simd.blocked`: the multi-channel correlation, register-blocked over output
   channels and positions, at the machine's multiply-add rate;
 * :mod:`~kernels._simd.grad`: the filter gradient, short sums in registers, long ones in
-  float64.
+  float64;
+* :mod:`~kernels._simd.route`: the 2x2 max-pool backward's streamed float64 rows.
 
 No block carries fast-math flags, so LLVM may not reassociate: each computes its documented
 expression in its documented order, and a vector block and its scalar variant give the same
@@ -39,6 +40,7 @@ from .stencil import (
     stencil3x3_row_streaming,
     stencil3x3_scalar,
 )
+from .route import ROUTE_LANES, route2x2_streaming
 from .target import TARGET
 from .vectors import MULADD, STREAMING_SUPPORTED, VECTOR_BYTES, address, lanes, store_fence
 
@@ -48,5 +50,5 @@ __all__ = [
     "stencil3x3_group_streaming", "stencil3x3_row", "stencil3x3_row_streaming",
     "CHANNEL_BLOCK", "POSITION_VECTORS", "correlate3x3_block", "correlate_block",
     "GRAD_CHANNEL_BLOCK", "PAIR_CHANNEL_BLOCK", "ROW_TAPS", "TAP3_CHANNEL_BLOCK", "TAP_CHANNEL_BLOCK", "grad3x3_rows",
-    "grad3x3_rows_single", "grad_pairs", "grad_tap_rows", "grad_tap_rows3",
+    "grad3x3_rows_single", "grad_pairs", "grad_tap_rows", "grad_tap_rows3", "ROUTE_LANES", "route2x2_streaming",
 ]
