@@ -120,46 +120,43 @@ def maxpool2x2_indices(x4, y4, idx4):
         _maxpool2x2_kernel(x4, y4, idx4)
 
 
-@jit(parallel=True, fastmath=False)  # fastmath's no-signed-zeros would fold 0.0 + g into g
-def _maxpool2x2_backward_kernel(grad_y, idx, grad_x, bad):  # pragma: no cover - compiled
-    """``grad_x`` (N, C, H, W) of the 2x2 stride-2 pool from ``grad_y`` (N, C, H // 2, W // 2)
-    and flat indices that each lie in their own window, written once in memory order: each
+@jit(fastmath=False)  # fastmath's no-signed-zeros would fold 0.0 + g into g
+def route_plane2x2(gy, ip, g, W):  # pragma: no cover - compiled
+    """One plane's input gradient ``g`` (flat, ``H*W``, overwritten) of the 2x2 stride-2 pool
+    from its ``gy`` and indices ``ip`` (both (OH, OW)), written once in memory order: each
     element of an input row is its window's gradient where the window's index points at it and
     zero elsewhere (``0.0 + g``, as the general kernel's addition into zero gives: -0.0
-    becomes 0.0); a last odd row or column, in no window, is zero. ``bad[p]`` counts the
-    outputs of plane ``p`` whose index points outside their window, for the caller to run the
-    general kernel instead. The general kernel zeroes a plane and then scatters into it;
-    this one writes each row once, in order. On (16, 32, 128, 128) into ``out``, on the 2-core
-    Intel Xeon: float32 1.37-1.39 ms against 1.88-1.99; float64 3.4-3.7 ms either way (its 67
-    MB of gradient, each line read for ownership before it is written, bound both)."""
-    N, C, OH, OW = grad_y.shape
-    H = grad_x.shape[2]
-    W = grad_x.shape[3]
-    for p in prange(N * C):
-        n = p // C
-        c = p - n * C
-        g = grad_x[n, c]
-        hits = 0
-        for oh in range(OH):
-            gy = grad_y[n, c, oh]
-            irow = idx[n, c, oh]
-            for r in range(2):
-                row = g[2 * oh + r]
-                first = (2 * oh + r) * W
-                for ow in range(OW):
-                    k = irow[ow]
-                    v = 0.0 + gy[ow]
-                    left = k == first + 2 * ow
-                    right = k == first + 2 * ow + 1
-                    row[2 * ow] = v if left else 0.0
-                    row[2 * ow + 1] = v if right else 0.0
-                    hits += left + right
-                for col in range(2 * OW, W):
-                    row[col] = 0.0
-        for rr in range(2 * OH, H):
-            for col in range(W):
-                g[rr, col] = 0.0
-        bad[p] = OH * OW - hits
+    becomes 0.0); a last odd row or column, in no window, is zero. Returns whether every index
+    lay in its own window (else the plane is wrong, for the caller to redo by scattering).
+
+    The general kernel zeroes a plane and then scatters into it; this writes each row once, in
+    order. On (16, 32, 128, 128) into ``out``, on the 2-core Intel Xeon: float32 1.37-1.39 ms
+    against 1.88-1.99; float64 3.4-3.7 ms either way (its 67 MB of gradient, each line read
+    for ownership before it is written, bound both: see the streaming kernel below). Called
+    from the general kernel's loop over planes (:func:`kernels.pool._maxpool2d_backward_kernel`),
+    it adds 0.45 s to that kernel's cold compile; a parallel kernel of its own took 1.45 s. The
+    row is a slice: indexed flat into ``g``, float32 ran at 3.7 ms."""
+    OH = gy.shape[0]
+    OW = gy.shape[1]
+    hits = 0
+    for q in range(2 * OH):
+        gyr = gy[q // 2]
+        ipr = ip[q // 2]
+        first = q * W
+        row = g[first:first + W]
+        for ow in range(OW):
+            k = ipr[ow]
+            v = 0.0 + gyr[ow]
+            left = k == first + 2 * ow
+            right = k == first + 2 * ow + 1
+            row[2 * ow] = v if left else 0.0
+            row[2 * ow + 1] = v if right else 0.0
+            hits += left + right
+        for col in range(2 * OW, W):
+            row[col] = 0.0
+    for k in range(2 * OH * W, g.shape[0]):
+        g[k] = 0.0
+    return hits == OH * OW
 
 
 #: float64 input gradients of at least this many bytes are written with non-temporal stores
@@ -182,7 +179,7 @@ def _route_pairs(row, gy, irow, first, lo, hi):  # pragma: no cover - compiled
 
 @jit(parallel=True, fastmath=False)
 def _maxpool2x2_backward_streaming_kernel(grad_y, idx, grad_x, bad):  # pragma: no cover - compiled
-    """:func:`_maxpool2x2_backward_kernel` for float64 with non-temporal stores (x86): each
+    """:func:`route_plane2x2` over every plane, for float64 with non-temporal stores (x86): each
     row's aligned run of eight-element lines goes out through :func:`route2x2_streaming`, its
     ends through :func:`_route_pairs`, and the indices are checked against their windows in a
     loop of their own. On (16, 32, 128, 128) into ``out``, calls alternating with the
@@ -226,10 +223,7 @@ def _maxpool2x2_backward_streaming_kernel(grad_y, idx, grad_x, bad):  # pragma: 
         store_fence()  # this thread's streamed lines are visible before anyone reads them
 
 
-def maxpool2x2_backward(gy4, idx4, gx4, bad):
-    """The 2x2 stride-2 backward into ``gx4``: streamed for large float64 gradients on x86,
-    with ordinary stores otherwise."""
-    if STREAMING_SUPPORTED and gx4.itemsize == 8 and gx4.nbytes >= _STREAM_MIN_BYTES:
-        _maxpool2x2_backward_streaming_kernel(gy4, idx4, gx4, bad)
-    else:
-        _maxpool2x2_backward_kernel(gy4, idx4, gx4, bad)
+def streams(gx4) -> bool:
+    """Whether the 2x2 backward into ``gx4`` goes through the streaming kernel (large float64
+    gradients on x86)."""
+    return STREAMING_SUPPORTED and gx4.itemsize == 8 and gx4.nbytes >= _STREAM_MIN_BYTES

@@ -39,7 +39,8 @@ from numba import prange
 
 from . import _validate
 from ._config import jit
-from ._pool2x2 import _maxpool2x2_kernel, maxpool2x2_backward, maxpool2x2_indices  # noqa: F401 - the homework's case
+from ._pool2x2 import (_maxpool2x2_backward_streaming_kernel, _maxpool2x2_kernel, maxpool2x2_indices,  # noqa: F401
+                       route_plane2x2, streams)
 
 __all__ = ["maxpool2d", "maxpool2d_backward", "pool_output_size"]
 
@@ -128,7 +129,7 @@ def _maxpool2d_indices_kernel(x, kh, kw, sh, sw, ph, pw, out, idx):  # pragma: n
 
 
 @jit(parallel=True)
-def _maxpool2d_backward_kernel(grad_y, idx, grad_x, bad):  # pragma: no cover - compiled
+def _maxpool2d_backward_kernel(grad_y, idx, grad_x, bad, two):  # pragma: no cover - compiled
     """``grad_x[n, c] = 0``, then ``grad_x[n, c, k] += grad_y[n, c, i, j]`` with
     ``k = idx[n, c, i, j]``, in row-major order.
 
@@ -137,41 +138,49 @@ def _maxpool2d_backward_kernel(grad_y, idx, grad_x, bad):  # pragma: no cover - 
     adds into it, so the additions never race. Each plane first checks its indices, ``0 <= k <
     H*W`` (as unsigned: a negative ``k`` is huge); a plane with one outside stays zero and is
     counted in ``bad[n C + c]``, for the caller to raise. So the indices are read from memory
-    once, not once more by a check of them all first (a sixth of the call)."""
+    once, not once more by a check of them all first (a sixth of the call). With ``two`` > 0,
+    the input width ``W`` of planes shaped as the 2x2 stride-2 pool's (``OH = H // 2``, ``OW =
+    W // 2``), a plane is first written in memory order by :func:`route_plane2x2`, and zeroed
+    and scattered as above only when one of its indices leaves its window (0: always so)."""
     N, C, OH, OW = grad_y.shape
     hw = np.uint64(grad_x.shape[2])
     for p in prange(N * C):
         n = p // C
         c = p - n * C
         g = grad_x[n, c]
-        for k in range(g.shape[0]):
-            g[k] = 0
-        nbad = 0
-        for oh in range(OH):
-            irow = idx[n, c, oh]
-            for ow in range(OW):
-                nbad += np.uint64(irow[ow]) >= hw
-        bad[p] = nbad
-        if nbad == 0:
+        if two > 0 and route_plane2x2(grad_y[n, c], idx[n, c], g, two):
+            bad[p] = 0
+        else:
+            for k in range(g.shape[0]):
+                g[k] = 0
+            nbad = 0
             for oh in range(OH):
-                grow = grad_y[n, c, oh]
                 irow = idx[n, c, oh]
                 for ow in range(OW):
-                    g[irow[ow]] += grow[ow]
+                    nbad += np.uint64(irow[ow]) >= hw
+            bad[p] = nbad
+            if nbad == 0:
+                for oh in range(OH):
+                    grow = grad_y[n, c, oh]
+                    irow = idx[n, c, oh]
+                    for ow in range(OW):
+                        g[irow[ow]] += grow[ow]
 
 
 def route_gradients(gy4, idx4, gx4):
     """``gx4`` (N, C, H, W, C-contiguous, overwritten) from ``gy4`` and the flat indices
-    ``idx4``: by the 2x2 stride-2 kernel when the shapes are that pool's and every index lies
-    in its own window, else by the general one. Returns the general kernel's per-plane count
-    of indices outside ``[0, H*W)`` (those planes left zero)."""
+    ``idx4``: a plane of the 2x2 stride-2 pool's shapes in memory order where its indices lie
+    in their windows (streamed for large float64 gradients), every other by scattering.
+    Returns the per-plane count of indices outside ``[0, H*W)`` (those planes left zero)."""
     N, C, H, W = gx4.shape
     bad = np.empty(N * C, dtype=np.int64)
-    if gy4.shape[2] == H // 2 and gy4.shape[3] == W // 2:
-        maxpool2x2_backward(gy4, idx4, gx4, bad)
+    two = W if gy4.shape[2] == H // 2 and gy4.shape[3] == W // 2 else 0
+    if two and streams(gx4):
+        _maxpool2x2_backward_streaming_kernel(gy4, idx4, gx4, bad)
         if not bad.any():
             return bad
-    _maxpool2d_backward_kernel(gy4, idx4, gx4.reshape(N, C, H * W), bad)
+        two = 0  # an index left its window: scatter every plane (the streamed ones rewritten)
+    _maxpool2d_backward_kernel(gy4, idx4, gx4.reshape(N, C, H * W), bad, two)
     return bad
 
 

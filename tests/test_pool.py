@@ -362,7 +362,7 @@ def _general_backward(gy, idx, shape):
     N, C, H, W = shape
     gx = np.empty((N, C, H * W), gy.dtype)
     bad = np.empty(N * C, np.int64)
-    pool._maxpool2d_backward_kernel(gy, idx, gx, bad)
+    pool._maxpool2d_backward_kernel(gy, idx, gx, bad, 0)
     assert not bad.any()
     return gx.reshape(shape)
 
