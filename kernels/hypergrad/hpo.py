@@ -39,12 +39,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validate import finite_float, positive_int
-from ._api import OPTIMIZER_DEFAULTS, hypergrad
-from ._problem import _problem
+from ._api import OPTIMIZER_DEFAULTS, _hypergrad
+from ._problem import METHODS, _problem
 from .spectrum import critical_lr
 from .unroll import OPTIMIZERS
 
 _BETAS = ("beta", "beta1", "beta2")
+#: What ``**optimizer_kwargs`` may name besides the hyper-parameters: hypergrad's other arguments.
+_OPTIMIZER_KWARGS = {"lr", "l2", "weight_decay", "beta", "beta1", "beta2", "eps", "batch_size", "seed", "checkpoints"}
 #: The first step in log space (a factor e^0.5 ~ 1.65), the longest step (a factor e^2 ~ 7.4)
 #: and the backtracking factor of the line search.
 _DELTA0, _MAX_STEP, _BACKTRACK = 0.5, 2.0, 0.25
@@ -115,7 +117,8 @@ def tune(X, t, X_val, t_val, *, optimizer="gd", steps, hyper=("lr", "l2"), metho
     100). Each evaluation is one :func:`kernels.hypergrad` call with ``method``.
     """
     start_time = time.perf_counter()
-    X, t, _, X_val, t_val = _problem(X, t, None, X_val, t_val)
+    # the data are checked here once; each evaluation calls the checked body of hypergrad
+    X, t, w0, X_val, t_val = _problem(X, t, optimizer_kwargs.pop("w0", None), X_val, t_val)
     if X_val is None:
         raise ValueError("X_val and t_val are required: tune minimises the validation error")
     if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
@@ -162,11 +165,21 @@ def tune(X, t, X_val, t_val, *, optimizer="gd", steps, hyper=("lr", "l2"), metho
     if optimizer == "gd" and method in ("reverse", "forward") and 4 * X.shape[1] <= X.shape[0]:
         inner = "sgd"
 
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string, got {type(method).__name__} {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    unknown = set(fixed) - _OPTIMIZER_KWARGS
+    if unknown:
+        raise TypeError(f"tune got unexpected keyword argument(s) {sorted(unknown)}")
+    args = dict(checkpoints=None, batch_size=None, seed=0, weight_decay=0.0, beta=None, beta1=None, beta2=None,
+                eps=None, l2=0.0)
+
     def evaluate(vals):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            return hypergrad(X, t, steps=steps, X_val=X_val, t_val=t_val, method=method, optimizer=inner,
-                             **fixed, **vals)
+            return _hypergrad(X, t, w0, X_val, t_val, steps=steps, method=method, optimizer=inner,
+                              **{**args, **fixed, **vals})
 
     box = {}
     for name, pair in (bounds or {}).items():
@@ -208,11 +221,13 @@ def tune(X, t, X_val, t_val, *, optimizer="gd", steps, hyper=("lr", "l2"), metho
             if name in _BETAS:
                 continue  # (0, 1): the default is the scale; a scan by factors of 10 would leave it
             base = values[name]
+            tried = {_to_log(name, base)}
             for factor in (0.01, 0.1, 10.0, 100.0):
                 z_try = min(max(_to_log(name, base * factor), zlo[i]), zhi[i])
                 vals = dict(values, **{name: _from_log(name, z_try)})
-                if vals[name] == values[name] or len(objs) >= meta_steps:
-                    continue
+                if z_try in tried or vals[name] == values[name] or len(objs) >= meta_steps:
+                    continue  # two factors clipped to one bound of the box: evaluated once
+                tried.add(z_try)
                 trial = evaluate(vals)
                 better = (not trial.diverged) and trial.loss < res.loss
                 record(vals, trial, better)
