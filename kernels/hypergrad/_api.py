@@ -89,21 +89,26 @@ def hypergrad(X, t, *, lr, l2=0.0, steps, w0=None, X_val=None, t_val=None, metho
     hyper-parameters. See :mod:`kernels.hypergrad.spectrum` and :mod:`kernels.hypergrad.unroll`
     for divergence.
     """
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a string, got {type(method).__name__} {method!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    _check_method(method)
     X, t, w0, X_val, t_val = _problem(X, t, w0, X_val, t_val)
     return _hypergrad(X, t, w0, X_val, t_val, lr=lr, l2=l2, steps=steps, method=method, checkpoints=checkpoints,
                       optimizer=optimizer, batch_size=batch_size, seed=seed, weight_decay=weight_decay, beta=beta,
                       beta1=beta1, beta2=beta2, eps=eps)
 
 
-def _hypergrad(X, t, w0, X_val, t_val, *, lr, l2, steps, method, checkpoints, optimizer, batch_size, seed,
-               weight_decay, beta, beta1, beta2, eps):
+def _check_method(method):
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string, got {type(method).__name__} {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def _hypergrad(X, t, w0, X_val, t_val, *, lr, l2=0.0, steps, method="reverse", checkpoints=None, optimizer="gd",
+               batch_size=None, seed=0, weight_decay=0.0, beta=None, beta1=None, beta2=None, eps=None):
     """:func:`hypergrad` on data :func:`._problem` has already checked and coerced (``w0`` an
-    array): :func:`kernels.tune` checks its data once, not once per evaluation (on the diabetes
-    set, 47 us of a 150 us evaluation). Checks the rest of the arguments as ``hypergrad``."""
+    array) and a ``method`` :func:`_check_method` has passed: :func:`kernels.tune` checks its
+    data once, not once per evaluation (on the diabetes set, 47 us of a 150 us evaluation).
+    Checks the rest of the arguments as ``hypergrad``, with its defaults."""
     lr, l2 = _hyper(lr, l2)
     steps = positive_int(steps, "steps")
     batch_size, seed, wd, b1, b2, eps = _optimizer_args(X, optimizer, batch_size, seed, weight_decay, beta, beta1,

@@ -31,6 +31,7 @@ there.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import warnings
@@ -39,14 +40,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validate import finite_float, positive_int
-from ._api import OPTIMIZER_DEFAULTS, _hypergrad
-from ._problem import METHODS, _problem
+from ._api import OPTIMIZER_DEFAULTS, _check_method, _hypergrad
+from ._problem import _problem
 from .spectrum import critical_lr
 from .unroll import OPTIMIZERS
 
 _BETAS = ("beta", "beta1", "beta2")
-#: What ``**optimizer_kwargs`` may name besides the hyper-parameters: hypergrad's other arguments.
-_OPTIMIZER_KWARGS = {"lr", "l2", "weight_decay", "beta", "beta1", "beta2", "eps", "batch_size", "seed", "checkpoints"}
+#: What ``**optimizer_kwargs`` may name (``w0`` aside): the keywords of hypergrad that tune
+#: does not set itself.
+_OPTIMIZER_KWARGS = {name for name, p in inspect.signature(_hypergrad).parameters.items()
+                     if p.kind is p.KEYWORD_ONLY} - {"steps", "method", "optimizer"}
 #: The first step in log space (a factor e^0.5 ~ 1.65), the longest step (a factor e^2 ~ 7.4)
 #: and the backtracking factor of the line search.
 _DELTA0, _MAX_STEP, _BACKTRACK = 0.5, 2.0, 0.25
@@ -165,21 +168,15 @@ def tune(X, t, X_val, t_val, *, optimizer="gd", steps, hyper=("lr", "l2"), metho
     if optimizer == "gd" and method in ("reverse", "forward") and 4 * X.shape[1] <= X.shape[0]:
         inner = "sgd"
 
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a string, got {type(method).__name__} {method!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    _check_method(method)
     unknown = set(fixed) - _OPTIMIZER_KWARGS
     if unknown:
         raise TypeError(f"tune got unexpected keyword argument(s) {sorted(unknown)}")
-    args = dict(checkpoints=None, batch_size=None, seed=0, weight_decay=0.0, beta=None, beta1=None, beta2=None,
-                eps=None, l2=0.0)
 
     def evaluate(vals):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            return _hypergrad(X, t, w0, X_val, t_val, steps=steps, method=method, optimizer=inner,
-                              **{**args, **fixed, **vals})
+            return _hypergrad(X, t, w0, X_val, t_val, steps=steps, method=method, optimizer=inner, **fixed, **vals)
 
     box = {}
     for name, pair in (bounds or {}).items():
