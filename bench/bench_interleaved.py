@@ -8,7 +8,8 @@ those medians (``min_ratio``/``max_ratio`` in the report).
 * ``interleaved|...``: a kernels call K and a NumPy BLAS call N on the same data. One round is
   ``K, K*, N, K^, N, N*, K, N^``: ``K*`` is K right after K (its time alone), ``K^`` K right
   after N, likewise ``N*`` and ``N^``. Bars: ``K^ / K* <= 1.2`` and ``N^ / N* <= 1.2``, i.e.
-  neither library's idle threads slow the other (``kernels/_threads.py``).
+  neither library's idle threads slow the other (``kernels/_threads.py``). The same rounds
+  with PyTorch's ``conv2d`` as N (its own OpenMP runtime and thread pool) are context.
 * ``alternating|...``: the same job done by kernels and by the fastest plain NumPy (and
   PyTorch) loop a user would write (``bench/baselines.py``), one call of each per round in a
   rotating order. Bars: speed-ups of kernels over each. The RMSProp groups add a context row,
@@ -72,12 +73,14 @@ for _steps in (200, 2000):
         ratio=("numpy", "kernels"), min_ratio=1.6))
 
 
-def _interleave(benchmark, k, n, group):
-    """Time K and N alone and each right after the other, in the rounds the docstring gives."""
+def _interleave(benchmark, k, n, group, other="numpy"):
+    """Time K and N (``other``) alone and each right after the other, in the rounds the
+    docstring gives."""
     benchmark.group = group
     k()
     n()  # warm: compiled code, BLAS threads, caches
-    samples = {"kernels alone": [], "kernels after the other": [], "numpy alone": [], "numpy after the other": []}
+    samples = {"kernels alone": [], "kernels after the other": [], f"{other} alone": [],
+               f"{other} after the other": []}
 
     def one_round():
         k()
@@ -85,9 +88,9 @@ def _interleave(benchmark, k, n, group):
         n()
         samples["kernels after the other"].append(timed(k))
         n()
-        samples["numpy alone"].append(timed(n))
+        samples[f"{other} alone"].append(timed(n))
         k()
-        samples["numpy after the other"].append(timed(n))
+        samples[f"{other} after the other"].append(timed(n))
 
     benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
     record(benchmark, {name: statistics.median(v) for name, v in samples.items() if v},
@@ -119,6 +122,19 @@ def test_interleaved_correlate2d(benchmark, rng):
     xm = x.reshape(CONV_X[0] * CONV_X[1], -1)  # a BLAS product over the same data
     _interleave(benchmark, lambda: kernels.correlate2d(x, w, padding=1), lambda: xm @ xm.T,
                 f"interleaved|correlate2d {_shape(CONV_X)} w{_shape(CONV_W)} p1|float32")
+
+
+def test_interleaved_correlate2d_torch(benchmark, rng):
+    """Context: the convolution interleaved with PyTorch's, each with its own thread pool."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    x = rng.standard_normal(CONV_X).astype(np.float32)
+    w = rng.standard_normal(CONV_W).astype(np.float32)
+    xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+    _interleave(benchmark, lambda: kernels.correlate2d(x, w, padding=1), lambda: F.conv2d(xt, wt, padding=1),
+                f"interleaved|correlate2d {_shape(CONV_X)} w{_shape(CONV_W)} p1, with torch conv2d|float32",
+                other="torch")
 
 
 def test_interleaved_maxpool2d(benchmark, rng):
