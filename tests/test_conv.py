@@ -790,7 +790,8 @@ def test_single_channel_serial_and_parallel_builds_agree(wshape, kw, dtype, monk
     ((2, 3, 9, 11), (1, 2, 3, 0), (2, 3), (2, 3, 1, 1)), ((1, 2, 8, 8), (0, 0, 0, 0), (2, 2), (3, 3, 1, 1)),
     ((1, 1, 7, 5), (2, 2, 2, 2), (3, 1), (3, 1, 1, 1)), ((2, 2, 5, 6), (0, 1, 4, 1), (1, 2), (1, 2, 1, 1)),
     ((1, 1, 6, 7), (0, 0, 1, 2), (2, 2), (2, 2, 1, 1)), ((1, 1, 3, 1), (5, 5, 5, 5), (2, 2), (3, 3, 1, 1)),
-    ((1, 2, 9, 9), (1, 1, 1, 1), (4, 5), (3, 2, 2, 3)), ((1, 1, 4, 4), (0, 0, 0, 0), (10**9, 10**9), (2, 2, 1, 1))])
+    ((1, 2, 9, 9), (1, 1, 1, 1), (4, 5), (3, 2, 2, 3)), ((1, 1, 4, 4), (0, 0, 0, 0), (10**9, 10**9), (2, 2, 1, 1)),
+    ((1, 2, 6, 7), (2, 1, 3, 2), (1, 1), (3, 2, 2, 3)), ((2, 1, 5, 4), (0, 0, 0, 0), (1, 1), (1, 1, 1, 1))])
 def test_phase_bands_are_the_padded_input_at_each_offset(xs, pads, stride, geom):
     """The strided forward's copy (kernels.conv.phases.PHASE_BAND, a band of rows of each
     plane's phases): phase (a, b) of a plane is the zero-padded plane's rows a, a + sh, ... and
@@ -823,9 +824,12 @@ def test_phase_bands_are_the_padded_input_at_each_offset(xs, pads, stride, geom)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("xs,ws,kw", [((3, 5, 17, 23), (6, 5, 3, 3), dict(stride=2, padding=1)),
                                       ((1, 4, 20, 19), (9, 4, 5, 3), dict(stride=(3, 2), padding=(2, 1), dilation=(1, 2))),
-                                      ((2, 3, 9, 30), (5, 3, 1, 1), dict(stride=(1, 4)))])
+                                      ((2, 3, 9, 30), (5, 3, 1, 1), dict(stride=(1, 4))),
+                                      ((2, 4, 12, 13), (5, 4, 3, 3), dict(padding=2, dilation=2)),
+                                      ((1, 3, 11, 9), (7, 3, 5, 5), dict(padding=2))])
 def test_strided_forward_bands_change_no_bit(monkeypatch, xs, ws, kw, dtype):
-    """The strided forward cuts each image into bands of output rows, each task copying the
+    """The strided forward (and any filter but the 3x3 at stride 1, whose one phase is the
+    padded plane) cuts each image into bands of output rows, each task copying the
     band of phases it reads (kernels.conv.tiles.phase_band_rows, which follows the thread
     count): one row per band, a few, and the whole image give the same bits, and match the
     reference."""

@@ -41,12 +41,13 @@ result is bit-identical for any number of threads). Four inner paths:
   at the machine's multiply-add rate;
 * any other filter on several channels (5x5, 1x1, dilated, rectangular, strided):
   the same padded layout and register blocking, with one vector load per tap
-  (:func:`kernels._simd.correlate_block`). At a stride the copy cuts each padded plane into its
-  phases (:func:`.phases._phase_band`: rows ``a, a + sh, ...`` and columns ``b, b + sw, ...``),
+  (:func:`kernels._simd.correlate_block`), on bands: each task copies the band of the padded
+  input its output rows read, all output channels then reading it from cache (no serial copy
+  of the whole batch first). At a stride the band cuts each padded plane into its phases
+  (:func:`.phases._phase_band`: rows ``a, a + sh, ...`` and columns ``b, b + sw, ...``),
   on which the outputs of a row are consecutive positions and each tap a fixed distance away,
   so only the definition's products are formed (computing every stride-1 position and keeping
-  one in ``sw`` formed ``sw`` times more); each task copies the band of phases its output rows
-  read, all output channels then reading it from cache;
+  one in ``sw`` formed ``sw`` times more);
 * 3x3, stride 1, dilation 1, one channel (a single image, memory-bound): no copy. Explicit
   SIMD blocks (:mod:`kernels._simd`) compute four output rows at once from six input rows, each
   loaded once per vector with the shifted taps cut from neighbouring vectors, and write the

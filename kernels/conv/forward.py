@@ -58,17 +58,19 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
         # At a stride the copy cuts each padded plane into its phases, so that the outputs of a
         # row are consecutive positions and only the definition's products are formed
         # (computing every stride-1 position and keeping one in sw formed sw times more), and
-        # each task copies the band of phases its output rows read (kernels.conv.blocked).
-        # At stride 1 the bands ran 3-10% faster too, but their kernel took a first call 0.9 s
-        # longer to compile (2.4 s): there one padded copy of the batch is made first.
+        # each task copies the band of phases its output rows read (kernels.conv.blocked); any
+        # filter but the 3x3 does so at stride 1 too (its one phase, the padded plane): each
+        # band is read while it is in cache, where a padded copy of the whole batch made first
+        # cost a serial pass over it (16x16x64x64 float32 5x5 or dilated 3x3: 0.85 ms of 3.4).
+        # The 3x3 at stride 1 keeps that copy for its lane-shift block (the bands take a load
+        # per tap), and so does not compile the bands' kernel on a first 3x3 call.
         slack = _read_slack(xc.itemsize)
         wpack, bpack = _pack_filter(wc, b)
-        if (sh, sw) == (1, 1):
+        if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1):
             xflat, (_, _, Hq, Wq) = _pad_flat(xc, (pt, pb, pl, pr), slack)
             offsets = phase_offsets(kh, kw, (dh, dw), (1, 1), (Hq, Wq))
             rows = max(1, min(Ho, tiles._PADDED_TILE_ELEMENTS // Wq))
-            three = (kh, kw, dh, dw) == (3, 3, 1, 1)
-            _correlate_blocked_kernel(xflat, xc.shape[0], C, Hq * Wq, Wq, wpack, bpack, res4, rows, offsets, three)
+            _correlate_blocked_kernel(xflat, xc.shape[0], C, Hq * Wq, Wq, wpack, bpack, res4, rows, offsets, True)
         else:
             prow, pcol = phases_used(kh, dh, sh), phases_used(kw, dw, sw)
             Wq = -(-(xc.shape[3] + pl + pr) // sw)

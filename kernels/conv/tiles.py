@@ -1,7 +1,7 @@
 """Tile sizes and thresholds of the convolution kernels, in one place.
 
 Each is a fixed size derived from the shape and the cache, never from the thread count, so
-results are bit-identical for any number of threads (the strided forward's bands are the one
+results are bit-identical for any number of threads (the banded forward's bands are the one
 partition that follows the thread count: no sum crosses a band). The dispatch in
 :mod:`.forward` reads the forward ones at call time as attributes of this module
 (``tiles._STREAM_MIN_BYTES``), so a test that sets one here changes what the next call does;
@@ -19,7 +19,7 @@ _TILE_ELEMENTS = 8192
 # register-blocked kernel is insensitive to it: 2048, 4356, 8192 and 16384 ran within 3% of
 # each other on the 64x64 batch.
 _PADDED_TILE_ELEMENTS = 8192
-# Bytes of the band of the padded input's phases each task of the strided forward copies for
+# Bytes of the band of the padded input's phases each task of the banded forward copies for
 # itself (kernels.conv.blocked) at most: a bound on the memory a task holds, not a cache size
 # (a block of positions reads a few rows of the band at a time, which stay in L2 whatever the
 # band's size). Large bands waste less: a task's last block of positions runs past its rows, and
@@ -27,7 +27,7 @@ _PADDED_TILE_ELEMENTS = 8192
 # 2): whole images per task (557 KB) 5% faster than bands of 16 rows, 12% faster than 8; the
 # copy of the whole batch's phases that this replaced cost 0.5-1 ms of a 4.4 ms forward.
 _PHASE_BAND_BYTES = 1 << 23
-# Tasks per thread the strided forward cuts a batch into at least (when the rows allow), so a
+# Tasks per thread the banded forward cuts a batch into at least (when the rows allow), so a
 # batch of one image is still parallel. The one partition here that follows the thread count:
 # each output is summed in the same order whatever the band, so the bits do not. Fewer, longer
 # bands waste less (1x64x128x128, 128 filters, stride 2, 2 threads: 3.5 ms at 2 tasks a
@@ -49,7 +49,8 @@ _GRAD_CHANNEL_GROUP = 4
 
 
 def phase_band_rows(N, row_bytes, Ho, reach, threads):
-    """Output rows per task of the strided forward: as many as keep a task's band (its rows
+    """Output rows per task of the banded forward (a stride, or any filter but the 3x3 at
+    stride 1; :mod:`.blocked`): as many as keep a task's band (its rows
     plus ``reach`` more, ``row_bytes`` each) within :data:`_PHASE_BAND_BYTES`, at least one,
     and few enough that the ``N`` images make :data:`_PHASE_BAND_TASKS_PER_THREAD` tasks for
     each of ``threads``. Each output is summed in the same order whatever the band, so results
