@@ -90,6 +90,14 @@ __all__ = ["OptimResult", "gd", "sgd", "rmsprop", "adagrad", "adam"]
 #: At most this many permutation entries (int64) are held at once: whole epochs, at least one.
 _PERM_CHUNK = 1 << 20
 
+#: A mini-batch step prefetches the rows of the batch this many steps on (and, at the start of
+#: an epoch, those before it), as many as keep the rows in flight within _PREFETCH_BYTES: a step
+#: of 32 random rows of (20000, 100) float64 takes about 3 us, less than the rows of one batch
+#: take to arrive from memory. Measured alternating on the 2-core Intel Xeon, one SGD epoch: 2.9
+#: ms one batch ahead, 2.6 four ahead, 2.6 eight ahead (the same bits: prefetches are hints).
+_PREFETCH_BATCHES = 4
+_PREFETCH_BYTES = 128 << 10
+
 # info[] slots shared between the wrapper and the driver
 _I_STEPS, _I_DIVERGED_AT, _I_RECORDED = 0, 1, 2
 
@@ -147,6 +155,7 @@ def _steps(
     d = X.shape[1]
     B = REDUCTION_BLOCK
     empty = np.empty(0, dtype=np.int64)
+    ahead = max(1, min(_PREFETCH_BATCHES, _PREFETCH_BYTES // max(1, batch * d * X.itemsize)))
     for s in range(s0, s1):
         if full:
             rows = empty
@@ -157,8 +166,14 @@ def _steps(
             start = (s - e * nbatches) * batch
             end = min(start + batch, n)
             rows = perm[e - epoch0]
-            if end < n:  # the next batch of this epoch
-                prefetch_rows(X, rows, end, min(end + batch, n))
+            if s == s0 or start == 0:  # this epoch's batches up to the one `ahead` steps on
+                for a in range(1, ahead):
+                    lo = end + (a - 1) * batch
+                    if lo < n:
+                        prefetch_rows(X, rows, lo, min(lo + batch, n))
+            lo = end + (ahead - 1) * batch
+            if lo < n:  # the batch `ahead` steps on, if this epoch has it
+                prefetch_rows(X, rows, lo, min(lo + batch, n))
         mb = end - start
         wsq = sumsq(w)
         nblk = (mb + B - 1) // B
