@@ -26,7 +26,8 @@ costs several times the filter itself (an identity ``map_overlap`` took 10x ``x.
 Here each output chunk is one task that receives its own block *as is* and, from one small edge
 task per neighbouring block (run where that block lives, so only a few rows and columns move
 between workers), the slices it reads. At stride 1 the task runs the kernel on the block alone
-(its own padding standing in for the halo) straight into the output buffer, then recomputes the
+(its own padding standing in for the halo) straight into the output buffer (one that an earlier
+task of the process let go of, when there is one: :mod:`._recycled`), then recomputes the
 rows and columns next to an interior edge of the block from thin strips assembled out of the
 block's edge and the neighbours' slices. At a stride above 1 the task assembles the block and
 the slices into one input region (a copy) and crops. Max-pooling rechunks so that every chunk
@@ -56,6 +57,7 @@ from kernels.conv import correlate2d as _correlate2d
 from kernels.conv.geometry import _bias_array, _filter_geometry
 from kernels.pool import maxpool2d as _maxpool2d
 
+from . import _recycled
 from ._workers import _one_numba_thread_in_a_worker
 
 __all__ = ["correlate2d", "convolve2d", "maxpool2d"]
@@ -214,7 +216,11 @@ def _conv_chunk(grid, seg_r, seg_c, oy, ox, g):
     a, b = oy[0] - pt, oy[1] - 1 - pt + eh
     c, d = ox[0] - pl, ox[1] - 1 - pl + ew
     qy, qx = max(r0 - a, b - r1, 0), max(c0 - c, d - c1, 0)
-    core = _correlate2d(block, g["w"], g["b"], padding=(qy, qx), dilation=g["dilation"])
+    w = g["w"]
+    lead = block.shape[:-2] if w.ndim == 2 else (block.shape[0], w.shape[0])
+    shape = (*lead, r1 - r0 + 2 * qy - eh + 1, c1 - c0 + 2 * qx - ew + 1)
+    core = _correlate2d(block, w, g["b"], padding=(qy, qx), dilation=g["dilation"],
+                        out=_recycled.empty(shape, block.dtype))
     i0, j0 = a - r0 + qy, c - c0 + qx
     out = core[..., i0 : i0 + oy[1] - oy[0], j0 : j0 + ox[1] - ox[0]]
     # Output rows whose taps cross an interior edge of the block (into a neighbour's data):
