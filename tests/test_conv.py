@@ -842,6 +842,33 @@ def test_strided_forward_bands_change_no_bit(monkeypatch, xs, ws, kw, dtype):
         monkeypatch.setattr(tiles, "_PHASE_BAND_BYTES", band_bytes)
         monkeypatch.setattr(tiles, "_PHASE_BAND_TASKS_PER_THREAD", tasks)
         np.testing.assert_array_equal(kernels.correlate2d(x, w, **kw), want)
+    # the order of the blocks: one block of output channels at a time (0), or every block over
+    # 1, 2, ... input channels a pass (the last pass short) up to all of them at once
+    chosen = tiles.band_channels_per_pass
+    for per_pass in range(xs[1] + 1):
+        monkeypatch.setattr(tiles, "band_channels_per_pass", lambda *args, k=per_pass: k)
+        np.testing.assert_array_equal(kernels.correlate2d(x, w, **kw), want)
+    monkeypatch.setattr(tiles, "band_channels_per_pass", chosen)
+
+
+def test_band_channels_per_pass_keeps_the_rows_in_budget(monkeypatch):
+    from kernels.conv import tiles
+    from kernels.conv.phases import phase_offsets, phases_used
+
+    def per_pass(C, k, stride, dilation=1, position_bytes=256):
+        Wq = -(-(64 + 2) // stride)
+        prow = phases_used(k, dilation, stride)
+        offsets = phase_offsets(k, k, (dilation, dilation), (stride, stride), (33, Wq), (prow, prow))
+        return tiles.band_channels_per_pass(offsets, Wq, C, position_bytes)
+
+    monkeypatch.setattr(tiles, "_BAND_CHANNEL_BYTES", 32 << 10)
+    # 3x3 at stride 2: six rows of phases per channel, 6 * (256 + 64) bytes: 17 channels a pass
+    assert per_pass(32, 3, 2) == 17 and per_pass(64, 3, 2) == 17
+    assert per_pass(16, 3, 2) == 0  # all 16 channels fit: one block of output channels at a time
+    assert per_pass(16, 3, 1, dilation=2) == 0 and per_pass(64, 3, 1, dilation=2) == 34
+    assert per_pass(64, 1, 1) == 0  # the 1x1: one row, read once
+    monkeypatch.setattr(tiles, "_BAND_CHANNEL_BYTES", 1)
+    assert per_pass(32, 3, 2) == 1
 
 
 @pytest.mark.parametrize("stride", [10**9, (2, 10**9), (10**9, 3)])

@@ -100,6 +100,58 @@ def correlate3x3_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, row,
     return types.none(stage, s_off, s_stride, xf, x_off, plane, row, C, wp, w_off, bp, b_off), codegen
 
 
+def _tap_loop_codegen(context, builder, sig, args, dtype, channels):
+    """The body of :func:`correlate_block` (``channels`` False: every input channel, from the
+    bias) and of :func:`correlate_block_channels` (``channels`` True: channels ``c0 <= ci <
+    c1``, from the bias when ``first`` is nonzero, else from the partial sums in ``stage``)."""
+    V = lanes(dtype.bitwidth // 8)
+    K, U = CHANNEL_BLOCK, POSITION_VECTORS
+    if channels:
+        stage_, s_off_, s_stride_, xf_, x_off_, plane_, c0_, c1_, wp_, w_off_, bp_, b_off_, offsets_, first_ = args
+        iw, ib, io = 8, 10, 12
+    else:
+        stage_, s_off_, s_stride_, xf_, x_off_, plane_, C_, wp_, w_off_, bp_, b_off_, offsets_ = args
+        iw, ib, io = 7, 9, 11
+    L = _Lanes(context, builder, dtype, V)
+    i64 = L.i64
+    sdata = _data(context, builder, sig.args[0], stage_)
+    xdata = _data(context, builder, sig.args[3], xf_)
+    wdata = _data(context, builder, sig.args[iw], wp_)
+    bdata = _data(context, builder, sig.args[ib], bp_)
+    odata = _data(context, builder, sig.args[io], offsets_)
+    taps = cgutils.create_struct_proxy(sig.args[io])(context, builder, value=offsets_).nitems
+    if channels:
+        acc = [[cgutils.alloca_once(builder, L.ty) for _ in range(U)] for _ in range(K)]
+        with builder.if_else(builder.icmp_signed("!=", first_, ir.Constant(first_.type, 0))) as (then, other):
+            with then:
+                for k, row in enumerate(_bias_accumulators(L, bdata, b_off_, K, U)):
+                    for u, a in enumerate(row):
+                        builder.store(builder.load(a), acc[k][u])
+            with other:
+                for k in range(K):
+                    obase = L.at(sdata, builder.add(s_off_, builder.mul(s_stride_, ir.Constant(i64, k))))
+                    for u in range(U):
+                        builder.store(L.load(L.at(obase, u * V)), acc[k][u])
+        c0, count = c0_, builder.sub(c1_, c0_)
+    else:
+        acc = _bias_accumulators(L, bdata, b_off_, K, U)
+        c0, count = ir.Constant(i64, 0), C_
+    with cgutils.for_range(builder, count) as cloop:
+        ci = builder.add(c0, cloop.index)
+        xbase = L.at(xdata, builder.add(x_off_, builder.mul(ci, plane_)))
+        wci = builder.add(w_off_, builder.mul(builder.mul(ci, taps), ir.Constant(i64, K)))
+        with cgutils.for_range(builder, taps) as tloop:
+            tbase = L.at(xbase, builder.load(builder.gep(odata, [tloop.index])))
+            wt = L.at(wdata, builder.add(wci, builder.mul(tloop.index, ir.Constant(i64, K))))
+            xs = [L.load(L.at(tbase, u * V)) for u in range(U)]
+            for k in range(K):
+                wv = L.splat(builder.load(L.at(wt, k)))
+                for u in range(U):
+                    builder.store(L.fma(wv, xs[u], builder.load(acc[k][u])), acc[k][u])
+    _store_accumulators(L, acc, sdata, s_off_, s_stride_)
+    return context.get_dummy_value()
+
+
 @intrinsic
 def correlate_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, C, wp, w_off, bp, b_off, offsets):
     """:func:`correlate3x3_block` for any filter, at any stride: tap ``t`` (``i * kw + j``) of
@@ -119,33 +171,26 @@ def correlate_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, C, wp, 
     Reads ``xf`` up to ``x_off + (C-1)*plane + max(offsets) + P`` (exclusive).
     """
     dtype = stage.dtype
-    V = lanes(dtype.bitwidth // 8)
-    K, U = CHANNEL_BLOCK, POSITION_VECTORS
 
     def codegen(context, builder, sig, args):
-        stage_, s_off_, s_stride_, xf_, x_off_, plane_, C_, wp_, w_off_, bp_, b_off_, offsets_ = args
-        L = _Lanes(context, builder, dtype, V)
-        i64 = L.i64
-        sdata = _data(context, builder, sig.args[0], stage_)
-        xdata = _data(context, builder, sig.args[3], xf_)
-        wdata = _data(context, builder, sig.args[7], wp_)
-        bdata = _data(context, builder, sig.args[9], bp_)
-        odata = _data(context, builder, sig.args[11], offsets_)
-        taps = cgutils.create_struct_proxy(sig.args[11])(context, builder, value=offsets_).nitems
-        acc = _bias_accumulators(L, bdata, b_off_, K, U)
-        with cgutils.for_range(builder, C_) as cloop:
-            ci = cloop.index
-            xbase = L.at(xdata, builder.add(x_off_, builder.mul(ci, plane_)))
-            wci = builder.add(w_off_, builder.mul(builder.mul(ci, taps), ir.Constant(i64, K)))
-            with cgutils.for_range(builder, taps) as tloop:
-                tbase = L.at(xbase, builder.load(builder.gep(odata, [tloop.index])))
-                wt = L.at(wdata, builder.add(wci, builder.mul(tloop.index, ir.Constant(i64, K))))
-                xs = [L.load(L.at(tbase, u * V)) for u in range(U)]
-                for k in range(K):
-                    wv = L.splat(builder.load(L.at(wt, k)))
-                    for u in range(U):
-                        builder.store(L.fma(wv, xs[u], builder.load(acc[k][u])), acc[k][u])
-        _store_accumulators(L, acc, sdata, s_off_, s_stride_)
-        return context.get_dummy_value()
+        return _tap_loop_codegen(context, builder, sig, args, dtype, channels=False)
 
     return types.none(stage, s_off, s_stride, xf, x_off, plane, C, wp, w_off, bp, b_off, offsets), codegen
+
+
+@intrinsic
+def correlate_block_channels(typingctx, stage, s_off, s_stride, xf, x_off, plane, c0, c1, wp, w_off, bp, b_off,
+                             offsets, first):
+    """:func:`correlate_block` over the input channels ``c0 <= ci < c1`` only, starting from
+    the bias when ``first`` is nonzero (``c0`` the first channel) and otherwise from the sums
+    that the call for the channels before ``c0`` left in ``stage``: a pass per range of
+    channels forms each output's multiply-adds in the same order as one pass over all of them
+    (a float stored and loaded back is the same float), so the result is the same bits. Lets a
+    caller run every block of output channels over a few input channels while their rows of
+    input are in the first-level cache (:func:`kernels.conv.blocked._correlate_bands`)."""
+    dtype = stage.dtype
+
+    def codegen(context, builder, sig, args):
+        return _tap_loop_codegen(context, builder, sig, args, dtype, channels=True)
+
+    return types.none(stage, s_off, s_stride, xf, x_off, plane, c0, c1, wp, w_off, bp, b_off, offsets, first), codegen

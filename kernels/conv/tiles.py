@@ -33,6 +33,16 @@ _PHASE_BAND_BYTES = 1 << 23
 # bands waste less (1x64x128x128, 128 filters, stride 2, 2 threads: 3.5 ms at 2 tasks a
 # thread's worth of bands, 3.65 at 4, 3.76 at 8, 4.14 at 16).
 _PHASE_BAND_TASKS_PER_THREAD = 2
+# Bytes of input rows a block of positions of the banded forward reads per pass over a range of
+# input channels, at most (kernels.conv.blocked._correlate_bands): two thirds of the 48 KiB L1 of
+# the Intel Xeon, the rest for the filter and the accumulators. Measured alternating there, the
+# 3x3 at stride 2 on 16x32x64x64 float32 (six rows of phases per channel, 1.9 KiB per block
+# of positions): 8, 12 or 16 channels a pass 2.8-3.0 ms, 4 channels 3.0, all 32 in one pass
+# (every block of output channels over the same block of positions) 3.4, the order of one
+# block of output channels at a time 3.5. Filters whose rows for all channels fit (the dilated
+# 3x3 and the 5x5 on 16 channels: 15 and 25 KiB) ran 2-4% slower in passes than in that order,
+# and keep it.
+_BAND_CHANNEL_BYTES = 32 << 10
 # Output elements per task of the single-channel 3x3 stencil (memory-bound: long tasks keep
 # each thread's streams going; 8192 ran 10-15% slower on 2048x2048 than 131072).
 _STENCIL_TILE_ELEMENTS = 131072
@@ -58,3 +68,18 @@ def phase_band_rows(N, row_bytes, Ho, reach, threads):
     rows = max(1, _PHASE_BAND_BYTES // max(1, row_bytes) - reach)
     bands = max(1, -(-_PHASE_BAND_TASKS_PER_THREAD * max(1, threads) // max(1, N)))  # bands per image
     return max(1, min(rows, Ho, -(-Ho // bands)))
+
+
+def band_channels_per_pass(offsets, Wq, C, position_bytes):
+    """Input channels per pass of the banded forward (:mod:`.blocked`), or 0 for the order of
+    one block of output channels at a time over all of them. Passes when the rows of input a
+    block of positions reads over all ``C`` channels (the distinct rows of the taps at flat
+    ``offsets`` on rows ``Wq`` long, each ``position_bytes`` plus a cache line, per channel)
+    exceed :data:`_BAND_CHANNEL_BYTES`: then as many channels a pass as keep within it, at
+    least one. A single tap (the 1x1 filter) reads each row once and keeps the first order.
+    Each output is summed in the same order whatever this is."""
+    if len(offsets) <= 1:
+        return 0
+    rows = len({int(o) // Wq for o in offsets})
+    per_pass = max(1, _BAND_CHANNEL_BYTES // (rows * (position_bytes + 64)))
+    return per_pass if per_pass < C else 0
