@@ -47,7 +47,10 @@ result is bit-identical for any number of threads). Four inner paths:
   (:func:`.phases._phase_band`: rows ``a, a + sh, ...`` and columns ``b, b + sw, ...``),
   on which the outputs of a row are consecutive positions and each tap a fixed distance away,
   so only the definition's products are formed (computing every stride-1 position and keeping
-  one in ``sw`` formed ``sw`` times more);
+  one in ``sw`` formed ``sw`` times more). Where a block of positions reads more rows of the band
+  over all input channels than the L1 holds (the 3x3 at stride 2: six rows of phases a channel),
+  every block of output channels runs over a few input channels at a time
+  (:func:`kernels._simd.correlate_block_channels`), the same sums in the same order;
 * 3x3, stride 1, dilation 1, one channel (a single image, memory-bound): no copy. Explicit
   SIMD blocks (:mod:`kernels._simd`) compute four output rows at once from six input rows, each
   loaded once per vector with the shifted taps cut from neighbouring vectors, and write the
