@@ -260,6 +260,19 @@ def test_no_benchmark_json_makes_every_bar_not_run(workspace):
     assert all(v.reason for v in out)
 
 
+def test_a_truncated_benchmark_json_is_not_run_not_a_crash(tmp_path, capsys):
+    # a bench stage killed at its timeout leaves pytest-benchmark's JSON empty: the report says
+    # so and carries on, its bars not run, instead of stopping on a JSONDecodeError
+    empty, cut = tmp_path / "empty.json", tmp_path / "cut.json"
+    empty.write_text("")
+    cut.write_text('{"benchmarks": [')
+    assert report.load_json(str(empty)) is None and report.load_json(str(cut)) is None
+    assert "not JSON" in capsys.readouterr().err
+    good = tmp_path / "good.json"
+    good.write_text('{"benchmarks": []}')
+    assert report.load_json(str(good)) == {"benchmarks": []}
+
+
 def test_speedup_table_columns():
     index = report.Index(synthetic_benchmarks())
     rows, best = report.speedups(index, G)

@@ -23,10 +23,19 @@ REFERENCE_IMPL = "numpy"
 
 
 def load_json(path):
+    """The JSON at ``path``, or None where there is none: a stage that was killed (a timeout)
+    may leave an empty or truncated file, and its bars are then reported as not run, with a
+    warning, instead of stopping the report."""
     if not os.path.exists(path):
         return None
     with open(path) as fh:
-        return json.load(fh)
+        text = fh.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        print(f"report: {path} is not JSON ({len(text)} bytes: {exc}); its results are reported as not run",
+              file=sys.stderr)
+        return None
 
 
 @dataclass
