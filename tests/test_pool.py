@@ -367,6 +367,35 @@ def _general_backward(gy, idx, shape):
     return gx.reshape(shape)
 
 
+@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 8), st.integers(1, 8), st.integers(1, 3),
+       st.integers(1, 3), st.sampled_from(DTYPES), st.integers(-1, 2))
+def test_small_plane_backward_equals_general_kernel(N, C, H, W, k, s, dtype, stray):
+    # planes of at most _SMALL_PLANE inputs scatter flat, a task's planes at a time: the same
+    # additions in the same order as the per-plane kernel (overlapping windows included), and
+    # a plane with an index outside it (stray 1: past the end, 2: negative) left zero and
+    # counted in the same place
+    k, s = min(k, H, W), min(s, k)
+    rng = np.random.default_rng(N * 1000 + C * 100 + H * 10 + W)
+    x = _data(rng, (N, C, H, W), dtype, specials=True)
+    y, idx = kernels.maxpool2d(x, k, stride=s, return_indices=True)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gy.flat[::3] = -0.0
+    if stray >= 0:
+        idx.flat[rng.integers(idx.size)] = [rng.integers(H * W), H * W, -1][stray]
+    assert H * W <= pool._SMALL_PLANE
+    want = np.empty((N, C, H * W), dtype)
+    want_bad = np.empty(N * C, np.int64)
+    pool._maxpool2d_backward_kernel(gy, idx, want, want_bad, 0)
+    for per_task in (1, 3, N * C + 1):
+        got = np.full((N, C, H * W), np.nan, dtype)
+        bad = np.full(N * C, -7, np.int64)
+        pool._maxpool2d_backward_small_kernel(gy.reshape(-1), idx.reshape(-1), got.reshape(-1), bad, per_task)
+        np.testing.assert_array_equal(bad, want_bad)
+        _same_bits(got, want)
+    if not want_bad.any():
+        _same_bits(kernels.maxpool2d_backward(gy, idx, x.shape), want.reshape(x.shape))
+
+
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(2, 17), st.integers(2, 41), st.sampled_from(DTYPES),
        st.booleans())
 def test_two_by_two_backward_equals_general_kernel(N, C, H, W, dtype, stray):
