@@ -182,11 +182,11 @@ _SMALL_TASK_ELEMENTS = 1 << 15
 def _maxpool2d_backward_small_kernel(gy, idx, gx, bad, planes_per_task):  # pragma: no cover - compiled
     """:func:`_maxpool2d_backward_kernel` without its 2x2 route, for small planes, on the flat
     arrays ``gy`` and ``idx`` (``N C`` planes of ``P`` outputs each, C-contiguous) and ``gx``
-    (``N C`` planes of ``HW`` inputs): plane ``p`` is zeroed, its indices checked (``0 <= k <
-    HW``; a plane with one outside stays zero and is counted in ``bad[p]``), then ``gx[p HW +
-    k] += gy[p P + j]`` for ``j`` in order. The same additions in the same order as the
-    per-plane kernel, so the same bits; ``planes_per_task`` planes a task, so that a batch of
-    tiny planes pays no view and no call per plane (they cost 100 ns a plane of 64 inputs)."""
+    (``N C`` planes of ``HW`` inputs): a task zeroes its ``planes_per_task`` planes in one run,
+    then adds ``gx[p HW + k] += gy[p P + j]`` for ``j`` in order, each index checked as it is
+    added (``0 <= k < HW``; a plane with one outside is zeroed again and counted in ``bad[p]``).
+    The same additions in the same order as the per-plane kernel, so the same bits, with no
+    view and no call per plane (they cost 100 ns a plane of 64 inputs)."""
     NC = bad.shape[0]
     P = gy.shape[0] // max(1, NC)
     HW = gx.shape[0] // max(1, NC)
@@ -214,8 +214,9 @@ def _maxpool2d_backward_small_kernel(gy, idx, gx, bad, planes_per_task):  # prag
 
 def route_gradients(gy4, idx4, gx4):
     """``gx4`` (N, C, H, W, C-contiguous, overwritten) from ``gy4`` and the flat indices
-    ``idx4``: a plane of the 2x2 stride-2 pool's shapes in memory order where its indices lie
-    in their windows (streamed for large float64 gradients), every other by scattering.
+    ``idx4``: planes of at most :data:`_SMALL_PLANE` inputs by one flat scatter; larger ones of
+    the 2x2 stride-2 pool's shapes in memory order where their indices lie in their windows
+    (streamed for large float64 gradients), every other by scattering.
     Returns the per-plane count of indices outside ``[0, H*W)`` (those planes left zero)."""
     N, C, H, W = gx4.shape
     bad = np.empty(N * C, dtype=np.int64)
