@@ -22,7 +22,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import pytest
@@ -166,7 +165,19 @@ def test_the_leak_check_would_see_a_leak():
 # --------------------------------------------------------------------------- bounds checking
 
 
-def test_fuzz_suite_under_numba_boundscheck_with_an_empty_cache():
+def _boundscheck_fuzz(workdir):
+    """The fuzz suite in a subprocess with bounds checking (started in the background: tests/conftest.py)."""
+    cache = workdir / "cache"
+    cache.mkdir()
+    env = R._subprocess_env(NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(cache), NUMBA_NUM_THREADS="1",
+                            KERNELS_FUZZ_EXAMPLES=os.environ.get("KERNELS_BOUNDSCHECK_EXAMPLES", "15"))
+    return {"fuzz": dict(argv=[sys.executable, "-m", "pytest", os.path.join(R.ROOT, "tests", "test_fuzz.py"), "-q",
+                               "-p", "no:cacheprovider", "--benchmark-disable", "-rs"],
+                         cwd=R.ROOT, env=env, timeout=900)}
+
+
+@pytest.mark.background(start=_boundscheck_fuzz)
+def test_fuzz_suite_under_numba_boundscheck_with_an_empty_cache(background):
     """Every kernel recompiled with bounds checking (caching off, a fresh NUMBA_CACHE_DIR as
     well), then the fuzz suite: an out-of-range index would raise IndexError and fail it. The
     suite's canary test proves the checks are really compiled in.
@@ -174,13 +185,8 @@ def test_fuzz_suite_under_numba_boundscheck_with_an_empty_cache():
     One Numba thread: an IndexError raised in a *worker* thread's chunk of a ``prange`` is lost
     (Numba 0.68, OpenMP layer: ``a[i + 2]`` over ``prange(4)`` on 2 threads returns silently,
     on 1 thread it raises), so with 2 threads half of every parallel loop would go unchecked."""
-    with tempfile.TemporaryDirectory(prefix="kernels-boundscheck-") as cache:
-        env = R._subprocess_env(NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=cache, NUMBA_NUM_THREADS="1",
-                                KERNELS_FUZZ_EXAMPLES=os.environ.get("KERNELS_BOUNDSCHECK_EXAMPLES", "15"))
-        proc = subprocess.run([sys.executable, "-m", "pytest", os.path.join(R.ROOT, "tests", "test_fuzz.py"), "-q",
-                               "-p", "no:cacheprovider", "--benchmark-disable", "-rs"],
-                              cwd=R.ROOT, env=env, capture_output=True, text=True, timeout=900)
-        written = sum(len(f) for _, _, f in os.walk(cache))
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "skipped" not in proc.stdout.splitlines()[-1], proc.stdout[-2000:]  # the canary ran
+    rc, out, err = background["fuzz"].result()
+    written = sum(len(f) for _, _, f in os.walk(background.workdir / "cache"))
+    assert rc == 0, out[-4000:] + err[-2000:]
+    assert "skipped" not in out.splitlines()[-1], out[-2000:]  # the canary ran
     assert written == 0  # nothing was cached from the checked build

@@ -32,11 +32,13 @@ SELECTION = ["tests/test_conv.py", "tests/test_pool.py", "tests/test_guard_pages
 
 
 def _other_targets():
-    """name -> (environment, expected ISA) of the x86 targets narrower than this host."""
-    return {
+    """name -> (environment, expected ISA) of the x86 targets narrower than this host (an AVX2
+    host's own run of the suite is its AVX2 run)."""
+    targets = {
         "avx2": ({"NUMBA_CPU_FEATURES": T.host_features_without("avx512", "evex512", "avx10")}, "avx2"),
         "generic": ({"NUMBA_CPU_NAME": "generic"}, "sse2"),
     }
+    return {name: t for name, t in targets.items() if t[1] != T.TARGET.isa}
 
 
 # ------------------------------------------------------------------ the target's description
@@ -107,25 +109,37 @@ def test_generated_code_uses_the_targets_registers():
     assert not re.search(r"call\s+\S*\bfmaf?\b", asm), "a library call per lane for a multiply-add"
 
 
+def _target_env(name, workdir):
+    env_extra, _ = _other_targets()[name]
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(workdir / name), NUMBA_NUM_THREADS="1", **env_extra)
+    env.pop("PYTEST_ADDOPTS", None)
+    return env
+
+
+def _target_runs(workdir):
+    """The selection's run for each other target (started in the background: tests/conftest.py)."""
+    if not ON_X86:
+        return {}
+    return {name: dict(argv=[sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *SELECTION],
+                       env=_target_env(name, workdir), cwd=ROOT, timeout=1500)
+            for name in _other_targets()}
+
+
 @pytest.mark.skipif(not ON_X86, reason="the narrower targets emulated here are x86 ones")
-def test_conv_and_pool_tests_pass_for_avx2_and_generic_targets(tmp_path):
-    """Each target in its own process, compile cache and feature settings, the two at once (one
-    core each): the selection passes, and the process compiled for the ISA it was asked for."""
-    procs = {}
-    for name, (env_extra, isa) in _other_targets().items():
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / name), NUMBA_NUM_THREADS="1", **env_extra)
-        env.pop("PYTEST_ADDOPTS", None)
-        check = subprocess.run([sys.executable, "-c", "from kernels import _simd; print(_simd.TARGET.isa)"],
-                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert check.stdout.strip() == isa, check.stdout + check.stderr
-        procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *SELECTION],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+@pytest.mark.background(start=_target_runs)
+def test_conv_and_pool_tests_pass_for_avx2_and_generic_targets(background):
+    """Each target in its own process, compile cache and feature settings, on one core each:
+    the selection passes, and the process compiled for the ISA it was asked for."""
     failed = {}
-    for name, proc in procs.items():
-        out, _ = proc.communicate(timeout=1500)
-        if proc.returncode != 0 or "passed" not in out:
-            failed[name] = out[-4000:]
+    for name, (_, isa) in _other_targets().items():
+        check = subprocess.run([sys.executable, "-c", "from kernels import _simd; print(_simd.TARGET.isa)"],
+                               cwd=ROOT, env=_target_env(name, background.workdir), capture_output=True, text=True,
+                               timeout=120)
+        assert check.stdout.strip() == isa, check.stdout + check.stderr
+    for name, job in background.items():
+        rc, out, err = job.result()
+        if rc != 0 or "passed" not in out:
+            failed[name] = out[-4000:] + err[-2000:]
     assert not failed, failed
 
 
@@ -177,7 +191,14 @@ def _retarget(ir_text: str, triple: str, datalayout: str) -> str:
     return re.sub(r'"target-(cpu|features)"="[^"]*"', "", ir_text)
 
 
-def test_simd_blocks_compile_for_aarch64(tmp_path):
+def _aarch64_ir(workdir):
+    """The blocks' IR as emitted for AArch64, printed by a subprocess (in the background)."""
+    return {"ir": dict(argv=[sys.executable, "-c", AARCH64_SCRIPT, str(Path(T.__file__))], cwd=ROOT, timeout=600,
+                       env=dict(os.environ, NUMBA_CACHE_DIR=str(workdir / "cache"), NUMBA_OPT="0"))}
+
+
+@pytest.mark.background(start=_aarch64_ir)
+def test_simd_blocks_compile_for_aarch64(background):
     """The blocks as emitted for a NEON target (16-byte vectors, 32 registers, no streaming
     stores), compiled here by Numba for the host without optimisation (``NUMBA_OPT=0``: the IR as
     emitted, before the host's back end has rewritten any of it), then handed to LLVM's AArch64
@@ -185,11 +206,9 @@ def test_simd_blocks_compile_for_aarch64(tmp_path):
     intrinsic is in it."""
     import llvmlite.binding as llvm
 
-    spec_path = Path(T.__file__)
-    p = subprocess.run([sys.executable, "-c", AARCH64_SCRIPT, str(spec_path)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=600, env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_OPT="0"))
-    assert p.returncode == 0, p.stderr[-4000:]
-    modules = [m for m in p.stdout.split(";;;;NEXT\n") if m.strip()]
+    rc, out, err = background["ir"].result()
+    assert rc == 0, err[-4000:]
+    modules = [m for m in out.split(";;;;NEXT\n") if m.strip()]
     assert len(modules) >= 6
     try:
         llvm.initialize_all_targets()
