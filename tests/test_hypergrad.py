@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -548,13 +547,18 @@ def test_unroll_graph_two_steps():
 # --- the memory-scaling script -------------------------------------------------------------
 
 
-def test_memory_scaling_script_quick(tmp_path):
-    out = tmp_path / "memory.json"
+def _memory_scaling_quick(workdir):
+    """The memory study's smoke run, in a subprocess started in the background (tests/conftest.py)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "memory_scaling.py"), "--quick", "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    data = json.loads(out.read_text())
+    return {"study": dict(argv=[sys.executable, str(ROOT / "bench" / "memory_scaling.py"), "--quick", "--out",
+                                str(workdir / "memory.json")], cwd=ROOT, env=env, timeout=600)}
+
+
+@pytest.mark.background(start=_memory_scaling_quick)
+def test_memory_scaling_script_quick(background):
+    rc, _, err = background["study"].result()
+    assert rc == 0, err[-3000:]
+    data = json.loads((background.workdir / "memory.json").read_text())
     assert set(data) >= {"generated", "d", "n", "T", "runs", "slopes", "bars"}
     keys = {"method", "T", "rss_baseline_mib", "rss_peak_mib", "rss_above_baseline_mib", "tracemalloc_peak_mib",
             "bytes_stored", "wall_s"}
