@@ -71,6 +71,7 @@ def test_the_blocks_follow_the_target():
     assert _simd.VECTOR_BYTES == t.vector_bytes
     assert _simd.MULADD == ("fma" if t.fma else "fmuladd")
     assert _simd.POSITION_VECTORS == (4 if t.registers >= 32 else 2)
+    assert _simd.TAP_POSITION_VECTORS == (4 if t.registers >= 32 else 3)
     assert _simd.GRAD_CHANNEL_BLOCK == (2 if t.registers >= 32 else 1)
 
 

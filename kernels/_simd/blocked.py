@@ -25,6 +25,14 @@ from .vectors import _data, _Lanes, lanes
 #: 3 loaded rows, 2 shifted ones and a broadcast (14).
 CHANNEL_BLOCK = 4
 POSITION_VECTORS = 4 if TARGET.registers >= 32 else 2
+#: Vectors of positions a :func:`correlate_block` / :func:`correlate_block_channels` keeps in
+#: registers: it holds no shifted rows (a load per tap), so with 16 registers 4 x 3
+#: accumulators, 3 loaded vectors and a broadcast fit (16). Float32 on the 2-core Zen 3 EPYC
+#: (AVX2), three pairs of processes, 4 x 3 against 4 x 2: 1x1 16x64x32x32 to 128 channels
+#: 6.4-8.1 -> 4.9-6.4 ms, 5x5 18.0 -> 15.3-16.4, dilated 3x3 7.9-8.5 -> 6.6-7.7, 3x3 at stride 2
+#: 10.9-11.4 -> 9.9-12.6; 4 x 4 spilled (5x5: 36 ms). The 3x3 lane-shift block at 4 x 3 ran
+#: 25-50% slower than at 4 x 2, so it keeps :data:`POSITION_VECTORS`.
+TAP_POSITION_VECTORS = 4 if TARGET.registers >= 32 else 3
 
 
 def _bias_accumulators(L, bdata, b_off, K, U):
@@ -105,7 +113,7 @@ def _tap_loop_codegen(context, builder, sig, args, dtype, channels):
     bias) and of :func:`correlate_block_channels` (``channels`` True: channels ``c0 <= ci <
     c1``, from the bias when ``first`` is nonzero, else from the partial sums in ``stage``)."""
     V = lanes(dtype.bitwidth // 8)
-    K, U = CHANNEL_BLOCK, POSITION_VECTORS
+    K, U = CHANNEL_BLOCK, TAP_POSITION_VECTORS
     if channels:
         stage_, s_off_, s_stride_, xf_, x_off_, plane_, c0_, c1_, wp_, w_off_, bp_, b_off_, offsets_, first_ = args
         iw, ib, io = 8, 10, 12
@@ -160,14 +168,14 @@ def correlate_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, C, wp, 
     :func:`kernels.conv.phases._phase_band`), the position of tap ``(i, j)`` there, so that
     the outputs of a strided row are consecutive positions.
 
-    For k < K and the P = ``POSITION_VECTORS * lanes`` positions p::
+    For k < K and the P = ``TAP_POSITION_VECTORS * lanes`` positions p::
 
         stage[s_off + k*s_stride + p] = bp[b_off + k]
             + sum over ci, then t < len(offsets), of
               wp[w_off + (ci*taps + t)*K + k] * xf[x_off + ci*plane + offsets[t] + p]
 
     with fused multiply-adds in that order. The taps are a runtime loop, so each is a vector
-    load at its own offset (no lane shifts): 16 multiply-adds per 4 loads and 4 broadcasts.
+    load at its own offset (no lane shifts): 4 x U multiply-adds per U loads and 4 broadcasts.
     Reads ``xf`` up to ``x_off + (C-1)*plane + max(offsets) + P`` (exclusive).
     """
     dtype = stage.dtype

@@ -38,16 +38,18 @@ def _pack_filter(wc, b):
 def _read_slack(itemsize):
     """The zeros a padded copy for the blocked kernels needs after its last plane: the last
     block of a tile reads whole vectors past its last position."""
-    return 2 * _simd.POSITION_VECTORS * _simd.lanes(itemsize) + _simd.lanes(itemsize)
+    return 2 * max(_simd.POSITION_VECTORS, _simd.TAP_POSITION_VECTORS) * _simd.lanes(itemsize) + _simd.lanes(itemsize)
 
 
 @jit(inline="always")
-def _tiling(out, rows_per_task, row):  # pragma: no cover - compiled
-    """``(K, B, ncb, nrb, S)``: output channels per block, positions per SIMD block, blocks of
-    channels, bands of ``rows_per_task`` output rows, and the elements per channel of a
-    tile's private buffer (whole SIMD blocks over its rows of ``row`` positions, plus one)."""
+def _tiling(out, rows_per_task, row, three):  # pragma: no cover - compiled
+    """``(K, B, ncb, nrb, S)``: output channels per block, positions per SIMD block (of the
+    3x3 lane-shift block when ``three``, else of the load-per-tap one), blocks of channels,
+    bands of ``rows_per_task`` output rows, and the elements per channel of a tile's private
+    buffer (whole SIMD blocks over its rows of ``row`` positions, plus one)."""
     K = _simd.CHANNEL_BLOCK
-    B = _simd.POSITION_VECTORS * (_simd.VECTOR_BYTES // out.itemsize)
+    vectors = _simd.POSITION_VECTORS if three else _simd.TAP_POSITION_VECTORS
+    B = vectors * (_simd.VECTOR_BYTES // out.itemsize)
     S = (rows_per_task * row + B - 1) // B * B + B
     return K, B, (out.shape[1] + K - 1) // K, (out.shape[2] + rows_per_task - 1) // rows_per_task, S
 
@@ -83,7 +85,7 @@ def _correlate_blocked_kernel(xflat, N, C, plane, row, wpack, bpack, out, rows_p
     (lane shifts), the rest :func:`kernels._simd.correlate_block` (a load per tap).
     """
     Ho, Wo = out.shape[2], out.shape[3]
-    K, B, ncb, nrb, S = _tiling(out, rows_per_task, row)
+    K, B, ncb, nrb, S = _tiling(out, rows_per_task, row, three)
     taps = offsets.shape[0]
     for t in prange(N * ncb * nrb):
         n = t // (ncb * nrb)
@@ -142,7 +144,7 @@ def _correlate_bands(x, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack,
     """
     N, C = x.shape[0], x.shape[1]
     Ho, Wo = out.shape[2], out.shape[3]
-    K, B, ncb, nrb, S = _tiling(out, rows_per_task, Wq)
+    K, B, ncb, nrb, S = _tiling(out, rows_per_task, Wq, False)
     bplane = prow.shape[0] * pcol.shape[0] * band_rows * Wq  # one input channel's band
     taps = offsets.shape[0]
     for t in prange(N * nrb):

@@ -81,7 +81,7 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
             offsets = phase_offsets(kh, kw, (dh, dw), (sh, sw), (band_rows, Wq), (prow, pcol))
             scratch = _bands(xc.shape[0] * -(-Ho // rows), C * len(prow) * len(pcol) * band_rows * Wq + slack,
                              xc.dtype)
-            per_pass = tiles.band_channels_per_pass(offsets, Wq, C, _simd.POSITION_VECTORS * _simd.VECTOR_BYTES)
+            per_pass = tiles.band_channels_per_pass(offsets, Wq, C, _simd.TAP_POSITION_VECTORS * _simd.VECTOR_BYTES)
             BANDS[row_copy(sw, len(pcol))](xc, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack, res4, rows,
                                            offsets, scratch, per_pass)
     else:
