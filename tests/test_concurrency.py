@@ -2,8 +2,7 @@
 serial results bit for bit, and processes started together on one empty compile cache all work.
 
 Both checks are :mod:`kernels.apps.reliability` functions (``concurrency``, ``cold_cache``), which
-``python -m kernels reliability`` reports; each runs here in a process of its own, started in the
-background. The kernels release the GIL (``nogil=True``), so the
+``python -m kernels reliability`` reports. The kernels release the GIL (``nogil=True``), so the
 threads really overlap inside compiled code, including parallel regions launched from several
 threads at once (Numba's threading layer must support that: OpenMP and TBB do, ``workqueue``
 does not).
@@ -12,26 +11,12 @@ does not).
 from __future__ import annotations
 
 import numba
-import pytest
 
 from kernels.apps import reliability as R
 
 
-def _check(call):
-    """A reliability check in a fresh process, started in the background (tests/conftest.py)."""
-    return lambda workdir: {"check": dict(argv=R.check_command(call), env=R._subprocess_env(), cwd=R.ROOT,
-                                          timeout=900)}
-
-
-def _result(background):
-    rc, out, err = background["check"].result()
-    assert rc == 0, err[-4000:]
-    return R.check_result(out)
-
-
-@pytest.mark.background(start=_check("concurrency(n_threads=4, rounds=2)"))
-def test_threads_calling_every_kernel_at_once_get_the_serial_results(background):
-    res = _result(background)
+def test_threads_calling_every_kernel_at_once_get_the_serial_results():
+    res = R.concurrency(n_threads=4, rounds=2)
     assert res["errors"] == []
     assert res["mismatches"] == []
     assert res["calls"] == 4 * 2 * res["kernels"]
@@ -42,9 +27,8 @@ def test_threading_layer_supports_concurrent_launches():
     assert numba.threading_layer() in ("omp", "tbb")
 
 
-@pytest.mark.background(start=_check("cold_cache(n_processes=2)"))
-def test_processes_started_together_on_an_empty_cache_both_work(background):
-    res = _result(background)
+def test_processes_started_together_on_an_empty_cache_both_work():
+    res = R.cold_cache(n_processes=2)
     assert res["errors"] == []
     assert res["each_ok"] == [True, True]
     assert res["cache_files_written"] > 0  # they did compile and write the cache...

@@ -143,17 +143,8 @@ def test_every_hypergradient_method_reports_the_same_divergence():
 # --------------------------------------------------------------------------- memory leaks
 
 
-def _leak_check(workdir):
-    """The leak check in a fresh process, started in the background (tests/conftest.py)."""
-    return {"check": dict(argv=R.check_command("leak(calls=R.LEAK_CALLS, warmup=1000)"), env=R._subprocess_env(),
-                          cwd=R.ROOT, timeout=900)}
-
-
-@pytest.mark.background(start=_leak_check)
-def test_ten_thousand_calls_of_every_kernel_do_not_grow_memory(background):
-    rc, out, err = background["check"].result()
-    assert rc == 0, err[-4000:]
-    res = R.check_result(out)
+def test_ten_thousand_calls_of_every_kernel_do_not_grow_memory():
+    res = R.leak(calls=R.LEAK_CALLS, warmup=1000)
     bad = {k: v for k, v in res["kernels"].items()
            if v["rss_growth_bytes"] > R.LEAK_TOLERANCE_BYTES or v["nrt_net_allocations"] != 0}
     assert bad == {}

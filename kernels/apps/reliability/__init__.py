@@ -70,7 +70,6 @@ from .leaks import _rss  # noqa: F401  (tests/test_limits.py measures a delibera
 from .limits import CONV_FLOAT32_BOUND_PER_TERM, GRAD_FLOAT32_BOUND, U32, divergence, float32_errors, memory_refusal
 from .processes import ROOT
 from .processes import _subprocess_env  # noqa: F401  (tests start their child processes with it)
-from .processes import check_command, check_result  # noqa: F401  (tests run the slow checks in the background)
 from .report import render
 from .threads import COLD_CACHE_KERNELS, LAPACK_BACKED, cold_cache, concurrency
 
