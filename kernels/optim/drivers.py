@@ -81,7 +81,8 @@ from numba import prange
 from .. import _aligned, _validate
 from .._config import REDUCTION_BLOCK, specialise
 from .._random import Permutations
-from .._rows import gradient_block, loss_block, prefetch_rows, reduce_gradient_blocks, serial_gradient_blocks, sum_blocks, sumsq
+from .._rows import (gradient_block, loss_block, prefetch_rows, reduce_gradient_blocks, residual_sweep8,
+                     serial_gradient_blocks, sum_blocks, sumsq)
 from . import rules
 from .linreg import _NO_GRAM, _buffers, _data, _full_loss, _gram, _l2, _loss_serial, _par_rows, _weights
 
@@ -156,17 +157,17 @@ def _steps(
     B = REDUCTION_BLOCK
     empty = np.empty(0, dtype=np.int64)
     ahead = max(1, min(_PREFETCH_BATCHES, _PREFETCH_BYTES // max(1, batch * d * X.itemsize)))
+    rows = empty
     for s in range(s0, s1):
         if full:
-            rows = empty
             start = 0
             end = n
         else:
             e = s // nbatches
             start = (s - e * nbatches) * batch
             end = min(start + batch, n)
-            rows = perm[e - epoch0]
             if s == s0 or start == 0:  # this epoch's batches up to the one `ahead` steps on
+                rows = perm[e - epoch0]  # a view per epoch, not per step (each costs two atomics)
                 for a in range(1, ahead):
                     lo = end + (a - 1) * batch
                     if lo < n:
@@ -191,6 +192,12 @@ def _steps(
             # ||X w - t||^2 by the Gram form: good enough to tell finite from not (the
             # divergence check); never recorded, as it cancels when the residual is small
             ss = wgw - 2.0 * bw + t_t
+        elif mb <= B:
+            # one block: straight into g, the bits of the block and its reduction (0 + x = x),
+            # without the inlined helpers' reference counting (atomic, twice per array per call)
+            for j in range(d):
+                g[j] = 0.0
+            ss = residual_sweep8(X, t, w, rows, start, end, g, None)
         elif not _PARALLEL or mb < par_rows:
             ss = serial_gradient_blocks(X, t, w, rows, start, end, g, part, spart)
         else:
