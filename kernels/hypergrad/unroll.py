@@ -89,6 +89,33 @@ def _batch(k, full, perms, batch, nb, n, none):  # pragma: no cover - compiled
     return perms[e], start, min(start + batch, n)
 
 
+# The per-step loops below take a step's rows as a view of ``perms`` only when the epoch
+# changes, and copy rows of ``traj`` element by element: a view, or an array handed to an
+# inlined helper, is a new reference, two atomic operations each, and a step of a mini-batch
+# run made dozens of them (20% of its time on (640, 100), batch 32).
+
+
+@jit(inline="always")
+def _epoch_rows(k, full, perms, nb, rows, e_rows):  # pragma: no cover - compiled
+    """``(rows, epoch)`` for step ``k``: ``rows`` as it is while step ``k`` is in epoch
+    ``e_rows``, else that epoch's permutation (all rows, ``full``: ``rows`` unchanged)."""
+    if full:
+        return rows, e_rows
+    e = k // nb
+    if e != e_rows:
+        return perms[e], e
+    return rows, e_rows
+
+
+@jit(inline="always")
+def _span(k, full, batch, nb, n):  # pragma: no cover - compiled
+    """``(start, end)`` of step ``k``'s rows in its epoch's permutation (``(0, n)`` if ``full``)."""
+    if full:
+        return 0, n
+    start = (k - (k // nb) * nb) * batch
+    return start, min(start + batch, n)
+
+
 @jit(inline="always")
 def _sqnorm(w):  # pragma: no cover - compiled
     s = 0.0
@@ -184,12 +211,6 @@ def _store(buf, i, w, g, state, srows):  # pragma: no cover - compiled
 
 
 @jit(inline="always")
-def _unstore(buf, i, sprev, srows):  # pragma: no cover - compiled
-    for r in range(srows.shape[0]):
-        copy(sprev[srows[r]], buf[i, 2 + r])
-
-
-@jit(inline="always")
 def _adjoint_sweep(rule, X, t, rows, start, end, a, astate, gbar, s, h, wk, gk, sprev, k, lr, l2, hyper, keep,
                    dh, gram, G):  # pragma: no cover
     """One reverse step: the rule's adjoint, then ``a += (2/m) X_B^T X_B gbar``."""
@@ -214,9 +235,11 @@ def _run_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, w, state, l
     n, d = X.shape
     g = np.empty(d)
     wprev = np.empty(d)
-    none = np.empty(0, dtype=np.int64)
+    rows = np.empty(0, dtype=np.int64)
+    e_rows = -1
     for k in range(k0, k1):
-        rows, start, end = _batch(k, full, perms, batch, nb, n, none)
+        rows, e_rows = _epoch_rows(k, full, perms, nb, rows, e_rows)
+        start, end = _span(k, full, batch, nb, n)
         i = k - k0
         if ckpt.shape[0] > 0 and i % stride == 0:
             c = i // stride
@@ -224,13 +247,17 @@ def _run_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, w, state, l
             copy(ckpt[c, 1], state[0])
             copy(ckpt[c, 2], state[1])
         if traj.shape[0] > 0:
-            copy(traj[i, 0], w)
+            for j in range(d):
+                traj[i, 0, j] = w[j]
             for r in range(srows.shape[0]):
-                copy(traj[i, 2 + r], state[srows[r]])
+                sr = srows[r]
+                for j in range(d):
+                    traj[i, 2 + r, j] = state[sr, j]
         loss, bad = _forward_step(rule, X, t, rows, start, end, w, state, g, wprev, k, lr, l2, hyper, keep, gram, G,
                                   bt, tt)
         if traj.shape[0] > 0:
-            copy(traj[i, 1], g)
+            for j in range(d):
+                traj[i, 1, j] = g[j]
         if not (loss <= thr):
             copy(w, wprev)
             return k
@@ -245,15 +272,20 @@ def _reverse_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, traj, s
     """The adjoint sweep over stored steps ``k1 - 1 ... k0`` (``traj[k - k0]``); ``a`` and
     ``astate`` enter as the adjoints after step ``k1 - 1`` and leave as those before ``k0``."""
     n, d = X.shape
-    none = np.empty(0, dtype=np.int64)
+    rows = np.empty(0, dtype=np.int64)
+    e_rows = -1
     gbar = np.empty(d)
     s = np.empty(n)
     h = np.empty(d)
     sprev = np.zeros((2, d))
     for k in range(k1 - 1, k0 - 1, -1):
-        rows, start, end = _batch(k, full, perms, batch, nb, n, none)
+        rows, e_rows = _epoch_rows(k, full, perms, nb, rows, e_rows)
+        start, end = _span(k, full, batch, nb, n)
         i = k - k0
-        _unstore(traj, i, sprev, srows)
+        for r in range(srows.shape[0]):
+            sr = srows[r]
+            for j in range(d):
+                sprev[sr, j] = traj[i, 2 + r, j]
         _adjoint_sweep(rule, X, t, rows, start, end, a, astate, gbar, s, h, traj[i, 0], traj[i, 1], sprev, k, lr,
                        l2, hyper, keep, dh, gram, G)
 
@@ -269,9 +301,11 @@ def _tangent_kernel(rule, X, t, perms, full, batch, nb, gram, G, bt, tt, w, stat
     wprev = np.empty(d)
     s = np.empty(n)
     h = np.empty(d)
-    none = np.empty(0, dtype=np.int64)
+    rows = np.empty(0, dtype=np.int64)
+    e_rows = -1
     for k in range(steps):
-        rows, start, end = _batch(k, full, perms, batch, nb, n, none)
+        rows, e_rows = _epoch_rows(k, full, perms, nb, rows, e_rows)
+        start, end = _span(k, full, batch, nb, n)
         m = end - start
         coef = 2.0 / m
         if gram:
