@@ -104,11 +104,13 @@ def _check_method(method):
 
 
 def _hypergrad(X, t, w0, X_val, t_val, *, lr, l2=0.0, steps, method="reverse", checkpoints=None, optimizer="gd",
-               batch_size=None, seed=0, weight_decay=0.0, beta=None, beta1=None, beta2=None, eps=None):
+               batch_size=None, seed=0, weight_decay=0.0, beta=None, beta1=None, beta2=None, eps=None, _setups=None):
     """:func:`hypergrad` on data :func:`._problem` has already checked and coerced (``w0`` an
     array) and a ``method`` :func:`_check_method` has passed: :func:`kernels.tune` checks its
     data once, not once per evaluation (on the diabetes set, 47 us of a 150 us evaluation).
-    Checks the rest of the arguments as ``hypergrad``, with its defaults."""
+    Checks the rest of the arguments as ``hypergrad``, with its defaults. ``_setups``, a dict
+    the caller keeps across calls that differ only in the hyper-parameters (``lr``, ``l2``,
+    ``weight_decay``, ``beta``...), holds the first call's :class:`Setup` for the others."""
     lr, l2 = _hyper(lr, l2)
     steps = positive_int(steps, "steps")
     batch_size, seed, wd, b1, b2, eps = _optimizer_args(X, optimizer, batch_size, seed, weight_decay, beta, beta1,
@@ -126,7 +128,12 @@ def _hypergrad(X, t, w0, X_val, t_val, *, lr, l2=0.0, steps, method="reverse", c
             raise ValueError(f"checkpoints must be <= steps = {steps}, got {checkpoints}")
     if optimizer == "gd" and (wd == 0.0 or method == "exact"):
         return _gd(X, t, w0, X_val, t_val, lr, l2, steps, method, checkpoints, wd)
-    p = Setup(X, t, w0, X_val, t_val, optimizer, lr, l2, steps, wd, batch_size, seed, b1, b2, eps)
+    if _setups is None or "setup" not in _setups:
+        p = Setup(X, t, w0, X_val, t_val, optimizer, lr, l2, steps, wd, batch_size, seed, b1, b2, eps)
+        if _setups is not None:
+            _setups["setup"] = p
+    else:
+        p = _setups["setup"].at(lr, l2, wd, b1, b2, eps)
     if method == "forward":
         return forward_opt(p)
     if method == "reverse":

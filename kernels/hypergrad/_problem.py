@@ -178,10 +178,13 @@ def _hyper(lr, l2):
     return lr, l2
 
 
+def _noise_scale(X, t, w0):
+    """The scale of the loss at ``w0``, the penalty aside: ``(t.t + |X|_F^2 |w0|^2) / n``."""
+    return (float(t @ t) + float(np.einsum("ij,ij->", X, X)) * float(w0 @ w0)) / X.shape[0]
+
+
 def _noise(X, t, w0, l2):
-    n = X.shape[0]
-    scale = (float(t @ t) + float(np.einsum("ij,ij->", X, X)) * float(w0 @ w0)) / n + l2 * float(w0 @ w0)
-    return _NOISE_FLOOR * scale
+    return _NOISE_FLOOR * (_noise_scale(X, t, w0) + l2 * float(w0 @ w0))
 
 
 def _objective_grad(X, t, w, g, loss, l2, X_val, t_val):

@@ -173,10 +173,13 @@ def tune(X, t, X_val, t_val, *, optimizer="gd", steps, hyper=("lr", "l2"), metho
     if unknown:
         raise TypeError(f"tune got unexpected keyword argument(s) {sorted(unknown)}")
 
+    setups = {}  # the evaluations differ only in the tuned values: one Setup for all
+
     def evaluate(vals):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            return _hypergrad(X, t, w0, X_val, t_val, steps=steps, method=method, optimizer=inner, **fixed, **vals)
+            return _hypergrad(X, t, w0, X_val, t_val, steps=steps, method=method, optimizer=inner, _setups=setups,
+                              **fixed, **vals)
 
     box = {}
     for name, pair in (bounds or {}).items():

@@ -5,6 +5,7 @@ states and drive the compiled kernels of :mod:`.unroll`."""
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from .._random import Permutations
 from ..optim import rules
-from ._problem import DIVERGENCE_FACTOR, HypergradResult, _noise
+from ._problem import _NOISE_FLOOR, DIVERGENCE_FACTOR, HypergradResult, _noise_scale
 from .unroll import (NOISY_DIVERGENCE_FACTOR, OPTIMIZERS, _reverse_kernel, _revolve_opt_kernel, _run_kernel,
                      _tangent_kernel)
 
@@ -28,10 +29,7 @@ class Setup:
         self.names = names
         self.srows = np.array(srows, dtype=np.int64)
         self.R = 2 + len(srows)
-        self.lr, self.l2, self.steps = lr, l2, steps
-        self.wd = weight_decay
-        self.keep = 1.0 - weight_decay
-        self.hyper = (float(b1), float(b2), float(eps))
+        self.steps = steps
         n, d = X.shape
         self.full = batch_size is None
         self.batch = n if self.full else int(batch_size)
@@ -52,9 +50,26 @@ class Setup:
         if not self.gram:
             self.G, self.bt, self.tt = np.zeros((1, 1)), np.zeros(1), 0.0
         r0 = X @ w0 - t
-        loss0 = float(r0 @ r0) / n + l2 * float(w0 @ w0)
-        factor = DIVERGENCE_FACTOR if (self.full and self.rule == rules.SGD) else NOISY_DIVERGENCE_FACTOR
-        self.thr = factor * loss0 + _noise(X, t, w0, l2)
+        self._r0sq, self._w0sq = float(r0 @ r0) / n, float(w0 @ w0)
+        self._scale = _noise_scale(X, t, w0)
+        self._factor = DIVERGENCE_FACTOR if (self.full and self.rule == rules.SGD) else NOISY_DIVERGENCE_FACTOR
+        self._set_hyper(lr, l2, weight_decay, b1, b2, eps)
+
+    def _set_hyper(self, lr, l2, weight_decay, b1, b2, eps):
+        self.lr, self.l2 = lr, l2
+        self.wd = weight_decay
+        self.keep = 1.0 - weight_decay
+        self.hyper = (float(b1), float(b2), float(eps))
+        # the divergence threshold: factor L~(w_0) + _noise(X, t, w0, l2), term for term
+        self.thr = self._factor * (self._r0sq + l2 * self._w0sq) + _NOISE_FLOOR * (self._scale + l2 * self._w0sq)
+
+    def at(self, lr, l2, weight_decay, b1, b2, eps):
+        """This problem at other hyper-parameters: the data's parts (the permutations, the Gram
+        form, the loss at ``w0``) shared, the rest set anew; what :func:`kernels.tune` evaluates
+        (on the diabetes set: 3.7 us, against 26 us for a new Setup, of an evaluation's 90-150)."""
+        p = copy.copy(self)
+        p._set_hyper(lr, l2, weight_decay, b1, b2, eps)
+        return p
 
     def common(self):
         return (self.rule, self.X, self.t, self.perms, self.full, self.batch, self.nb, self.gram, self.G, self.bt,
