@@ -79,16 +79,6 @@ OPTIMIZERS = {
 # --------------------------------------------------------------------------- compiled steps
 
 
-@jit(inline="always")
-def _batch(k, full, perms, batch, nb, n, none):  # pragma: no cover - compiled
-    """``(rows, start, end)`` of step ``k``: all rows, or batch ``k mod nb`` of epoch ``k // nb``."""
-    if full:
-        return none, 0, n
-    e = k // nb
-    start = (k - e * nb) * batch
-    return perms[e], start, min(start + batch, n)
-
-
 # The per-step loops below take a step's rows as a view of ``perms`` only when the epoch
 # changes, and copy rows of ``traj`` element by element: a view, or an array handed to an
 # inlined helper, is a new reference, two atomic operations each, and a step of a mini-batch
@@ -114,6 +104,14 @@ def _span(k, full, batch, nb, n):  # pragma: no cover - compiled
         return 0, n
     start = (k - (k // nb) * nb) * batch
     return start, min(start + batch, n)
+
+
+@jit(inline="always")
+def _batch(k, full, perms, batch, nb, n, none):  # pragma: no cover - compiled
+    """``(rows, start, end)`` of step ``k``: all rows (``none``), or batch ``k mod nb`` of epoch
+    ``k // nb`` (a view per call: for the revolve plan, whose steps jump between slots)."""
+    start, end = _span(k, full, batch, nb, n)
+    return (none if full else perms[k // nb]), start, end
 
 
 @jit(inline="always")
@@ -199,15 +197,6 @@ def _forward_step(rule, X, t, rows, start, end, w, state, g, wprev, k, lr, l2, h
     loss = ss / m + l2 * _sqnorm(w)
     bad = _update(rule, w, g, l2, state, k, lr, hyper, keep, wprev)
     return loss, bad
-
-
-@jit(inline="always")
-def _store(buf, i, w, g, state, srows):  # pragma: no cover - compiled
-    """Row block ``i`` of a trajectory: ``w_k``, ``g_k`` and the state rows the rule reads."""
-    copy(buf[i, 0], w)
-    copy(buf[i, 1], g)
-    for r in range(srows.shape[0]):
-        copy(buf[i, 2 + r], state[srows[r]])
 
 
 @jit(inline="always")
