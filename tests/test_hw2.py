@@ -381,7 +381,7 @@ def test_cli_help_lists_hw2_and_its_options():
 
 
 def test_cli_hw2_end_to_end(tmp_path, q22, q23):
-    """The command runs its two groups of sections in two processes (hw2._GROUPS): the answers
+    """The command runs its two groups of sections in two processes (hw2._groups): the answers
     are the ones computed here, in this process, to the last bit."""
     out = tmp_path / "res"
     p = subprocess.run([sys.executable, "-m", "kernels", "hw2", "--out", str(out), "--quick"], cwd=ROOT, env=_env(),
@@ -404,9 +404,24 @@ def test_cli_hw2_end_to_end(tmp_path, q22, q23):
         assert " ".join(f"{int(x):>2}" for x in row) in md
     assert "O(t)" in md and "O(1)" in md
     assert "hw2_rmsprop.png" in md and "hw2_graph.png" in md and "hw2_lr.png" in md
-    assert "in 2 process(es)" in p.stderr and all(f"{name} done" in p.stderr for group in hw2._GROUPS for name in group)
+    assert "in 2 process(es)" in p.stderr and all(f"{name} done" in p.stderr for group in hw2._groups(None) for name in group)
     assert res["q2_2"]["eta_closed"] == q22["eta_closed"]
     assert json.loads(json.dumps(q23, default=hw2._jsonable)) == res["q2_3"]
+
+
+def test_groups_cover_every_section_once(tmp_path):
+    """Either grouping (2.1.2 quoting a memory JSON, or measuring) runs each section exactly once,
+    in two processes."""
+    quoted = tmp_path / "memory.json"
+    quoted.write_text("{}")
+    every = sorted(hw2._sections(hw2.DEFAULT_SPEC, True, None))
+    for memory_json in (None, str(tmp_path / "absent.json"), str(quoted)):
+        groups = hw2._groups(memory_json)
+        assert len(groups) == 2 and sorted(name for group in groups for name in group) == every
+        measures = memory_json is None or memory_json.endswith("absent.json")
+        assert not any("q2_1_2" in group and "q3_1" in group for group in groups)
+        # measuring, 2.1.2 has a process of its own; quoting, it joins the optimizers'
+        assert measures != any("q2_1_2" in group and "q1_1_1" in group for group in groups)
 
 
 def test_missing_matplotlib_names_the_bench_extra(monkeypatch):

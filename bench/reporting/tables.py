@@ -154,7 +154,10 @@ def render_benchmarks_md(index: Index, verdicts: list, barset: BarSet) -> str:
                 "`cold` with an empty `NUMBA_CACHE_DIR` (the first call compiles), `cached` with the "
                 "cache the cold run wrote (the first call loads machine code). `process` is the "
                 "whole process (interpreter, imports, both calls); the in-process parts are medians "
-                "over the rounds.", ""]
+                "over the rounds. `python -m kernels hw2` runs with the committed `memory.json` in "
+                "its output directory, as `--out results` has it in a fresh clone (section 2.1.2 "
+                "quotes the memory study); `cold-measuring` runs without it (2.1.2 measures, "
+                "compiling every hypergradient method).", ""]
         rows = []
         for group in compile_groups:
             for b in sorted(index.groups[group], key=lambda b: impl_of(b) != "cold"):

@@ -114,10 +114,26 @@ def _sections(spec, quick, memory_json):
     }
 
 
-#: The sections in two groups that call nearly disjoint kernel families (convolution, pooling and
-#: the optimizers; the hypergradients), so that two processes compile disjoint sets of kernels,
-#: in about the same time on a first run (measured: 8 s and 8 s of a 2-core machine).
-_GROUPS = (("q3_1", "q3_2", "q3_3", "q1_1_1", "q1_2", "q2_2", "q2_3"), ("q2_1_1", "q2_1_2"))
+#: The sections in groups that call nearly disjoint kernel families, so that two processes compile
+#: disjoint sets of kernels at once (each writes what it compiled to the disk cache, where the
+#: other finds it): convolution and pooling (3.x); the optimizers (1.x, 2.2, 2.3), with 2.1
+#: when 2.1.2 quotes the memory study's JSON (then it runs no kernel); otherwise 2.1, whose
+#: tracemalloc measurement compiles every hypergradient method, beside the other two families
+#: together. Measured cold on the 2-core EPYC (sections' seconds summed per process): quoting,
+#: 5.5-6.9 s and 6.0-7.5 s (the conv sections with the optimizers: 12.8-14.6 s in all);
+#: measuring, 9.8 s and 7.7 s, where three processes (one per family) took 12.0 s in all and
+#: the hypergradients with the optimizers 13.0 s.
+_CONV_SECTIONS = ("q3_1", "q3_2", "q3_3")
+_OPTIM_SECTIONS = ("q1_1_1", "q1_2", "q2_2", "q2_3")
+_HYPER_SECTIONS = ("q2_1_1", "q2_1_2")
+
+
+def _groups(memory_json):
+    """The groups of sections, one process each, for a run whose 2.1.2 reads ``memory_json``
+    (measures when it is None or absent)."""
+    if memory_json and os.path.exists(memory_json):
+        return _CONV_SECTIONS, _OPTIM_SECTIONS + _HYPER_SECTIONS
+    return _CONV_SECTIONS + _OPTIM_SECTIONS, _HYPER_SECTIONS
 
 
 def _run_group(names, spec, quick, memory_json, say_progress, threads=None):
@@ -204,7 +220,7 @@ def compute_all(spec=DEFAULT_SPEC, quick=False, memory_json=None, progress=None,
     """Every answer, as plain data, with the seconds each took; ``progress(name, seconds)`` is
     called after each section.
 
-    ``workers=2`` runs the two groups of sections (:data:`_GROUPS`) in two fresh processes at
+    ``workers=2`` runs the two groups of sections (:func:`_groups`) in two fresh processes at
     once, one thread each, and ``progress`` must then be picklable (a module-level function):
     on a first run most of the time is spent compiling, one core per process, so two processes
     halve it. The answers do not depend on it (the kernels give the same bits on any number of
@@ -214,8 +230,9 @@ def compute_all(spec=DEFAULT_SPEC, quick=False, memory_json=None, progress=None,
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=len(_GROUPS), mp_context=multiprocessing.get_context("spawn")) as pool:
-            jobs = [pool.submit(_run_group, names, spec, quick, memory_json, progress, 1) for names in _GROUPS]
+        groups = _groups(memory_json)
+        with ProcessPoolExecutor(max_workers=len(groups), mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs = [pool.submit(_run_group, names, spec, quick, memory_json, progress, 1) for names in groups]
             parts = [job.result() for job in jobs]
     else:
         parts = [_run_group(list(_sections(spec, quick, memory_json)), spec, quick, memory_json, progress)]
