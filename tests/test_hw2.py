@@ -428,3 +428,7 @@ def test_missing_matplotlib_names_the_bench_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(SystemExit, match=r"bench"):
         hw2._pyplot()
+    with pytest.raises(SystemExit, match=r"bench"):  # the early check, before any section runs
+        hw2.require_matplotlib()
+    with pytest.raises(SystemExit, match=r"bench"):
+        hw2.write_report(out="never-written")

@@ -60,7 +60,7 @@ from kernels import arch
 
 from .. import ROOT, make_out_dir
 from ._common import DEFAULT_SPEC, SIZES
-from .figures import FIGURES, _pyplot, graph_positions, plot_graph, plot_lr, plot_rmsprop
+from .figures import FIGURES, _pyplot, graph_positions, plot_graph, plot_lr, plot_rmsprop, require_matplotlib
 from .q1_optimization import q1_1_1, q1_2
 from .q2_hypergradients import complexity_class, layered_layout, parse_dot, q2_1_1, q2_1_2, q2_2, q2_3
 from .q3_cnn import HW_I, HW_J, q3_1, q3_2, q3_3, q3_3_specs
@@ -216,9 +216,10 @@ def _say(name, seconds):
     print(f"hw2: {name} done in {seconds:.1f} s", file=sys.stderr, flush=True)
 
 
-def compute_all(spec=DEFAULT_SPEC, quick=False, memory_json=None, progress=None, workers=1):
+def compute_all(spec=DEFAULT_SPEC, quick=False, memory_json=None, progress=None, workers=1, meanwhile=None):
     """Every answer, as plain data, with the seconds each took; ``progress(name, seconds)`` is
-    called after each section.
+    called after each section, and ``meanwhile()`` (if given) in this process while the workers
+    compute (before the sections, with one worker).
 
     ``workers=2`` runs the two groups of sections (:func:`_groups`) in two fresh processes at
     once, one thread each, and ``progress`` must then be picklable (a module-level function):
@@ -233,8 +234,12 @@ def compute_all(spec=DEFAULT_SPEC, quick=False, memory_json=None, progress=None,
         groups = _groups(memory_json)
         with ProcessPoolExecutor(max_workers=len(groups), mp_context=multiprocessing.get_context("spawn")) as pool:
             jobs = [pool.submit(_run_group, names, spec, quick, memory_json, progress, 1) for names in groups]
+            if meanwhile is not None:
+                meanwhile()
             parts = [job.result() for job in jobs]
     else:
+        if meanwhile is not None:
+            meanwhile()
         parts = [_run_group(list(_sections(spec, quick, memory_json)), spec, quick, memory_json, progress)]
     for answers, seconds in parts:
         res.update(answers)
@@ -246,11 +251,13 @@ def write_report(out="results", spec=DEFAULT_SPEC, quick=False, memory_json=None
     """Compute every answer, write ``hw2.md``, ``hw2.json`` and the figures into ``out``;
     returns the data. ``memory_json`` defaults to ``out/memory.json``; ``workers`` as in
     :func:`compute_all`."""
-    _pyplot()  # fail early, before minutes of work, if matplotlib is missing
+    require_matplotlib()  # fail early, before minutes of work, if matplotlib is missing
     os.makedirs(out, exist_ok=True)
     if memory_json is None:
         memory_json = os.path.join(out, "memory.json")
-    res = compute_all(spec=spec, quick=quick, memory_json=memory_json, progress=progress, workers=workers)
+    # matplotlib's import runs while the workers compile and compute
+    res = compute_all(spec=spec, quick=quick, memory_json=memory_json, progress=progress, workers=workers,
+                      meanwhile=_pyplot)
     meta = machine_info()
     plot_rmsprop(res["q1_2"], os.path.join(out, FIGURES["rmsprop"]))
     plot_graph(res["q2_1_1"], os.path.join(out, FIGURES["graph"]))
