@@ -121,7 +121,7 @@ def _sections(spec, quick, memory_json):
 #: tracemalloc measurement compiles every hypergradient method, beside the other two families
 #: together. Measured cold on the 2-core EPYC (sections' seconds summed per process): quoting,
 #: 5.5-6.9 s and 6.0-7.5 s (the conv sections with the optimizers: 12.8-14.6 s in all);
-#: measuring, 9.8 s and 7.7 s, where three processes (one per family) took 12.0 s in all and
+#: measuring, 9.9 s and 7.7 s, where three processes (one per family) took 12.0 s in all and
 #: the hypergradients with the optimizers 13.0 s.
 _CONV_SECTIONS = ("q3_1", "q3_2", "q3_3")
 _OPTIM_SECTIONS = ("q1_1_1", "q1_2", "q2_2", "q2_3")
