@@ -463,6 +463,8 @@ def test_ratio_and_seconds_bars(workspace):
     assert report.evaluate_bar(up, index).status == report.PASS
     missing = report.evaluate_bar(dict(up, ratio=("kernels", "torch")), index)
     assert missing.status == report.NOT_RUN and "torch" in missing.reason
+    mib = report.evaluate_bar(dict(bar, unit="MiB"), index)  # peak memory carried as MiB, not seconds
+    assert mib.status == report.PASS and "0.003 MiB / 0.001 MiB" in mib.reason and " s " not in mib.reason
     sec = dict(text="t", group="alt|x|float64", impl="alternating", max_seconds=0.4)
     assert report.evaluate_bar(sec, index).status == report.FAIL
     assert report.evaluate_bar(dict(sec, max_seconds=0.6), index).status == report.PASS

@@ -159,8 +159,11 @@ def _ratio_verdict(bar, kind, target, main, index) -> Verdict:
                        f"(it has {', '.join(sorted(medians)) or 'none'})")
     value = medians[a] / medians[b]
     ok = value >= target if kind == "min_ratio" else value <= target
-    return Verdict(bar, PASS if ok else FAIL, f"{value:.3g}x ({a} / {b})", target_txt,
-                   f"{fmt_time(medians[a])} / {fmt_time(medians[b])}, medians of calls alternating in one loop")
+    if bar.get("unit") == "MiB":  # peak memory (bench_nn.py), carried in medians_s as MiB
+        detail = f"{medians[a]:.3g} MiB / {medians[b]:.3g} MiB, peak memory of a step, one fresh process each"
+    else:
+        detail = f"{fmt_time(medians[a])} / {fmt_time(medians[b])}, medians of calls alternating in one loop"
+    return Verdict(bar, PASS if ok else FAIL, f"{value:.3g}x ({a} / {b})", target_txt, detail)
 
 
 def memory_verdicts(memory) -> list:
