@@ -260,22 +260,29 @@ CASES = [
     ("adam", dict(lr=1e-3, beta1=0.8, beta2=0.99, eps=1e-7), {}),
     ("adam", dict(lr=1e-3, l2=0.005), {}),
     ("adam", dict(lr=1e-3, weight_decay=1e-3), {}),
+    # torch's fused implementations (the benchmarks' peer): the same run, to rounding
+    ("sgd", dict(lr=0.1, l2=0.01), {"fused": True}),
+    ("adam", dict(lr=1e-3, l2=0.005), {"fused": True}),
+    ("adam", dict(lr=1e-3, weight_decay=1e-3), {"fused": True}),
 ]
 
 
-def _torch_optimizer(name, params, kw):
+def _torch_optimizer(name, params, kw, torch_kw=None):
     from kernels.apps.train.peer import torch_optimizer
 
-    return torch_optimizer(name, params, **kw)
+    return torch_optimizer(name, params, **kw, **(torch_kw or {}))
 
 
-@pytest.mark.parametrize("name,kw,_", CASES, ids=[f"{c[0]}-{'-'.join(c[1])}" for c in CASES])
-def test_100_steps_agree_with_torch_optim_float64(name, kw, _):
+@pytest.mark.parametrize("name,kw,torch_kw", CASES,
+                         ids=[f"{c[0]}-{'-'.join(c[1])}{'-fused' if c[2] else ''}" for c in CASES])
+def test_100_steps_agree_with_torch_optim_float64(name, kw, torch_kw):
     model = nn.build("in8x8x1 conv3c4 relu pool2 conv3c6 relu fc10", seed=0, dtype="float64")
     X, y = _data(model, 40, seed=2)
     net = torch_net(model)
     params = list(net.parameters())
-    opt = _torch_optimizer(name, params, kw)
+    opt = _torch_optimizer(name, params, kw, torch_kw)
+    if torch_kw.get("fused"):
+        assert opt.defaults["fused"]
     tl2 = kw.get("l2", 0.0)
     wd = kw.get("weight_decay", 0.0)
     assert not (wd and tl2)  # torch's coupled weight_decay would read the already decayed weight
