@@ -87,6 +87,15 @@ def _with_torch_best(figures: dict) -> dict:
     return dict(figures, torch=min(torch_figures)) if torch_figures else dict(figures)
 
 
+def _torch_twins(model):
+    """Per entry of :data:`TORCH_ADAMS`: the model's PyTorch twin (same weights) and its Adam."""
+    from kernels.apps.train.peer import torch_optimizer, torch_sequential
+
+    twins = {name: torch_sequential(model) for name in TORCH_ADAMS}
+    return twins, {name: torch_optimizer("adam", twins[name].parameters(), lr=LR, fused=fused)
+                   for name, fused in TORCH_ADAMS.items()}
+
+
 def _torch():
     return pytest.importorskip("torch", reason="PyTorch is the peer of every nn benchmark")
 
@@ -95,13 +104,11 @@ def _torch():
 @pytest.mark.parametrize("net", sorted(NETS))
 def test_train_step(benchmark, net, batch):
     torch = _torch()
-    from kernels.apps.train.peer import torch_optimizer, torch_sequential, torch_step
+    from kernels.apps.train.peer import torch_step
 
     model = nn.build(NETS[net], seed=0, dtype="float32")
     trainer = nn.Trainer(model, "adam", lr=LR)
-    twins = {name: torch_sequential(model) for name in TORCH_ADAMS}
-    opts = {name: torch_optimizer("adam", twins[name].parameters(), lr=LR, fused=fused)
-            for name, fused in TORCH_ADAMS.items()}
+    twins, opts = _torch_twins(model)
     rng = np.random.default_rng(0)
     x = rng.random((batch,) + model.input_shape, dtype=np.float32)
     y = rng.integers(0, model.classes, batch)
@@ -120,13 +127,11 @@ def test_digits_epoch(benchmark):
     torch = _torch()
     pytest.importorskip("sklearn")
     from kernels.apps.train.data import digits_split
-    from kernels.apps.train.peer import torch_epoch, torch_optimizer, torch_sequential
+    from kernels.apps.train.peer import torch_epoch
 
     X, y, _, _ = digits_split(seed=0, size=8, dtype="float32")
     model = nn.build(DIGITS, seed=0, dtype="float32")
-    twins = {name: torch_sequential(model) for name in TORCH_ADAMS}
-    opts = {name: torch_optimizer("adam", twins[name].parameters(), lr=LR, fused=fused)
-            for name, fused in TORCH_ADAMS.items()}
+    twins, opts = _torch_twins(model)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     seeds = iter(range(10**6))
     torch_rngs = {name: np.random.default_rng(0) for name in TORCH_ADAMS}
@@ -218,5 +223,6 @@ def test_train_step_peak_memory(benchmark, net):
     benchmark.extra_info["peak_bytes"] = {k: v["peak"] for k, v in found.items()}
     benchmark.extra_info["resident_before_bytes"] = {k: v["base"] for k, v in found.items()}
     # MiB, not seconds: the ratio bar reads medians_s (at least 1 page, so the ratio is defined)
-    benchmark.extra_info["medians_s"] = _with_torch_best({k: max(v["peak"], 4096) / 2**20 for k, v in found.items()})
+    mib = {k: max(v["peak"], 4096) / 2**20 for k, v in found.items()}
+    benchmark.extra_info["medians_s"] = _with_torch_best(mib)
     benchmark.extra_info["spec"] = NETS[net]

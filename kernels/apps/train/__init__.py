@@ -119,8 +119,8 @@ def render_markdown(results, meta):
              "Data: scikit-learn's bundled `load_digits` (1,797 8x8 images, no download), pixels / 16, a stratified "
              "80/20 split with seed 0. Both implementations start from the same weights (PyTorch's default "
              "initialisation, drawn by `nn.build(seed=0)`) and see the same batches; PyTorch runs eager mode with "
-             "`torch.optim` (`fused=True` where the optimizer has it: its fastest implementation on CPU). Times are wall-clock on a machine that may be shared: ratios from one run, "
-             "indicative.", ""]
+             "`torch.optim` (`fused=True` where the optimizer has it: its fastest implementation on CPU). Times are "
+             "wall-clock on a machine that may be shared: ratios from one run, indicative.", ""]
     lines += ["| network | spec | params | epochs | test accuracy kernels.nn | test accuracy PyTorch | "
               "median s/epoch kernels.nn | median s/epoch PyTorch | speed-up |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]

@@ -66,7 +66,7 @@ def torch_optimizer(name, params, *, lr, l2=0.0, weight_decay=0.0, fused=False, 
     the fastest of torch's three on CPU: ``fused``, ``foreach`` and the default for-loop) where
     torch has one (SGD, Adam/AdamW; not RMSprop, whose default stays): what a user who wants
     speed writes, so the speed comparisons use it. Its results agree with the for-loop's to
-    rounding, not bit for bit, so the agreement tests keep the default."""
+    rounding, not bit for bit (``tests/test_nn.py`` checks both against kernels.nn)."""
     import torch
 
     params = list(params)
