@@ -1160,6 +1160,60 @@ def test_fuzz_arch(fn, data):
 
 
 # --------------------------------------------------------------------------------------------
+# the network's compiled pass (kernels.nn.program): flat indexing into shared buffers
+# --------------------------------------------------------------------------------------------
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_nn_compiled_pass_matches_the_layers(data):
+    """A random network (convs of any kernel, stride, padding and dilation, pools, relus, dense
+    layers), its whole pass as one compiled call against the layer-by-layer pass, float64: the
+    same logits, loss and gradients (up to the order of the sums). Under NUMBA_BOUNDSCHECK=1
+    (test_limits) an index outside the program's buffers raises instead."""
+    import kernels.nn.model as nn_model
+    from kernels import nn
+
+    draw = data.draw
+    size = draw(st.integers(3, 12))
+    tokens = [f"in{size}x{draw(st.integers(3, 12))}x{draw(st.integers(1, 3))}"]
+    for _ in range(draw(st.integers(1, 4))):
+        tok = draw(st.sampled_from(["conv", "conv", "pool", "relu", "fc"]))
+        if tok == "conv":
+            tok = (f"conv{draw(st.integers(1, 4))}s{draw(st.integers(1, 3))}"
+                   f"{draw(st.sampled_from(['', 'valid', 'p1', 'p2']))}{draw(st.sampled_from(['', 'd2', 'd3']))}"
+                   f"c{draw(st.integers(1, 5))}{draw(st.sampled_from(['', 'nobias']))}")
+        elif tok == "pool":
+            k = draw(st.integers(1, 3))
+            tok = f"pool{k}s{draw(st.integers(1, k))}"
+        elif tok == "fc":
+            tok = f"fc{draw(st.integers(1, 6))}"
+        try:
+            arch.analyze(" ".join(tokens + [tok]))
+        except ValueError:
+            continue
+        tokens.append(tok)
+    tokens.append(f"fc{draw(st.integers(2, 4))}")
+    model = nn.build(" ".join(tokens), seed=draw(st.integers(0, 3)), dtype="float64")
+    n = draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 3)))
+    x = rng.standard_normal((n,) + model.input_shape)
+    y = rng.integers(0, model.classes, n)
+    got = {}
+    try:
+        for compiled in (True, False):
+            nn_model.FORCE_COMPILED = compiled
+            got[compiled] = (model.forward(x), *model.loss_and_grad(x, y))
+    finally:
+        nn_model.FORCE_COMPILED = None
+    (z1, loss1, grads1), (z0, loss0, grads0) = got[True], got[False]
+    np.testing.assert_allclose(z1, z0, rtol=1e-12, atol=1e-13)
+    assert loss1 == pytest.approx(loss0, rel=1e-12)
+    for g1, g0 in zip(grads1, grads0):
+        np.testing.assert_allclose(g1, g0, rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
 # the bounds-checked build
 # --------------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import kernels
 import kernels.nn.layers as nn_layers
+import kernels.nn.model as nn_model
 from kernels import arch, nn
 
 torch = pytest.importorskip("torch")
@@ -54,14 +55,24 @@ def _data(model, n, seed=1):
 
 
 #: the conv layers' two implementations: the direct kernels of kernels.conv, and BLAS products
-#: over im2col columns (build picks per layer; the tests force each)
-PATHS = {"direct": (False, False, False), "gemm": (True, True, True), "mixed": (False, True, True)}
+#: over im2col columns (build picks per layer; the tests force each); and the whole pass as one
+#: compiled call (kernels.nn.program, which small batches take)
+PATHS = {"direct": (False, False, False), "gemm": (True, True, True), "mixed": (False, True, True),
+         "compiled": "compiled"}
+
+
+def _force_paths(paths):
+    """Force the pass ``paths`` names (None: back to the automatic choice)."""
+    compiled = paths == "compiled"
+    nn_layers.FORCE_PATHS = None if paths is None or compiled else PATHS[paths]
+    nn_model.FORCE_COMPILED = None if paths is None else compiled
 
 
 @pytest.fixture(params=sorted(PATHS))
-def conv_paths(request, monkeypatch):
-    monkeypatch.setattr(nn_layers, "FORCE_PATHS", PATHS[request.param])
-    return request.param
+def conv_paths(request):
+    _force_paths(request.param)
+    yield request.param
+    _force_paths(None)
 
 
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-4, atol=2e-5)}
@@ -198,14 +209,14 @@ def random_specs(draw):
 
 @given(spec=random_specs(), n=st.integers(1, 4), seed=st.integers(0, 10), paths=st.sampled_from(sorted(PATHS)))
 def test_random_networks_match_torch_autograd_float64(spec, n, seed, paths):
-    nn_layers.FORCE_PATHS = PATHS[paths]  # (no monkeypatch: a function-scoped fixture under @given)
+    _force_paths(paths)  # (no fixture: a function-scoped fixture under @given)
     try:
         model = nn.build(spec, seed=seed, dtype="float64")
         x, y = _data(model, n, seed)
         net = torch_net(model)
         loss, grads = model.loss_and_grad(x, y)
     finally:
-        nn_layers.FORCE_PATHS = None
+        _force_paths(None)
     tloss, tgrads = torch_loss_and_grad(net, x, y)
     assert loss == pytest.approx(tloss, rel=1e-10)
     for g, tg in zip(grads, tgrads):
@@ -454,6 +465,45 @@ def test_build_picks_products_for_small_planes_and_direct_kernels_for_large():
     assert [nn_layers.choose_paths(1, hw) for _, hw in convs] == [(True,) * 3] * 3
     assert [nn_layers.choose_paths(64, hw) for _, hw in convs] == [(False,) * 3] * 2 + [(True,) * 3]
     assert [nn_layers.choose_paths(512, hw) for _, hw in convs] == [(False,) * 3] * 3
+
+
+def test_small_batches_run_compiled_and_large_ones_layer_by_layer():
+    """One image, or a small batch of a small network, runs as one compiled call
+    (kernels.nn.program); larger batches layer by layer (BLAS and the blocked kernels)."""
+    lenet = nn.build("in28x28x1 conv5c6 relu pool2 conv5c16 relu pool2 fc120 relu fc84 relu fc10")
+    tiny = nn.build("in32x32x1 conv3 pool2 conv3 pool2 conv3 pool2 fc10")
+    assert lenet._compiled(1) is not None and lenet._compiled(2) is None and lenet._compiled(64) is None
+    assert tiny._compiled(32) is not None and tiny._compiled(64) is None
+    assert lenet._compiled(1) is lenet._compiled(1)  # kept, with its buffers
+    _force_paths("gemm")  # a forced conv path is the layer-by-layer pass
+    try:
+        assert lenet._compiled(1) is None
+    finally:
+        _force_paths(None)
+
+
+def test_compiled_pass_returns_its_own_logits_and_a_serial_update_gives_the_same_bits(small):
+    """Logits from the compiled pass are not views of its buffers (the next call would change
+    them); the one-thread update that follows a small pass gives the parallel one's bits."""
+    from kernels.nn import train as nn_train
+
+    model = nn.build("in28x28x1 conv5c6 relu pool2 conv5c16 relu pool2 fc120 relu fc84 relu fc10", seed=1)
+    rng = np.random.default_rng(0)
+    x1, x2 = (rng.standard_normal((1, 1, 28, 28)).astype(np.float32) for _ in range(2))
+    z1 = model.forward(x1)
+    kept = z1.copy()
+    model.forward(x2)
+    assert np.array_equal(z1, kept)
+    model.loss_and_grad(x1, [3])
+    assert model.size > 4 * nn_train.UPDATE_BLOCK  # several blocks: the parallel kernel runs a prange
+    out = {}
+    for kernel in (nn_train._step_kernel, nn_train._step_kernel_serial):
+        w, state, prev = model.flat_params.copy(), nn_train._state(model.size), np.empty_like(model.flat_params)
+        for k in range(3):
+            assert kernel(nn_train.ADAM, w, model.flat_grads, 1e-3, state, k, 1e-3, (0.9, 0.999, 1e-8), 0.99, prev) == 0.0
+        out[kernel] = (w, state)
+    (w0, s0), (w1, s1) = out.values()
+    assert np.array_equal(w0, w1) and np.array_equal(s0, s1)
 
 
 def test_float32_model_keeps_float32_and_accepts_float64_input(small):

@@ -19,7 +19,8 @@ what its PyTorch counterpart computes (``Conv2d`` with the spec's padding, ``ReL
 steps of SGD, RMSProp and Adam in float64.
 
 Layout: ``layers`` (forward and backward of each layer kind over the conv and pool kernels),
-``im2col`` (convolution as BLAS products, for small passes), ``activations`` (the compiled
+``im2col`` (convolution as BLAS products, for small passes), ``program`` (the whole pass as one
+compiled call, for one image or a small batch of a small network), ``activations`` (the compiled
 rectifier), ``loss`` (compiled softmax cross-entropy), ``threads`` (small passes on one thread),
 ``model`` (:func:`build`, :class:`Model`), ``train`` (:func:`fit`, :class:`Trainer`,
 :class:`History`, :func:`accuracy`).
