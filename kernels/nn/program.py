@@ -17,8 +17,9 @@ rows, image by image, with loops written for planes of a few hundred pixels:
   output gradient is laid out the same way with zeros in those columns: the filter gradient is
   a dot product of it with the same runs of ``xpad``, the input gradient a multiply-add of it
   into a padded plane that is then cropped. Each store carries four multiply-adds (forward:
-  four taps into one output channel; input gradient: four output channels into one tap; the
-  filter gradient runs four output channels' dot products over one read of a run), and the
+  four taps into one output channel; input gradient: four output channels into one tap), the
+  filter gradient's sixteen dot products at a time (four output channels by four taps) share
+  eight loads per position and sum in the working precision, as BLAS does, and the
   taps' offsets come from a table built with the program (integer division per tap cost more
   than the arithmetic of LeNet-5's second conv). At stride > 1 the same loops run row by row;
 * max-pooling by the library's rule (a later tap replaces the running maximum when it is
@@ -26,9 +27,9 @@ rows, image by image, with loops written for planes of a few hundred pixels:
   :mod:`kernels._pool2x2`'s pairs), relu in place (:mod:`.activations`), dense layers as dot
   products and multiply-adds, and the loss by :mod:`.loss`'s kernel.
 
-Measured on the 2-core EPYC, LeNet-5 float32 at batch 1, forward and backward: 136 us against
-207 layer by layer (its second conv 24 us forward, 55 backward); the homework's 32x32 network
-12 against 87. :data:`kernels.nn.model.COMPILED_MAX_MACS` says when a pass runs here.
+Measured on the 2-core EPYC, LeNet-5 float32 at batch 1, forward and backward: 98 us against
+207 layer by layer (its second conv 21 us forward, 29 backward: 34 and 72 with one output
+channel's dot product at a time in float64); the homework's 32x32 network 12 against 87. :data:`kernels.nn.model.COMPILED_MAX_MACS` says when a pass runs here.
 
 The values are those of the layer-by-layer path up to the order of the sums (float64 results
 agree with PyTorch's autograd to 1e-10 in the tests, as the other paths do); every sum over a
@@ -184,45 +185,93 @@ def _conv_backward(r, act, gact, params, grads, taps, xp, wide, gxp, n):  # prag
                 src = gy + (co * Ho + oh) * Wo
                 for ow in range(Wo):
                     wide[row + ow] = gact[src + ow]
-        # the filter gradient: four output channels' dot products per pass over a run
+        # the filter gradient: dot products of the wide output gradient with the runs, four
+        # output channels by four taps at a time (sixteen sums over eight loads per position),
+        # in the working precision (as BLAS sums; float64 sums cost twice the time here)
+        T = Cn * k * k
+        tp = taps[r[TOFF]: r[TOFF] + T]
         co = 0
         while co + 4 <= Co:
             g0 = wide[co * L: co * L + L]
             g1 = wide[(co + 1) * L: (co + 2) * L]
             g2 = wide[(co + 2) * L: (co + 3) * L]
             g3 = wide[(co + 3) * L: (co + 4) * L]
-            for ci in range(Cn):
-                for i in range(k):
-                    for j in range(k):
-                        src = (ci * Hp + i * d) * Wp + j * d
-                        run = xp[src: src + L]
-                        a0 = 0.0
-                        a1 = 0.0
-                        a2 = 0.0
-                        a3 = 0.0
-                        for q in range(L):
-                            v = run[q]
-                            a0 += g0[q] * v
-                            a1 += g1[q] * v
-                            a2 += g2[q] * v
-                            a3 += g3[q] * v
-                        t = woff + ((co * Cn + ci) * k + i) * k + j
-                        grads[t] += a0
-                        grads[t + Cn * k * k] += a1
-                        grads[t + 2 * Cn * k * k] += a2
-                        grads[t + 3 * Cn * k * k] += a3
+            w = woff + co * T
+            t = 0
+            while t + 4 <= T:
+                r0 = xp[tp[t]: tp[t] + L]
+                r1 = xp[tp[t + 1]: tp[t + 1] + L]
+                r2 = xp[tp[t + 2]: tp[t + 2] + L]
+                r3 = xp[tp[t + 3]: tp[t + 3] + L]
+                a00 = g0[0] * r0[0]
+                a01 = g0[0] * r1[0]
+                a02 = g0[0] * r2[0]
+                a03 = g0[0] * r3[0]
+                a10 = g1[0] * r0[0]
+                a11 = g1[0] * r1[0]
+                a12 = g1[0] * r2[0]
+                a13 = g1[0] * r3[0]
+                a20 = g2[0] * r0[0]
+                a21 = g2[0] * r1[0]
+                a22 = g2[0] * r2[0]
+                a23 = g2[0] * r3[0]
+                a30 = g3[0] * r0[0]
+                a31 = g3[0] * r1[0]
+                a32 = g3[0] * r2[0]
+                a33 = g3[0] * r3[0]
+                for q in range(1, L):
+                    x0 = r0[q]
+                    x1 = r1[q]
+                    x2 = r2[q]
+                    x3 = r3[q]
+                    y = g0[q]
+                    a00 += y * x0
+                    a01 += y * x1
+                    a02 += y * x2
+                    a03 += y * x3
+                    y = g1[q]
+                    a10 += y * x0
+                    a11 += y * x1
+                    a12 += y * x2
+                    a13 += y * x3
+                    y = g2[q]
+                    a20 += y * x0
+                    a21 += y * x1
+                    a22 += y * x2
+                    a23 += y * x3
+                    y = g3[q]
+                    a30 += y * x0
+                    a31 += y * x1
+                    a32 += y * x2
+                    a33 += y * x3
+                grads[w + t] += a00
+                grads[w + t + 1] += a01
+                grads[w + t + 2] += a02
+                grads[w + t + 3] += a03
+                grads[w + T + t] += a10
+                grads[w + T + t + 1] += a11
+                grads[w + T + t + 2] += a12
+                grads[w + T + t + 3] += a13
+                grads[w + 2 * T + t] += a20
+                grads[w + 2 * T + t + 1] += a21
+                grads[w + 2 * T + t + 2] += a22
+                grads[w + 2 * T + t + 3] += a23
+                grads[w + 3 * T + t] += a30
+                grads[w + 3 * T + t + 1] += a31
+                grads[w + 3 * T + t + 2] += a32
+                grads[w + 3 * T + t + 3] += a33
+                t += 4
+            for t in range(t, T):
+                run = xp[tp[t]: tp[t] + L]
+                grads[w + t] += _dot(g0, run)
+                grads[w + T + t] += _dot(g1, run)
+                grads[w + 2 * T + t] += _dot(g2, run)
+                grads[w + 3 * T + t] += _dot(g3, run)
             co += 4
         for co in range(co, Co):
             gyw = wide[co * L: co * L + L]
-            for ci in range(Cn):
-                for i in range(k):
-                    for j in range(k):
-                        src = (ci * Hp + i * d) * Wp + j * d
-                        run = xp[src: src + L]
-                        acc = 0.0
-                        for q in range(L):
-                            acc += gyw[q] * run[q]
-                        grads[woff + ((co * Cn + ci) * k + i) * k + j] += acc
+            for t in range(T):
+                grads[woff + co * T + t] += _dot(gyw, xp[tp[t]: tp[t] + L])
         if need_gx:
             # the input gradient: per tap, four output channels' multiply-adds per store
             T = Cn * k * k
@@ -273,6 +322,15 @@ def _conv_backward(r, act, gact, params, grads, taps, xp, wide, gxp, n):  # prag
                 dst = gx + (c * Hn + h) * Wn
                 for w in range(Wn):
                     gact[dst + w] = gxp[src + w]
+
+
+@jit(inline="always")
+def _dot(a, b):  # pragma: no cover - compiled
+    """``sum_q a[q] b[q]`` over ``a``'s length (at least 1), in the working precision."""
+    acc = a[0] * b[0]
+    for q in range(1, a.shape[0]):
+        acc += a[q] * b[q]
+    return acc
 
 
 # ------------------------------------------------------------------------------ pooling, dense

@@ -184,16 +184,22 @@ class Trainer:
         x = self.model.check_x(x)
         return self._step(x, self.model.check_y(y, x.shape[0]))
 
+    def _update(self, n):
+        """The update of the model's parameters by their gradients of a pass over ``n`` images
+        (step ``k``); 0.0 if every weight stays finite. On one thread after a pass that ran on
+        one (:data:`_step_kernel_serial`)."""
+        model = self.model
+        kernel = _step_kernel_serial if model._small(n) else _step_kernel
+        return kernel(self._rule, model.flat_params, model.flat_grads, self.l2, self.state, self.k, self.lr,
+                      self._rule_hyper, self._keep, self._w_prev)
+
     def _step(self, x, y):
         model = self.model
         loss, self.logits = model._loss_and_grad(x, y)
         if not math.isfinite(loss):
             self.diverged = True
             return loss
-        kernel = _step_kernel_serial if model._small(x.shape[0]) else _step_kernel
-        bad = kernel(self._rule, model.flat_params, model.flat_grads, self.l2, self.state, self.k, self.lr,
-                     self._rule_hyper, self._keep, self._w_prev)
-        if bad != 0.0:
+        if self._update(x.shape[0]) != 0.0:
             model.flat_params[...] = self._w_prev  # a weight went non-finite: keep the last finite ones
             self.diverged = True
             return loss

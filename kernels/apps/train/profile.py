@@ -18,7 +18,6 @@ import numpy as np
 
 from kernels.nn.loss import softmax_cross_entropy
 from kernels.nn.threads import single_threaded
-from kernels.nn.train import _step_kernel
 
 
 def kernels_breakdown(model, trainer, X, y, batches):
@@ -45,8 +44,7 @@ def kernels_breakdown(model, trainer, X, y, batches):
                 g = layers[i].backward(g, need_gx=i > 0)
                 bw[i] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        _step_kernel(trainer._rule, model.flat_params, model.flat_grads, trainer.l2, trainer.state, trainer.k,
-                     trainer.lr, trainer._rule_hyper, trainer._keep, trainer._w_prev)
+        trainer._update(len(idx))
         trainer.k += 1
         upd_t += time.perf_counter() - t0
     n = len(batches)
