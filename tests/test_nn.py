@@ -585,6 +585,27 @@ def test_trainer_steps_are_fits_steps(small):
         trainer.step(x[:, :, 1:], y)
 
 
+@pytest.mark.parametrize("batch", [1, 8])
+def test_per_layer_profile_runs_the_steps_training_runs(batch):
+    """The breakdown in results/train.md times the path each batch takes (the compiled program at
+    batch 1, the layers at 8 for this network): its steps leave the very weights of Trainer.step."""
+    from kernels.apps.train.profile import kernels_breakdown
+
+    spec = "in16x16x1 conv3c8 relu pool2 conv3c16 relu pool2 fc10"
+    models = [nn.build(spec, seed=2) for _ in range(2)]
+    assert (models[0]._compiled(batch) is not None) == (batch == 1)
+    trainers = [nn.Trainer(m, "adam", lr=1e-2) for m in models]
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((4 * batch, 1, 16, 16)).astype(np.float32)
+    y = rng.integers(0, 10, len(X))
+    batches = [np.arange(s, s + batch) for s in range(0, len(X), batch)]
+    table = kernels_breakdown(models[0], trainers[0], X, y, batches)
+    for idx in batches:
+        trainers[1].step(X[idx], y[idx])
+    assert list(table)[:3] == ["conv1", "pool1", "relu1"] and all(v[0] > 0 for v in table.values())
+    assert np.array_equal(models[0].flat_params, models[1].flat_params)
+
+
 def test_train_command_writes_the_report(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")

@@ -94,13 +94,14 @@ def _conv_forward(r, act, params, taps, xp, wide, n):  # pragma: no cover - comp
     Wp = Wn + r[PL] + r[PR]
     _pad_image(act, r[IN] + n * Cn * Hn * Wn, Cn, Hn, Wn, r[PT], r[PL], Hp, Wp, xp)
     out = r[OUT] + n * Co * Ho * Wo
-    woff = r[WOFF]
+    woff, boff, toff = r[WOFF], r[BOFF], r[TOFF]  # locals: a store into act or wide may alias r
     if s == 1:
         L = _whole_vectors((Ho - 1) * Wp + Wo, xp.itemsize)
         for co in range(Co):
-            if r[BOFF] >= 0:
+            if boff >= 0:
+                b = params[boff + co]
                 for q in range(L):
-                    wide[q] = params[r[BOFF] + co]
+                    wide[q] = b
             else:
                 for q in range(L):
                     wide[q] = 0
@@ -108,7 +109,7 @@ def _conv_forward(r, act, params, taps, xp, wide, n):  # pragma: no cover - comp
             # four taps' multiply-adds per store
             T = Cn * k * k
             w = woff + co * T
-            tp = taps[r[TOFF]: r[TOFF] + T]
+            tp = taps[toff: toff + T]
             t = 0
             while t + 4 <= T:
                 w0 = params[w + t]
@@ -140,7 +141,7 @@ def _conv_forward(r, act, params, taps, xp, wide, n):  # pragma: no cover - comp
     for co in range(Co):
         base = out + co * Ho * Wo
         for q in range(Ho * Wo):
-            act[base + q] = params[r[BOFF] + co] if r[BOFF] >= 0 else 0
+            act[base + q] = params[boff + co] if boff >= 0 else 0
         for ci in range(Cn):
             for i in range(k):
                 for j in range(k):
@@ -163,7 +164,7 @@ def _conv_backward(r, act, gact, params, grads, taps, xp, wide, gxp, n):  # prag
     Wp = Wn + pl + r[PR]
     _pad_image(act, r[IN] + n * Cn * Hn * Wn, Cn, Hn, Wn, pt, pl, Hp, Wp, xp)
     gy = r[OUT] + n * Co * Ho * Wo
-    woff, boff = r[WOFF], r[BOFF]
+    woff, boff, toff, xin = r[WOFF], r[BOFF], r[TOFF], r[IN]
     need_gx = r[NEED_GX] != 0
     if need_gx:
         for q in range(Cn * Hp * Wp + VECTOR // xp.itemsize):
@@ -189,7 +190,7 @@ def _conv_backward(r, act, gact, params, grads, taps, xp, wide, gxp, n):  # prag
         # output channels by four taps at a time (sixteen sums over eight loads per position),
         # in the working precision (as BLAS sums; float64 sums cost twice the time here)
         T = Cn * k * k
-        tp = taps[r[TOFF]: r[TOFF] + T]
+        tp = taps[toff: toff + T]
         co = 0
         while co + 4 <= Co:
             g0 = wide[co * L: co * L + L]
@@ -276,7 +277,7 @@ def _conv_backward(r, act, gact, params, grads, taps, xp, wide, gxp, n):  # prag
             # the input gradient: per tap, four output channels' multiply-adds per store
             T = Cn * k * k
             for t in range(T):
-                src = taps[r[TOFF] + t]
+                src = taps[toff + t]
                 grun = gxp[src: src + L]
                 w = woff + t
                 co = 0
@@ -315,7 +316,7 @@ def _conv_backward(r, act, gact, params, grads, taps, xp, wide, gxp, n):  # prag
                                     gxp[src + ow * s] += wv * gact[g + ow]
                         grads[t] += acc
     if need_gx:
-        gx = r[IN] + n * Cn * Hn * Wn
+        gx = xin + n * Cn * Hn * Wn
         for c in range(Cn):
             for h in range(Hn):
                 src = (c * Hp + h + pt) * Wp + pl
@@ -341,8 +342,9 @@ def _pool_forward(r, act, iwork, n):  # pragma: no cover - compiled
     in the plane into ``iwork[IOFF]``; a later tap replaces the running maximum when it is
     greater or NaN (:mod:`kernels.pool`'s rule)."""
     Cn, Hn, Wn, Ho, Wo, k, s = r[C], r[H], r[W], r[HO], r[WO], r[K], r[S]
+    xin, yout, iout = r[IN], r[OUT], r[IOFF]
     for c in range(Cn):
-        src = r[IN] + (n * Cn + c) * Hn * Wn
+        src = xin + (n * Cn + c) * Hn * Wn
         dst = (n * Cn + c) * Ho * Wo
         if k == 2 and s == 2:  # the homework's pool, by pairs without branches (kernels._pool2x2)
             for oh in range(Ho):
@@ -350,8 +352,8 @@ def _pool_forward(r, act, iwork, n):  # pragma: no cover - compiled
                     first = 2 * oh * Wn + 2 * ow
                     a = src + first
                     m, off = _window2x2(act[a], act[a + 1], act[a + Wn], act[a + Wn + 1], Wn)
-                    act[r[OUT] + dst + oh * Wo + ow] = m
-                    iwork[r[IOFF] + dst + oh * Wo + ow] = first + off
+                    act[yout + dst + oh * Wo + ow] = m
+                    iwork[iout + dst + oh * Wo + ow] = first + off
             continue
         for oh in range(Ho):
             for ow in range(Wo):
@@ -365,8 +367,8 @@ def _pool_forward(r, act, iwork, n):  # pragma: no cover - compiled
                         if v > m or v != v:
                             m = v
                             mi = q
-                act[r[OUT] + dst + oh * Wo + ow] = m
-                iwork[r[IOFF] + dst + oh * Wo + ow] = mi
+                act[yout + dst + oh * Wo + ow] = m
+                iwork[iout + dst + oh * Wo + ow] = mi
 
 
 @jit()
@@ -374,13 +376,14 @@ def _pool_backward(r, gact, iwork, n):  # pragma: no cover - compiled
     """Row ``r``'s max-pool, backward, for image ``n``: ``gact[IN]`` zeroed, then each window's
     gradient added at its recorded maximum."""
     Cn, Hn, Wn, Ho, Wo = r[C], r[H], r[W], r[HO], r[WO]
+    xin, yout, iout = r[IN], r[OUT], r[IOFF]
     for c in range(Cn):
-        gx = r[IN] + (n * Cn + c) * Hn * Wn
+        gx = xin + (n * Cn + c) * Hn * Wn
         src = (n * Cn + c) * Ho * Wo
         for q in range(Hn * Wn):
             gact[gx + q] = 0
         for q in range(Ho * Wo):
-            gact[gx + iwork[r[IOFF] + src + q]] += gact[r[OUT] + src + q]
+            gact[gx + iwork[iout + src + q]] += gact[yout + src + q]
 
 
 @jit()
@@ -389,16 +392,16 @@ def _dense_forward(r, act, params, n):  # pragma: no cover - compiled
     m = r[C] * r[H] * r[W]
     units = r[CO]
     x = r[IN] + n * m
-    woff = r[WOFF]
+    woff, boff, y = r[WOFF], r[BOFF], r[OUT] + n * units
     xs = act[x: x + m]
     for o in range(units):
         wrow = params[woff + o * m: woff + (o + 1) * m]
         acc = wrow[0] * xs[0]
         for i in range(1, m):
             acc += wrow[i] * xs[i]
-        if r[BOFF] >= 0:
-            acc += params[r[BOFF] + o]
-        act[r[OUT] + n * units + o] = acc
+        if boff >= 0:
+            acc += params[boff + o]
+        act[y + o] = acc
 
 
 @jit()
@@ -409,7 +412,7 @@ def _dense_backward(r, act, gact, params, grads, n):  # pragma: no cover - compi
     units = r[CO]
     x = r[IN] + n * m
     gy = r[OUT] + n * units
-    woff = r[WOFF]
+    woff, boff = r[WOFF], r[BOFF]
     need_gx = r[NEED_GX] != 0
     if need_gx:
         for i in range(m):
@@ -425,63 +428,82 @@ def _dense_backward(r, act, gact, params, grads, n):  # pragma: no cover - compi
         if need_gx:
             for i in range(m):
                 gxs[i] += g * wrow[i]
-        if r[BOFF] >= 0:
-            grads[r[BOFF] + o] += g
+        if boff >= 0:
+            grads[boff + o] += g
 
 
 # ------------------------------------------------------------------------------ the walks
 
 @jit()
+def _row_forward(prog, li, act, iwork, params, xp, wide, N):  # pragma: no cover - compiled
+    """Row ``li`` of ``prog`` on each of the ``N`` images in turn."""
+    r = prog[li]
+    kind = r[KIND]
+    for n in range(N):
+        if kind == CONV:
+            _conv_forward(r, act, params, iwork, xp, wide, n)
+        elif kind == POOL:
+            _pool_forward(r, act, iwork, n)
+        elif kind == DENSE:
+            _dense_forward(r, act, params, n)
+        else:
+            m = r[C] * r[H] * r[W]
+            _relu_forward_inplace(act[r[IN] + n * m: r[IN] + (n + 1) * m])
+
+
+@jit()
+def _row_backward(prog, li, act, gact, iwork, params, grads, xp, wide, gxp, N):  # pragma: no cover - compiled
+    """Row ``li`` of ``prog``, backward, on each of the ``N`` images in turn (the parameter
+    gradients summed over the images in their order)."""
+    r = prog[li]
+    kind = r[KIND]
+    for n in range(N):
+        if kind == CONV:
+            _conv_backward(r, act, gact, params, grads, iwork, xp, wide, gxp, n)
+        elif kind == DENSE:
+            _dense_backward(r, act, gact, params, grads, n)
+        elif r[NEED_GX] != 0:
+            if kind == POOL:
+                _pool_backward(r, gact, iwork, n)
+            else:
+                m = r[C] * r[H] * r[W]
+                lo = r[IN] + n * m
+                _relu_backward_inplace(gact[lo: lo + m], act[lo: lo + m])
+
+
+@jit()
 def _forward_kernel(prog, x, act, iwork, params, xp, wide):  # pragma: no cover - compiled
-    """Every row of ``prog`` in order on every image of ``x`` (flat), activations into ``act``
-    (the input copied to its start)."""
+    """Every row of ``prog`` in order on the images of ``x`` (flat), activations into ``act``
+    (the input copied to its start); returns the number of images."""
     for q in range(x.shape[0]):
         act[q] = x[q]
     N = x.shape[0] // (prog[0, C] * prog[0, H] * prog[0, W])
-    for n in range(N):
-        for li in range(prog.shape[0]):
-            r = prog[li]
-            kind = r[KIND]
-            if kind == CONV:
-                _conv_forward(r, act, params, iwork, xp, wide, n)
-            elif kind == POOL:
-                _pool_forward(r, act, iwork, n)
-            elif kind == DENSE:
-                _dense_forward(r, act, params, n)
-            else:
-                m = r[C] * r[H] * r[W]
-                _relu_forward_inplace(act[r[IN] + n * m: r[IN] + (n + 1) * m])
+    for li in range(prog.shape[0]):
+        _row_forward(prog, li, act, iwork, params, xp, wide, N)
     return N
 
 
 @jit()
-def _loss_and_grad_kernel(prog, x, labels, act, gact, iwork, params, grads, xp, wide, gxp):  # pragma: no cover
-    """The forward walk, the mean softmax cross-entropy of the last row's outputs against
-    ``labels`` (its gradient into ``gact``), and the backward walk: the parameter gradients of
-    the batch into ``grads`` (zeroed first). Returns the loss."""
-    N = _forward_kernel(prog, x, act, iwork, params, xp, wide)
+def _loss_kernel(prog, labels, act, gact, N):  # pragma: no cover - compiled
+    """The mean softmax cross-entropy of the last row's outputs against ``labels``, its gradient
+    into ``gact``."""
     last = prog[prog.shape[0] - 1]
     classes = last[CO] * last[HO] * last[WO]
     z = act[last[OUT]: last[OUT] + N * classes].reshape((N, classes))
     gz = gact[last[OUT]: last[OUT] + N * classes].reshape((N, classes))
-    loss = _softmax_xent_kernel(z, labels, gz)
+    return _softmax_xent_kernel(z, labels, gz)
+
+
+@jit()
+def _loss_and_grad_kernel(prog, x, labels, act, gact, iwork, params, grads, xp, wide, gxp):  # pragma: no cover
+    """The forward walk, the loss (:func:`_loss_kernel`) and the backward walk: the parameter
+    gradients of the batch into ``grads`` (zeroed first). Returns the loss."""
+    N = _forward_kernel(prog, x, act, iwork, params, xp, wide)
+    loss = _loss_kernel(prog, labels, act, gact, N)
     for q in range(grads.shape[0]):
         grads[q] = 0
-    for n in range(N):
-        for li in range(prog.shape[0] - 1, -1, -1):
-            r = prog[li]
-            kind = r[KIND]
-            if kind == CONV:
-                _conv_backward(r, act, gact, params, grads, iwork, xp, wide, gxp, n)
-            elif kind == DENSE:
-                _dense_backward(r, act, gact, params, grads, n)
-            elif r[NEED_GX] != 0:
-                if kind == POOL:
-                    _pool_backward(r, gact, iwork, n)
-                else:
-                    m = r[C] * r[H] * r[W]
-                    lo = r[IN] + n * m
-                    _relu_backward_inplace(gact[lo: lo + m], act[lo: lo + m])
+    for li in range(prog.shape[0] - 1, -1, -1):
+        _row_backward(prog, li, act, gact, iwork, params, grads, xp, wide, gxp, N)
     return loss
 
 

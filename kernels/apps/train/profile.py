@@ -3,7 +3,8 @@ backward of each layer, the loss, and the optimizer update, summed over the batc
 epoch and reported per step.
 
 kernels.nn: each layer object's ``forward``/``backward`` timed in turn (the same calls
-``Model._loss_and_grad`` makes, with the same thread choice). PyTorch: each module run on a
+``Model._loss_and_grad`` makes, with the same thread choice), or, for a batch that runs as one
+compiled call, each row of its program. PyTorch: each module run on a
 detached copy of its input, so that its backward can be timed alone
 (``out.backward(grad)``); the detaching adds no arithmetic. Both with ``time.perf_counter``
 around synchronous CPU calls.
@@ -16,33 +17,24 @@ from collections import OrderedDict
 
 import numpy as np
 
+from kernels.nn import program as _program
 from kernels.nn.loss import softmax_cross_entropy
 from kernels.nn.threads import single_threaded
 
 
 def kernels_breakdown(model, trainer, X, y, batches):
-    """``OrderedDict(label -> [forward s, backward s])`` plus ``"loss"`` and ``"update"``, per step."""
+    """``OrderedDict(label -> [forward s, backward s])`` plus ``"loss"`` and ``"update"``, per step.
+
+    Each batch takes the path ``Model._loss_and_grad`` takes: layer by layer, or the compiled
+    program (:mod:`kernels.nn.program`: its rows timed one call each, over the batch's images)."""
     layers = model.layers
     fw, bw = np.zeros(len(layers)), np.zeros(len(layers))
     loss_t = upd_t = 0.0
     for idx in batches:
         xb, yb = X[idx], y[idx]
-        with single_threaded(model._small(len(idx))):
-            a = xb.copy() if model._copy_input else xb
-            for i, layer in enumerate(layers):
-                t0 = time.perf_counter()
-                a = layer.forward(a, True)
-                fw[i] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            z = np.ascontiguousarray(a.reshape(a.shape[0], -1))
-            _, gz = softmax_cross_entropy(z, yb)
-            loss_t += time.perf_counter() - t0
-            h, w, c = model.rows[-1].out_shape
-            g = gz.reshape(gz.shape[0], c, h, w)
-            for i in range(len(layers) - 1, -1, -1):
-                t0 = time.perf_counter()
-                g = layers[i].backward(g, need_gx=i > 0)
-                bw[i] += time.perf_counter() - t0
+        program = model._compiled(len(idx))
+        timed = _program_pass if program is not None else _layer_pass
+        loss_t += timed(model, program, xb, yb, fw, bw)
         t0 = time.perf_counter()
         trainer._update(len(idx))
         trainer.k += 1
@@ -56,6 +48,52 @@ def kernels_breakdown(model, trainer, X, y, batches):
     out["loss"] = [loss_t / n, 0.0]
     out["update"] = [upd_t / n, 0.0]
     return out
+
+
+def _layer_pass(model, _program, xb, yb, fw, bw):
+    """One pass layer by layer, each layer's time added into ``fw``/``bw``; returns the loss's."""
+    layers = model.layers
+    with single_threaded(model._small(len(xb))):
+        a = xb.copy() if model._copy_input else xb
+        for i, layer in enumerate(layers):
+            t0 = time.perf_counter()
+            a = layer.forward(a, True)
+            fw[i] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        z = np.ascontiguousarray(a.reshape(a.shape[0], -1))
+        _, gz = softmax_cross_entropy(z, yb)
+        loss_t = time.perf_counter() - t0
+        h, w, c = model.rows[-1].out_shape
+        g = gz.reshape(gz.shape[0], c, h, w)
+        for i in range(len(layers) - 1, -1, -1):
+            t0 = time.perf_counter()
+            g = layers[i].backward(g, need_gx=i > 0)
+            bw[i] += time.perf_counter() - t0
+    return loss_t
+
+
+def _program_pass(model, program, xb, yb, fw, bw):
+    """The same for a pass on the compiled program: one call per row (the input's copy counted
+    with the first row, zeroing the gradients with the loss)."""
+    n = len(xb)
+    args = (program.act, program.iwork, model.flat_params, program.xp, program.wide, n)
+    back = (program.act, program.gact, program.iwork, model.flat_params, model.flat_grads, program.xp, program.wide,
+            program.gxp, n)
+    for i in range(len(model.layers)):
+        t0 = time.perf_counter()
+        if i == 0:
+            program.act[: xb.size] = xb.reshape(-1)
+        _program._row_forward(program.prog, i, *args)
+        fw[i] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _program._loss_kernel(program.prog, yb, program.act, program.gact, n)
+    model.flat_grads[...] = 0
+    loss_t = time.perf_counter() - t0
+    for i in range(len(model.layers) - 1, -1, -1):
+        t0 = time.perf_counter()
+        _program._row_backward(program.prog, i, *back)
+        bw[i] += time.perf_counter() - t0
+    return loss_t
 
 
 def torch_breakdown(net, opt, Xt, yt, batches):
