@@ -506,6 +506,33 @@ def test_compiled_pass_returns_its_own_logits_and_a_serial_update_gives_the_same
     assert np.array_equal(w0, w1) and np.array_equal(s0, s1)
 
 
+@pytest.mark.parametrize("spec, n", [("in28x28x1 conv5c6 relu pool2 conv5c16 relu pool2 fc120 relu fc84 relu fc10", 1),
+                                     ("in8x8x1 conv3c16 relu pool2 conv3c32 relu pool2 fc10", 4)])
+def test_forward_from_several_threads_at_once_gives_each_its_own_logits(spec, n):
+    """Inference on one model from two threads (the compiled kernels release the GIL): each pass
+    keeps its own buffers (the compiled program at batch 1, the im2col columns at 4), so every
+    call returns what it returns alone. Shared buffers gave a third of the calls wrong logits."""
+    import threading
+
+    model = nn.build(spec, seed=0)
+    assert (model._compiled(n) is not None) == (n == 1)
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((n,) + model.input_shape).astype(np.float32) for _ in range(2)]
+    want = [model.forward(x) for x in xs]
+    wrong = [0, 0]
+
+    def infer(i):
+        for _ in range(150):
+            wrong[i] += not np.array_equal(model.forward(xs[i]), want[i])
+
+    threads = [threading.Thread(target=infer, args=(i,)) for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert wrong == [0, 0]
+
+
 def test_float32_model_keeps_float32_and_accepts_float64_input(small):
     model = nn.build("in8x8x1 conv3c4 relu pool2 fc10", seed=0, dtype="float32")
     _, x, y = small

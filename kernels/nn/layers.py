@@ -24,6 +24,8 @@ is never needed, and for a conv it is the costlier half of the backward pass).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..conv.backward import _filter_grad, _input_grad
@@ -95,7 +97,7 @@ class ConvLayer:
         self.fw_gemm = self.gw_gemm = self.gx_gemm = False  # chosen by each forward pass
         self.x = None
         self.cols = None
-        self._cols_buffer = None
+        self._scratch = threading.local()  # the columns' buffer, one per thread (see forward)
         self.rows = self.fan_in >= ROWS_MIN_FAN_IN  # the layout of the columns
 
     def bind(self, params, grads):
@@ -113,17 +115,20 @@ class ConvLayer:
         N, Co, Ho, Wo = y.shape
         k = self.kernel
         # the backward pass follows the paths of its forward pass (the columns are its input)
-        self.fw_gemm, self.gw_gemm, self.gx_gemm = choose_paths(N, self.out_hw)
+        fw_gemm, gw_gemm, gx_gemm = choose_paths(N, self.out_hw)
+        if keep:
+            self.fw_gemm, self.gw_gemm, self.gx_gemm = fw_gemm, gw_gemm, gx_gemm
         cols = None
-        if self.fw_gemm or (keep and self.gw_gemm):
+        if fw_gemm or (keep and gw_gemm):
             # one buffer kept from call to call: the columns are k*k times the input (5 MB for
-            # LeNet-5's first layer at batch 64), and a fresh one page-faults on every step
+            # LeNet-5's first layer at batch 64), and a fresh one page-faults on every step; one
+            # per thread, so that forward passes (inference) may run in several threads at once
             shape = (N * Ho * Wo, self.fan_in) if self.rows else (self.fan_in, N * Ho * Wo)
-            if self._cols_buffer is None or self._cols_buffer.shape != shape:
-                self._cols_buffer = np.empty(shape, dtype=self.dtype)
-            cols = self._cols_buffer
+            cols = getattr(self._scratch, "cols", None)
+            if cols is None or cols.shape != shape:
+                cols = self._scratch.cols = np.empty(shape, dtype=self.dtype)
             im2col(x, cols, (k, k), self.stride, self.dilation, self.pads, self.rows)
-        if self.fw_gemm:
+        if fw_gemm:
             w2 = self.w.reshape(Co, self.fan_in)
             if self.rows:
                 y2 = np.matmul(cols, w2.T)

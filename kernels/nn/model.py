@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 
 import numpy as np
 
@@ -61,6 +62,11 @@ class Model:
     objects, one per token after the input; a ``relu pool`` pair runs as pool then relu, the same
     values and gradients on a quarter of the elements), ``params`` (list of arrays, PyTorch
     layouts, views into one flat buffer ``flat_params``), ``macs_per_image``.
+
+    Threads: forward passes (``forward``, ``predict``, :func:`~kernels.nn.accuracy`) may run in
+    several threads at once, each with its own scratch buffers; a training step (``loss_and_grad``,
+    :class:`~kernels.nn.Trainer`) writes the model's gradients and the layers' saved inputs, so
+    one model trains from one thread at a time.
     """
 
     def __init__(self, spec, rows, layers, dtype, seed, parsed_layers):
@@ -97,7 +103,7 @@ class Model:
             for r, layer in zip(rows[1:], parsed_layers[1:]) if r.kind in ("conv", "fc"))
         # a relu first would rectify the caller's array in place: give it a copy
         self._copy_input = isinstance(layers[0], ReluLayer)
-        self._programs = {}
+        self._local = threading.local()  # the compiled passes' programs, one set per thread
 
     def __repr__(self):
         return f"Model({self.spec!r}, dtype={self.dtype.name}, params={self.size})"
@@ -158,11 +164,16 @@ class Model:
                 n == 1 or (self.macs_per_image <= COMPILED_SMALL_NET and n * self.macs_per_image <= COMPILED_MAX_MACS))
         if not use:
             return None
-        program = self._programs.get(n)
+        # a program's buffers are written by every pass: one set per thread, so that forward
+        # passes (inference) may run in several threads at once
+        programs = getattr(self._local, "programs", None)
+        if programs is None:
+            programs = self._local.programs = {}
+        program = programs.get(n)
         if program is None:
-            if len(self._programs) >= _PROGRAMS_KEPT:
-                self._programs.clear()
-            program = self._programs[n] = _program.build_program(self, n)
+            if len(programs) >= _PROGRAMS_KEPT:
+                programs.clear()
+            program = programs[n] = _program.build_program(self, n)
         return program
 
     def _forward(self, x, keep):

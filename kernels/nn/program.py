@@ -34,8 +34,7 @@ channel's dot product at a time in float64); the homework's 32x32 network 12 aga
 The values are those of the layer-by-layer path up to the order of the sums (float64 results
 agree with PyTorch's autograd to 1e-10 in the tests, as the other paths do); every sum over a
 batch runs in image order on one thread, so results do not depend on threads. The program's
-buffers belong to the model (one set per batch size, reused from call to call), so a model is
-not to be stepped from two threads at once, as before.
+buffers belong to the model, one set per thread and batch size, reused from call to call.
 """
 
 from __future__ import annotations
