@@ -100,6 +100,7 @@ def train_network(name, *, epochs=30, seed=0, progress=True):
         test_acc=nn.accuracy(model, Xt, yt), diverged=hist.diverged,
         torch_loss=t_loss, torch_val_acc=t_val, torch_seconds=t_seconds, torch_test_acc=t_val[-1],
         breakdown=dict(kernels=ours, torch=theirs), threads=numba.get_num_threads(),
+        compiled_pass=m2._compiled(cfg["batch_size"]) is not None,
     )
 
 
@@ -140,7 +141,10 @@ def render_markdown(results, meta):
                   "Per-layer time of one step (mean over one epoch's batches after two warm-up steps, µs). "
                   "kernels.nn runs a `relu` "
                   "that precedes a `pool` after it (same values and gradients, a quarter of the elements), so "
-                  "its rows follow its own layer order; PyTorch's follow the spec.", "",
+                  "its rows follow its own layer order; PyTorch's follow the spec."
+                  + (" At this batch kernels.nn runs the whole pass as one compiled call "
+                     "(`kernels/nn/program.py`); each of its rows is that program's row, timed as a call of "
+                     "its own." if r.get("compiled_pass") else ""), "",
                   "| kernels.nn layer | forward | backward | | PyTorch layer | forward | backward |",
                   "|---|---:|---:|---|---|---:|---:|"]
         ours, theirs = list(r["breakdown"]["kernels"].items()), list(r["breakdown"]["torch"].items())
