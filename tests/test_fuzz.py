@@ -1168,8 +1168,8 @@ def test_fuzz_arch(fn, data):
 @given(data=st.data())
 def test_fuzz_nn_compiled_pass_matches_the_layers(data):
     """A random network (convs of any kernel, stride, padding and dilation, pools, relus, dense
-    layers), its whole pass as one compiled call against the layer-by-layer pass, float64: the
-    same logits, loss and gradients (up to the order of the sums). Under NUMBA_BOUNDSCHECK=1
+    layers), its whole pass as one compiled call against the layer-by-layer pass, in float64 and
+    float32: the same logits, loss and gradients (up to the order of the sums). Under NUMBA_BOUNDSCHECK=1
     (test_limits) an index outside the program's buffers raises instead."""
     import kernels.nn.model as nn_model
     from kernels import nn
@@ -1194,10 +1194,11 @@ def test_fuzz_nn_compiled_pass_matches_the_layers(data):
             continue
         tokens.append(tok)
     tokens.append(f"fc{draw(st.integers(2, 4))}")
-    model = nn.build(" ".join(tokens), seed=draw(st.integers(0, 3)), dtype="float64")
+    dtype = draw(st.sampled_from(["float64", "float32"]))  # float32: runs rounded to 16 lanes, not 8
+    model = nn.build(" ".join(tokens), seed=draw(st.integers(0, 3)), dtype=dtype)
     n = draw(st.integers(1, 3))
     rng = np.random.default_rng(draw(st.integers(0, 3)))
-    x = rng.standard_normal((n,) + model.input_shape)
+    x = rng.standard_normal((n,) + model.input_shape).astype(dtype)
     y = rng.integers(0, model.classes, n)
     got = {}
     try:
@@ -1207,10 +1208,11 @@ def test_fuzz_nn_compiled_pass_matches_the_layers(data):
     finally:
         nn_model.FORCE_COMPILED = None
     (z1, loss1, grads1), (z0, loss0, grads0) = got[True], got[False]
-    np.testing.assert_allclose(z1, z0, rtol=1e-12, atol=1e-13)
-    assert loss1 == pytest.approx(loss0, rel=1e-12)
+    tol = 1e-10 if dtype == "float64" else 2e-4
+    np.testing.assert_allclose(z1, z0, rtol=tol, atol=tol * 1e-2)
+    assert loss1 == pytest.approx(loss0, rel=tol)
     for g1, g0 in zip(grads1, grads0):
-        np.testing.assert_allclose(g1, g0, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(g1, g0, rtol=tol, atol=tol * 1e-2 * max(1.0, float(np.abs(g0).max())))
 
 
 # --------------------------------------------------------------------------------------------
