@@ -533,6 +533,30 @@ def test_forward_from_several_threads_at_once_gives_each_its_own_logits(spec, n)
     assert wrong == [0, 0]
 
 
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_model_is_a_model_of_its_own(how):
+    """copy.deepcopy or pickle (keeping the best model of a run, or shipping one to a worker):
+    the copy's params stay views into its own flat buffer, so training it changes its logits and
+    not the original's; the per-thread buffers (not picklable) are made afresh."""
+    import copy
+    import pickle
+
+    model = nn.build("in8x8x1 conv3c4 relu pool2 conv3c8 relu pool2 fc10", seed=1)
+    x = np.random.default_rng(0).standard_normal((4, 1, 8, 8)).astype(np.float32)
+    y = np.array([0, 1, 2, 3])
+    before = model.forward(x)
+    model.forward(x[:1])  # a compiled program and an im2col buffer exist to be left behind
+    twin = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+    assert np.array_equal(twin.forward(x), before)
+    assert all(np.shares_memory(p, twin.flat_params) for p in twin.params)
+    assert not np.shares_memory(twin.flat_params, model.flat_params)
+    trainer = nn.Trainer(twin, "sgd", lr=0.5)
+    for _ in range(3):
+        trainer.step(x, y)
+    assert not np.array_equal(twin.forward(x), before)
+    assert np.array_equal(model.forward(x), before)
+
+
 def test_float32_model_keeps_float32_and_accepts_float64_input(small):
     model = nn.build("in8x8x1 conv3c4 relu pool2 fc10", seed=0, dtype="float32")
     _, x, y = small

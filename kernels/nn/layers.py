@@ -104,6 +104,15 @@ class ConvLayer:
         self.w, self.gw = params[0], grads[0]
         self.b, self.gb = (params[1], grads[1]) if self.has_bias else (self._zero_bias, None)
 
+    def __getstate__(self):  # the per-thread columns stay behind (Model.__getstate__ says why)
+        state = dict(self.__dict__)
+        del state["_scratch"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._scratch = threading.local()
+
     def out_shape(self, n, h, w):
         (sh, sw), (dh, dw) = self.stride, self.dilation
         pt, pb, pl, pr = self.pads

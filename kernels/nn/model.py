@@ -83,27 +83,52 @@ class Model:
         _validate.check_allocation(2 * self.size * self.dtype.itemsize, f"the parameters and gradients of {spec!r}")
         self.flat_params = np.empty(self.size, dtype=self.dtype)
         self.flat_grads = np.zeros(self.size, dtype=self.dtype)
-        self.params, self._grads = [], []
-        offset = 0
-        for shape, size in zip(shapes, sizes):
-            self.params.append(self.flat_params[offset: offset + size].reshape(shape))
-            self._grads.append(self.flat_grads[offset: offset + size].reshape(shape))
-            offset += size
+        self._bind()
         rng = np.random.default_rng(seed)
-        i = 0
-        for layer in layers:
-            k = len(layer.shapes)
-            layer.bind(self.params[i: i + k], self._grads[i: i + k])
-            for p in self.params[i: i + k]:
+        for layer, views in zip(layers, self._per_layer(self.params)):
+            for p in views:
                 bound = 1.0 / np.sqrt(layer.fan_in)
                 p[...] = rng.uniform(-bound, bound, p.shape)
-            i += k
         self.macs_per_image = sum(
             r.neurons * (r.in_shape[2] * int(layer.kernel) ** 2 if r.kind == "conv" else math.prod(r.in_shape))
             for r, layer in zip(rows[1:], parsed_layers[1:]) if r.kind in ("conv", "fc"))
         # a relu first would rectify the caller's array in place: give it a copy
         self._copy_input = isinstance(layers[0], ReluLayer)
         self._local = threading.local()  # the compiled passes' programs, one set per thread
+
+    def _bind(self):
+        """``params`` and the gradients as views into the flat buffers, handed to the layers."""
+        self.params, self._grads = [], []
+        offset = 0
+        for shape in (s for layer in self.layers for s in layer.shapes):
+            size = math.prod(shape)
+            self.params.append(self.flat_params[offset: offset + size].reshape(shape))
+            self._grads.append(self.flat_grads[offset: offset + size].reshape(shape))
+            offset += size
+        for layer, params, grads in zip(self.layers, self._per_layer(self.params), self._per_layer(self._grads)):
+            layer.bind(params, grads)
+
+    def _per_layer(self, arrays):
+        """``arrays`` (one per parameter) split into each layer's list."""
+        out, i = [], 0
+        for layer in self.layers:
+            out.append(arrays[i: i + len(layer.shapes)])
+            i += len(layer.shapes)
+        return out
+
+    # copy.deepcopy and pickle: the flat buffers travel, the views are made again from them (a
+    # copied view would no longer be one, and training the copy would leave its layers behind),
+    # and the per-thread buffers start afresh
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for key in ("params", "_grads", "_local"):
+            del state[key]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
+        self._bind()
 
     def __repr__(self):
         return f"Model({self.spec!r}, dtype={self.dtype.name}, params={self.size})"
