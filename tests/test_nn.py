@@ -468,12 +468,15 @@ def test_build_picks_products_for_small_planes_and_direct_kernels_for_large():
 
 
 def test_small_batches_run_compiled_and_large_ones_layer_by_layer():
-    """One image, or a small batch of a small network, runs as one compiled call
-    (kernels.nn.program); larger batches layer by layer (BLAS and the blocked kernels)."""
+    """One image of a small network (LeNet-5's size), or a small batch of a smaller one, runs as
+    one compiled call (kernels.nn.program); larger passes layer by layer (BLAS and the blocked
+    kernels)."""
     lenet = nn.build("in28x28x1 conv5c6 relu pool2 conv5c16 relu pool2 fc120 relu fc84 relu fc10")
     tiny = nn.build("in32x32x1 conv3 pool2 conv3 pool2 conv3 pool2 fc10")
     assert lenet._compiled(1) is not None and lenet._compiled(2) is None and lenet._compiled(64) is None
     assert tiny._compiled(32) is not None and tiny._compiled(64) is None
+    big = nn.build("in32x32x3 conv3c32 relu pool2 conv3c64 relu pool2 fc10")  # 5.6M an image
+    assert big._compiled(1) is None
     assert lenet._compiled(1) is lenet._compiled(1)  # kept, with its buffers
     _force_paths("gemm")  # a forced conv path is the layer-by-layer pass
     try:

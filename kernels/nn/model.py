@@ -39,14 +39,18 @@ _DEFERRED_RELU = object()  # a relu to be placed after the pool that follows it
 #: batch 1; LeNet-5 at batch 64 (44M) keeps Numba's threads (BLAS runs on one thread always)
 PARALLEL_MIN_MACS = 16_000_000
 
-#: A pass over one image, or over a batch of at most COMPILED_MAX_MACS multiply-adds of a
-#: network of at most COMPILED_SMALL_NET per image, runs as one compiled call
-#: (:mod:`kernels.nn.program`) instead of layer by layer. Measured forward + backward, float32,
-#: on the 2-core EPYC (layer by layer / compiled, in us): LeNet-5 at batch 1 207/144, at 2
-#: 309/263, at 4 485/560; the homework's 32x32 network (12k multiply-adds an image) at 1 87/12,
-#: at 16 238/164, at 32 383/324, at 64 537/660; the digits network (84k, small planes of many
-#: channels: short runs) at 1 77/65, at 2 90/125. Larger batches go to BLAS and the blocked
-#: kernels, whose fixed cost per call the compiled loops cannot beat there.
+#: A pass over one image of at most COMPILED_MAX_IMAGE_MACS multiply-adds, or over a batch of
+#: at most COMPILED_MAX_MACS of a network of at most COMPILED_SMALL_NET per image, runs as one
+#: compiled call (:mod:`kernels.nn.program`) instead of layer by layer. Measured forward +
+#: backward, float32, on the 2-core EPYC (layer by layer / compiled, in us; after the compiled
+#: loops' last changes): LeNet-5 (0.69M multiply-adds an image) at batch 1 191-207/98-116, at 2
+#: 309/263 and at 4 485/560 (earlier loops); the homework's 32x32 network (12k) at 1 82-87/12-13,
+#: at 16 220/150, at 32 355/305, at 64 537/660; the digits network (84k, small planes of many
+#: channels: short runs) at 1 68-77/42-65, at 2 90/125; one image of a 32x32x3 network of 1.6M
+#: 353/312, of 5.6M 569/737, of 7.5M 837/790, of 22.6M 2536/2507 (no gain past a few million,
+#: and the layers' kernels use both cores). Larger batches go to BLAS and the blocked kernels,
+#: whose fixed cost per call the compiled loops cannot beat there.
+COMPILED_MAX_IMAGE_MACS = 2_000_000
 COMPILED_MAX_MACS = 400_000
 COMPILED_SMALL_NET = 50_000
 #: None: the compiled pass by :data:`COMPILED_MAX_MACS`; True or False: always or never (tests)
@@ -186,7 +190,8 @@ class Model:
         use = FORCE_COMPILED
         if use is None:
             use = _layers.FORCE_PATHS is None and (
-                n == 1 or (self.macs_per_image <= COMPILED_SMALL_NET and n * self.macs_per_image <= COMPILED_MAX_MACS))
+                (n == 1 and self.macs_per_image <= COMPILED_MAX_IMAGE_MACS)
+                or (self.macs_per_image <= COMPILED_SMALL_NET and n * self.macs_per_image <= COMPILED_MAX_MACS))
         if not use:
             return None
         # a program's buffers are written by every pass: one set per thread, so that forward
