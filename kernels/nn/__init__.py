@@ -20,7 +20,8 @@ steps of SGD, RMSProp and Adam in float64.
 
 Layout: ``layers`` (forward and backward of each layer kind over the conv and pool kernels),
 ``im2col`` (convolution as BLAS products, for small passes), ``program`` (the whole pass as one
-compiled call, for one image of a small network or a small batch of a smaller one),
+compiled call, for one image of a small network or a small batch of a smaller one;
+``program_layers`` its per-layer loops),
 ``activations`` (the compiled rectifier), ``loss`` (compiled softmax cross-entropy), ``threads``
 (small passes on one thread), ``model`` (:func:`build`, :class:`Model`), ``train`` (:func:`fit`,
 :class:`Trainer`, :class:`History`, :func:`accuracy`).
