@@ -44,10 +44,6 @@ def _window2x2(a, b, v, u, W):  # pragma: no cover - compiled
     return (bottom if t else top), ((W + np.int64(tu)) if t else np.int64(tb))
 
 
-#: input rows at least this wide pool float64 values in one loop (see :func:`_maxpool2x2_kernel`)
-ONE_LOOP_MIN_WIDTH = 64
-
-
 @jit(parallel=True)
 def _maxpool2x2_kernel(x, out, idx):  # pragma: no cover - compiled
     """Window maxima of ``x`` into ``out`` (both (N, C, H, W)) and, unless ``idx`` is None, the
@@ -59,26 +55,14 @@ def _maxpool2x2_kernel(x, out, idx):  # pragma: no cover - compiled
     Every element is addressed through the four indices, with no view of a row: a row's views
     (three per output row) cost about 50 ns each time, and with indices they kept the loops
     from vectorising. Measured on the 2-core EPYC, with indices, float32: LeNet-5's first pool
-    (64, 6, 28, 28) 142 us against 310 with the views, (64, 32, 32, 32) 276 against 2065.
-
-    Float64 values on rows of :data:`ONE_LOOP_MIN_WIDTH` or more take each window whole in one
-    loop over the output row instead (:func:`_window2x2`, the same winner): on (16, 32, 128,
-    128) 1.9-2.8 ms against 2.4-3.8 in the two loops (alternating, three runs). Float32, and
-    narrower rows, run the two loops faster (float32 on the same batch: 1.5-1.8 against 2.1-2.4)."""
+    (64, 6, 28, 28) 142 us against 310 with the views, (64, 32, 32, 32) 276 against 2065."""
     N, C, H, W = x.shape
     OH = out.shape[2]
     OW = out.shape[3]
-    whole = idx is None and x.itemsize == 8 and W >= ONE_LOOP_MIN_WIDTH
     for p in prange(N * C):
         n = p // C
         c = p - n * C
         for oh in range(OH):
-            if whole:
-                for ow in range(OW):
-                    m, _ = _window2x2(x[n, c, 2 * oh, 2 * ow], x[n, c, 2 * oh, 2 * ow + 1], x[n, c, 2 * oh + 1, 2 * ow],
-                                      x[n, c, 2 * oh + 1, 2 * ow + 1], W)
-                    out[n, c, oh, ow] = m
-                continue
             b0 = 2 * oh * W
             for ow in range(OW):
                 a = x[n, c, 2 * oh, 2 * ow]
@@ -98,6 +82,39 @@ def _maxpool2x2_kernel(x, out, idx):  # pragma: no cover - compiled
                 elif _later_wins(m, bottom):
                     out[n, c, oh, ow] = bottom
                     idx[n, c, oh, ow] = b0 + W + 2 * ow + np.int64(tu)
+
+
+#: input rows at least this wide pool float64 values through :func:`_maxpool2x2_wide_kernel`
+ONE_LOOP_MIN_WIDTH = 64
+
+
+@jit(parallel=True)
+def _maxpool2x2_wide_kernel(x, out):  # pragma: no cover - compiled
+    """The values of :func:`_maxpool2x2_kernel` with each window taken whole in one loop over the
+    output row (:func:`_window2x2`, the same winner), for float64 on rows of
+    :data:`ONE_LOOP_MIN_WIDTH` or more: on (16, 32, 128, 128) 1.9-2.8 ms against 2.4-3.8 in
+    the two loops (alternating, three runs on the 2-core EPYC). Float32, and narrower rows, run
+    the two loops faster (float32 on the same batch: 1.5-1.8 against 2.1-2.4). A kernel of its
+    own, so that a first small call does not compile it."""
+    N, C, H, W = x.shape
+    OH = out.shape[2]
+    OW = out.shape[3]
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        for oh in range(OH):
+            for ow in range(OW):
+                m, _ = _window2x2(x[n, c, 2 * oh, 2 * ow], x[n, c, 2 * oh, 2 * ow + 1], x[n, c, 2 * oh + 1, 2 * ow],
+                                  x[n, c, 2 * oh + 1, 2 * ow + 1], W)
+                out[n, c, oh, ow] = m
+
+
+def maxpool2x2(x4, y4):
+    """The 2x2 stride-2 pool's values of the 4-D ``x4`` into ``y4``, by the kernel that suits them."""
+    if x4.itemsize == 8 and x4.shape[3] >= ONE_LOOP_MIN_WIDTH:
+        _maxpool2x2_wide_kernel(x4, y4)
+    else:
+        _maxpool2x2_kernel(x4, y4, None)
 
 
 @jit(parallel=True)

@@ -39,8 +39,8 @@ from numba import prange
 
 from . import _validate
 from ._config import jit
-from ._pool2x2 import (_maxpool2x2_backward_streaming_kernel, _maxpool2x2_kernel, maxpool2x2_indices,  # noqa: F401
-                       route_plane2x2, streams)
+from ._pool2x2 import (_maxpool2x2_backward_streaming_kernel, _maxpool2x2_kernel, maxpool2x2,  # noqa: F401
+                       maxpool2x2_indices, route_plane2x2, streams)
 
 __all__ = ["maxpool2d", "maxpool2d_backward", "pool_output_size"]
 
@@ -328,7 +328,7 @@ def maxpool2d(x, kernel_size=2, *, stride=None, padding=0, return_indices=False)
             _maxpool2d_indices_kernel(x4, kh, kw, sh, sw, ph, pw, y4, _as_4d(idx))
         return y, idx
     if two_by_two:
-        _maxpool2x2_kernel(x4, y4, None)
+        maxpool2x2(x4, y4)
     else:
         _maxpool2d_kernel(x4, kh, kw, sh, sw, ph, pw, y4)
     return y
