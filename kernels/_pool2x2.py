@@ -143,10 +143,11 @@ def _maxpool2x2_indices_small_kernel(x, out, idx):  # pragma: no cover - compile
             idf[p * Q + q] = o + k
 
 
-#: output rows at most this long pool through :func:`_maxpool2x2_indices_small_kernel` (the
-#: digits network's second pool, (64, 32, 4, 4) float32: 24 us against 26 for the rows; from
-#: rows of four on, the rows win: (64, 16, 8, 8) 26 against 31, (64, 16, 10, 10) 35 against 45)
-SMALL_ROW = 2
+#: output rows at most this long pool through :func:`_maxpool2x2_indices_small_kernel`: alone the
+#: rows kernel is as fast from rows of four on ((64, 16, 8, 8) float32, 29 against 44 us on two
+#: threads, 55 against 61 on one), but in a digits-network epoch alternating with PyTorch the
+#: small-plane kernel on its rows of four kept the epoch 4-6% faster (26.4 against 27.5 ms)
+SMALL_ROW = 8
 
 
 def maxpool2x2_indices(x4, y4, idx4):
