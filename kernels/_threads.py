@@ -15,9 +15,20 @@ What :func:`configure` sets, once, at ``import kernels``:
 * Numba's pool is started with ``GOMP_SPINCOUNT`` = :data:`NUMBA_SPIN` (about 0.05 ms of
   spinning), so its workers still catch the next parallel region of a kernel that launches one
   per step, and go to sleep soon after a kernel returns. The variable is set only while libgomp
-  loads, then restored: an OpenMP runtime loaded later (PyTorch bundles its own) keeps its
-  defaults. Not done when the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` (theirs rule),
-  when Numba's threading layer is not ``omp``, or when libgomp was loaded before.
+  loads, then restored. Not done when the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``
+  (theirs rule), when Numba's threading layer is not ``omp``, or when libgomp was loaded before.
+
+  PyTorch shares it. Its wheels bundle a ``libgomp.so.1``, but the dynamic loader loads one
+  library per name, so a PyTorch imported after ``kernels`` runs on the libgomp started here,
+  with the short spin: each of its small parallel operations that follows a pause of more than
+  ~20 us then waits tens of microseconds for a worker to wake (measured on the 2-core EPYC, a
+  gap of 50 us: 33 us per call against 2; PyTorch's training step of the digits network at
+  batch 64: 2.1 ms against 1.6 with PyTorch imported first, medians of four runs). No spin
+  count serves both: 5000 gave PyTorch its 1.6 ms back and NumPy's gemv after a
+  ``kernels.maxpool2d`` 1.23x its time alone, above issue 12's 1.2 (1000: 1.08x). A program whose
+  PyTorch speed matters imports torch first (kernels then leaves the runtime as PyTorch started
+  it) or sets ``GOMP_SPINCOUNT`` itself; the PyTorch comparisons of ``bench/bench_nn.py`` and
+  ``python -m kernels train`` import torch first.
 * OpenBLAS's pool is restarted with ``OPENBLAS_THREAD_TIMEOUT`` = :data:`BLAS_TIMEOUT` (``2**16``
   cycles, tens of microseconds), keeping its thread count; its own environment variable, when
   set, rules instead. OpenBLAS reads the variable only when it starts its threads, which NumPy

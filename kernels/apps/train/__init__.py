@@ -27,6 +27,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -120,7 +121,8 @@ def render_markdown(results, meta):
              "Data: scikit-learn's bundled `load_digits` (1,797 8x8 images, no download), pixels / 16, a stratified "
              "80/20 split with seed 0. Both implementations start from the same weights (PyTorch's default "
              "initialisation, drawn by `nn.build(seed=0)`) and see the same batches; PyTorch runs eager mode with "
-             "`torch.optim` (`fused=True` where the optimizer has it: its fastest implementation on CPU). Times are "
+             "`torch.optim` (`fused=True` where the optimizer has it: its fastest implementation on CPU), imported "
+             "before kernels so that the OpenMP runtime the two share starts with PyTorch's own settings. Times are "
              "wall-clock on a machine that may be shared: ratios from one run, indicative.", ""]
     lines += ["| network | spec | params | epochs | test accuracy kernels.nn | test accuracy PyTorch | "
               "median s/epoch kernels.nn | median s/epoch PyTorch | speed-up |",
@@ -225,6 +227,16 @@ def main(argv=None):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     make_out_dir(p, args.out)
-    write_report(args.out, epochs=2 if args.quick else args.epochs, progress=not args.no_progress)
+    # PyTorch and Numba share one OpenMP runtime per process, set up by whichever loads it first;
+    # started by `import kernels` (kernels/_threads.py: workers that sleep after ~20 us, for
+    # NumPy's sake), it made PyTorch's small parallel operations wait for sleeping workers (its
+    # step of the digits network 2.1 ms against 1.6). The report runs in a fresh process that
+    # imports PyTorch first, as a PyTorch program does, so that PyTorch keeps its own settings.
+    child = ("import sys, torch; from kernels.apps.train import write_report; "
+             "write_report(sys.argv[1], epochs=int(sys.argv[2]), progress=sys.argv[3] == '1')")
+    proc = subprocess.run([sys.executable, "-c", child, args.out, str(2 if args.quick else args.epochs),
+                           "0" if args.no_progress else "1"])
+    if proc.returncode != 0:
+        return proc.returncode
     print(f"wrote {os.path.join(args.out, 'train.md')}", file=sys.stderr)
     return 0
