@@ -165,6 +165,28 @@ def test_2x2_fast_path_picks_the_scans_tap_for_every_window_of_special_values(dt
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("width", [_pool2x2.ONE_LOOP_MIN_WIDTH - 2, _pool2x2.ONE_LOOP_MIN_WIDTH,
+                                   _pool2x2.ONE_LOOP_MIN_WIDTH + 3])
+def test_2x2_values_kernels_agree_with_the_scan_on_both_sides_of_the_wide_rows(monkeypatch, rng, dtype, width):
+    """float64 rows of ONE_LOOP_MIN_WIDTH or more take the one-loop kernel; narrower rows, and
+    float32, the two-loop row kernel: each gives the scan's bits (specials, odd widths, an odd
+    last row), and the routing is the one its docstring promises."""
+    x = _data(rng, (2, 3, 7, width), dtype)
+    calls = []
+    for name in ("_maxpool2x2_wide_kernel", "_maxpool2x2_kernel"):
+        real = getattr(_pool2x2, name)
+        monkeypatch.setattr(_pool2x2, name, lambda *a, _r=real, _n=name: (calls.append(_n), _r(*a))[1])
+    y = kernels.maxpool2d(x, 2)
+    want = "_maxpool2x2_wide_kernel" if dtype == np.float64 and width >= _pool2x2.ONE_LOOP_MIN_WIDTH else \
+        "_maxpool2x2_kernel"
+    assert calls == [want]
+    y_scan = np.empty_like(y)
+    pool._maxpool2d_kernel(x, 2, 2, 2, 2, 0, 0, y_scan)
+    _same_bits(y, y_scan)
+    _same_bits(y, _torch_pool(x, 2, 2, 0)[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_maxpool2d_all_neg_inf_with_padding_points_at_first_real_element(dtype):
     x = np.full((1, 1, 3, 3), -np.inf, dtype=dtype)
     y, idx = kernels.maxpool2d(x, 2, stride=1, padding=1, return_indices=True)
