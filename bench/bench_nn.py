@@ -146,13 +146,10 @@ def digits_epoch_rounds(rounds):
     return alternate(_Rounds, calls, rounds)
 
 
-# PyTorch and Numba share one OpenMP runtime (libgomp, loaded once per process), and it reads its
-# settings when the first of them loads it. Imported first, kernels starts it with a short spin
-# (kernels/_threads.py: idle workers sleep after ~20 us, so that they leave the cores to NumPy's
-# BLAS), and PyTorch's small parallel operations then wait tens of microseconds each for a
-# sleeping worker: its step of the digits network took 2.1 ms so against 1.6 with its own
-# settings (medians of four runs, 2-core EPYC). The comparisons here run in a child process that
-# imports PyTorch first, as a PyTorch program does: PyTorch at its defaults, kernels.nn with them.
+# PyTorch and Numba share one OpenMP runtime per process, started by whichever loads it first;
+# started by kernels it slows PyTorch's small parallel operations (kernels/_threads.py says how
+# much and why). The comparisons run in a child process that imports PyTorch first, as a PyTorch
+# program does: PyTorch at its own settings, kernels.nn with them.
 _TORCH_FIRST = textwrap.dedent("""
     import torch  # first: the OpenMP runtime starts with PyTorch's settings
     import json, sys

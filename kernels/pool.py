@@ -39,8 +39,8 @@ from numba import prange
 
 from . import _validate
 from ._config import jit
-from ._pool2x2 import (_maxpool2x2_backward_streaming_kernel, _maxpool2x2_kernel, maxpool2x2,  # noqa: F401
-                       maxpool2x2_indices, route_plane2x2, streams)
+from ._pool2x2 import (_maxpool2x2_backward_streaming_kernel, maxpool2x2, maxpool2x2_indices,  # noqa: F401
+                       route_plane2x2, streams)
 
 __all__ = ["maxpool2d", "maxpool2d_backward", "pool_output_size"]
 

@@ -227,11 +227,9 @@ def main(argv=None):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     make_out_dir(p, args.out)
-    # PyTorch and Numba share one OpenMP runtime per process, set up by whichever loads it first;
-    # started by `import kernels` (kernels/_threads.py: workers that sleep after ~20 us, for
-    # NumPy's sake), it made PyTorch's small parallel operations wait for sleeping workers (its
-    # step of the digits network 2.1 ms against 1.6). The report runs in a fresh process that
-    # imports PyTorch first, as a PyTorch program does, so that PyTorch keeps its own settings.
+    # PyTorch and Numba share one OpenMP runtime per process, and `import kernels` started this
+    # one with settings that slow PyTorch (kernels/_threads.py): the report runs in a fresh
+    # process that imports PyTorch first, as a PyTorch program does.
     child = ("import sys, torch; from kernels.apps.train import write_report; "
              "write_report(sys.argv[1], epochs=int(sys.argv[2]), progress=sys.argv[3] == '1')")
     proc = subprocess.run([sys.executable, "-c", child, args.out, str(2 if args.quick else args.epochs),
