@@ -20,10 +20,9 @@ costs nothing for it. The groups are register blocking: the rows of a group shar
 ``w`` (and ``v``) in the dot products and update ``acc`` (and ``h``) in one read-modify-write,
 and both inner loops run over contiguous ``d`` and vectorise. The residual half alone (a
 gradient, the optimizers' and the stochastic unrollers' case) takes eight rows per group
-(:func:`_residual_sweep8`, about 10% faster than four on (4000, 2000)), software-pipelined so
-that the next group's rows stream in while this group's update ``acc``; every other form takes
+(:func:`_residual_sweep8`, about 10% faster than four on (4000, 2000)); every other form takes
 four (:func:`_sweep`: the hypergradients, whose fused sweep keeps eight dot products in
-registers). The grouping, the pipelining and where ``coef`` applies (after the sum for the
+registers). The grouping and where ``coef`` applies (after the sum for the
 optimizers, ``c_i = (2/n) r_i`` inside for the hypergradients) fix the order of the
 floating-point sums: each kernel's result depends on the data and on nothing else.
 
@@ -147,15 +146,16 @@ def _rows_one_by_one(X, t, w, v, rows, start, end, acc, s, h, coef):  # pragma: 
 def _residual_sweep8(X, t, w, rows, start, end, acc, coef):  # pragma: no cover - compiled
     """The residual half of :func:`_sweep` (``w`` and ``acc`` given) in groups of eight rows.
 
-    Consecutive rows (a full pass) are software-pipelined: one loop over ``j`` both forms the
-    dot products of the next group and adds this group's ``c_i x_i`` into ``acc`` (this
-    group's rows are still in cache from their own dot products). In two loops the core
-    streams a group's rows from memory, then stops loading during the read-modify-write of
-    ``acc``; pipelined, the next rows stream in all the time. One pass over (4000, 2000)
-    float64 (64 MB, one thread of the 2-core Intel Xeon): 3.45 ms in two loops, 2.71 ms
-    pipelined, 2.6 ms for a bare sum of ``X``. Rows gathered by index (a stochastic step's
-    mini-batch, which the drivers prefetch) keep the two loops: pipelined, one SGD epoch on
-    (20000, 100) float64 took 2.5 ms against 1.75.
+    Two loops over ``j`` per group: the eight dot products (``w`` loaded once for the eight
+    rows), then ``acc += sum c_i x_i`` (one read-modify-write of ``acc`` for the eight rows,
+    whose loads hit the cache the first loop filled). A software-pipelined form, which formed
+    the next group's dot products in the loop that updates ``acc`` with this group's rows,
+    was faster on the 2-core Intel Xeon the project first ran on (one pass over (4000, 2000)
+    float64 on one thread: 2.71 ms against 3.45) and slower on the 2-core Zen 5 EPYC it runs
+    on now, alternating with NumPy's ``grad`` in one process: 1.61 ms against 1.24 on two
+    threads, 2.55 against 2.09 on one, and 20-25% slower on (20000, 100), (4000, 500) and
+    (1000, 100) too (its eight extra row streams and the loop's register pressure). The plain
+    form also compiles in 0.5 s against 0.8 on a cold first call.
 
     Written out without helper functions: Numba's inliner would multiply the compile time
     (2.6 s against 0.9 for this function alone, cold).
@@ -165,7 +165,6 @@ def _residual_sweep8(X, t, w, rows, start, end, acc, coef):  # pragma: no cover 
     split = end - (end - start) % 8
     indexed = rows is not None and rows.shape[0] > 0
     c = 1.0 if coef is None else coef
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
     for ii in range(start, split, 8):
         if indexed:
             i0, i1, i2, i3, i4, i5, i6, i7 = (rows[ii], rows[ii + 1], rows[ii + 2], rows[ii + 3], rows[ii + 4],
@@ -173,18 +172,17 @@ def _residual_sweep8(X, t, w, rows, start, end, acc, coef):  # pragma: no cover 
         else:
             i0, i1, i2, i3, i4, i5, i6, i7 = ii, ii + 1, ii + 2, ii + 3, ii + 4, ii + 5, ii + 6, ii + 7
         x0, x1, x2, x3, x4, x5, x6, x7 = X[i0], X[i1], X[i2], X[i3], X[i4], X[i5], X[i6], X[i7]
-        if indexed or ii == start:  # this group's dot products (else the previous group's loop made them)
-            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-            for j in range(d):
-                wj = w[j]
-                a0 += x0[j] * wj
-                a1 += x1[j] * wj
-                a2 += x2[j] * wj
-                a3 += x3[j] * wj
-                a4 += x4[j] * wj
-                a5 += x5[j] * wj
-                a6 += x6[j] * wj
-                a7 += x7[j] * wj
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+        for j in range(d):
+            wj = w[j]
+            a0 += x0[j] * wj
+            a1 += x1[j] * wj
+            a2 += x2[j] * wj
+            a3 += x3[j] * wj
+            a4 += x4[j] * wj
+            a5 += x5[j] * wj
+            a6 += x6[j] * wj
+            a7 += x7[j] * wj
         r0, r1, r2, r3 = a0 - t[i0], a1 - t[i1], a2 - t[i2], a3 - t[i3]
         r4, r5, r6, r7 = a4 - t[i4], a5 - t[i5], a6 - t[i6], a7 - t[i7]
         ss += r0 * r0
@@ -197,26 +195,9 @@ def _residual_sweep8(X, t, w, rows, start, end, acc, coef):  # pragma: no cover 
         ss += r7 * r7
         if coef is not None:
             r0, r1, r2, r3, r4, r5, r6, r7 = c * r0, c * r1, c * r2, c * r3, c * r4, c * r5, c * r6, c * r7
-        if not indexed and ii + 8 < split:
-            y0, y1, y2, y3, y4, y5, y6, y7 = X[ii + 8], X[ii + 9], X[ii + 10], X[ii + 11], X[ii + 12], X[ii + 13], \
-                X[ii + 14], X[ii + 15]
-            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-            for j in range(d):
-                wj = w[j]
-                a0 += y0[j] * wj
-                a1 += y1[j] * wj
-                a2 += y2[j] * wj
-                a3 += y3[j] * wj
-                a4 += y4[j] * wj
-                a5 += y5[j] * wj
-                a6 += y6[j] * wj
-                a7 += y7[j] * wj
-                acc[j] = acc[j] + (r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j] + r4 * x4[j] + r5 * x5[j] +
-                                   r6 * x6[j] + r7 * x7[j])
-        else:
-            for j in range(d):
-                acc[j] = acc[j] + (r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j] + r4 * x4[j] + r5 * x5[j] +
-                                   r6 * x6[j] + r7 * x7[j])
+        for j in range(d):
+            acc[j] = acc[j] + (r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j] + r4 * x4[j] + r5 * x5[j] +
+                               r6 * x6[j] + r7 * x7[j])
     return ss + _rows_one_by_one(X, t, w, None, rows, split, end, acc, None, None, coef)
 
 
