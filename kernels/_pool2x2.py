@@ -19,6 +19,7 @@ from numba import prange
 
 from ._config import jit
 from ._simd import ROUTE_LANES, STREAMING_SUPPORTED, address, route2x2_streaming, store_fence
+from ._simd.vectors import lanes
 
 
 @jit(inline="always")
@@ -118,43 +119,50 @@ def maxpool2x2(x4, y4):
 
 
 @jit(parallel=True)
-def _maxpool2x2_indices_small_kernel(x, out, idx):  # pragma: no cover - compiled
-    """:func:`_maxpool2x2_kernel` with indices, for small planes (C-contiguous ``x``): a plane's
-    outputs in one loop through an offset table, not a loop per output row of a few elements
-    (the digits network's pools, float32, one thread: 51 and 35 us against 71 and 59). On wide
-    rows the table's gathered loads lose (3.4x slower on 128 x 128 planes)."""
+def _maxpool2x2_indices_flat_kernel(x, out, idx):  # pragma: no cover - compiled
+    """:func:`_maxpool2x2_kernel` with indices for planes of short rows (C-contiguous arrays),
+    each window taken whole by :func:`_window2x2` (the same winner, chosen by selects, not
+    branches), every element addressed flat at an unsigned offset from its plane's start (a
+    signed index gets Numba's wraparound check on each access), tasks of 64 planes.
+
+    On rows shorter than a vector the row kernel's loops do not vectorise, and its branch on
+    whether the second row's pair wins is as unpredictable as the data: measured alternating
+    on the 2-core Zen 5 EPYC, float32, a different input each call (the same input called again
+    and again lets the branch predictor learn its outcomes), one thread / two, in us:
+    (64, 16, 8, 8) 51 / 42 against 162 / 82 for the row kernel and 66 / 46 for the
+    offset-table kernel this replaced; (64, 32, 4, 4) 27 / 14 against 84 / 42 and 28 / 15;
+    (64, 6, 28, 28) 122 / 75 against 270 / 140 for the row kernel. From rows of one vector on
+    the row kernel's vectorised loops win ((16, 32, 32, 32): 36 against 46 us on two threads).
+    """
     N, C, H, W = x.shape
     OH = out.shape[2]
     OW = out.shape[3]
-    Q = OH * OW
-    offsets = np.empty(Q, dtype=np.int64)  # where output q's window starts in its plane
-    for oh in range(OH):
-        for ow in range(OW):
-            offsets[oh * OW + ow] = 2 * oh * W + 2 * ow
+    NC = N * C
     xf = x.reshape(x.size)
     of = out.reshape(out.size)
     idf = idx.reshape(idx.size)
-    for p in prange(N * C):
-        xb = p * H * W
-        for q in range(Q):
-            o = offsets[q]
-            m, k = _window2x2(xf[xb + o], xf[xb + o + 1], xf[xb + o + W], xf[xb + o + W + 1], W)
-            of[p * Q + q] = m
-            idf[p * Q + q] = o + k
-
-
-#: output rows at most this long pool through :func:`_maxpool2x2_indices_small_kernel`: alone the
-#: rows kernel is as fast from rows of four on ((64, 16, 8, 8) float32, 29 against 44 us on two
-#: threads, 55 against 61 on one), but in a digits-network epoch alternating with PyTorch the
-#: small-plane kernel on its rows of four kept the epoch 4-6% faster (26.4 against 27.5 ms)
-SMALL_ROW = 8
+    # the constants written in place below: held in variables, they cost 1.7x
+    uW, uOW, uHW, uQ = np.uint64(W), np.uint64(OW), np.uint64(H * W), np.uint64(OH * OW)
+    T = 64
+    for t in prange((NC + T - 1) // T):
+        for p in range(t * T, min(NC, t * T + T)):
+            xb = np.uint64(p) * uHW
+            ob = np.uint64(p) * uQ
+            for oh in range(OH):
+                r = np.uint64(2 * oh) * uW  # the window's first row, from the plane's start
+                o = ob + np.uint64(oh) * uOW
+                for ow in range(uOW):
+                    i = xb + r + np.uint64(2) * ow
+                    m, k = _window2x2(xf[i], xf[i + np.uint64(1)], xf[i + uW], xf[i + uW + np.uint64(1)], W)
+                    of[o + ow] = m
+                    idf[o + ow] = np.int64(r + np.uint64(2) * ow) + k
 
 
 def maxpool2x2_indices(x4, y4, idx4):
     """The 2x2 stride-2 pool of the 4-D ``x4`` with indices, into ``y4`` and ``idx4``, by the
-    kernel that suits its planes."""
-    if y4.shape[3] <= SMALL_ROW and x4.flags.c_contiguous and y4.flags.c_contiguous and idx4.flags.c_contiguous:
-        _maxpool2x2_indices_small_kernel(x4, y4, idx4)
+    kernel that suits its planes: output rows shorter than a vector by the flat kernel."""
+    if y4.shape[3] < lanes(x4.itemsize) and x4.flags.c_contiguous and y4.flags.c_contiguous and idx4.flags.c_contiguous:
+        _maxpool2x2_indices_flat_kernel(x4, y4, idx4)
     else:
         _maxpool2x2_kernel(x4, y4, idx4)
 

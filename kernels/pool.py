@@ -167,13 +167,14 @@ def _maxpool2d_backward_kernel(grad_y, idx, grad_x, bad, two):  # pragma: no cov
                         g[irow[ow]] += grow[ow]
 
 
-#: Input planes of at most this many elements (8x8) take :func:`_maxpool2d_backward_small_kernel`
-#: (flat indexing, no per-plane views or calls), larger ones the per-plane kernels above.
-#: Measured alternating on the 2-core Intel Xeon of 2026-12-02 (float32, a noisy hour: medians
-#: of 300 calls, one thread / two): (64, 16, 8, 8) 87 / 36 us against 149 / 53; (64, 32, 4, 4)
-#: 37 / 50 against 109 / 99; (64, 16, 12, 12) about even; (16, 32, 32, 32) 749 / 518 against
-#: 443 / 350, where the per-plane kernels' write-once route of the 2x2 pool wins.
-_SMALL_PLANE = 64
+#: Input planes of at most this many elements (32x32) take :func:`_maxpool2d_backward_small_kernel`
+#: (flat unsigned indexing, no per-plane views or calls), larger ones the per-plane kernels above.
+#: Measured alternating on the 2-core Zen 5 EPYC (float32, medians of 200 calls, one thread /
+#: two, in us): (64, 16, 10, 10) 21 / 14 against 143 / 84; (64, 6, 28, 28) 40 / 29 against
+#: 132 / 105; (16, 32, 32, 32) 70 / 49 against 153 / 80; (16, 32, 128, 128) 2078 / 1218
+#: against 1495 / 730, where the per-plane kernels' write-once route of the 2x2 pool wins.
+#: (With signed indices, on the 2-core Intel Xeon, the flat kernel had won only up to 8x8.)
+_SMALL_PLANE = 1024
 #: Elements of input gradient per task of the small-plane kernel (whole planes, at least one).
 _SMALL_TASK_ELEMENTS = 1 << 15
 
@@ -186,29 +187,32 @@ def _maxpool2d_backward_small_kernel(gy, idx, gx, bad, planes_per_task):  # prag
     then adds ``gx[p HW + k] += gy[p P + j]`` for ``j`` in order, each index checked as it is
     added (``0 <= k < HW``; a plane with one outside is zeroed again and counted in ``bad[p]``).
     The same additions in the same order as the per-plane kernel, so the same bits, with no
-    view and no call per plane (they cost 100 ns a plane of 64 inputs)."""
+    view and no call per plane (they cost 100 ns a plane of 64 inputs). Every index is unsigned:
+    a signed one gets Numba's wraparound check on each access, which kept even the zeroing
+    from vectorising (float32, one thread, on the 2-core Zen 5 EPYC: (64, 16, 8, 8) 11 us
+    against 37, (64, 32, 4, 4) 8 against 21)."""
     NC = bad.shape[0]
     P = gy.shape[0] // max(1, NC)
     HW = gx.shape[0] // max(1, NC)
-    hw = np.uint64(HW)
+    hw, uP = np.uint64(HW), np.uint64(P)
     for t in prange((NC + planes_per_task - 1) // planes_per_task):
         p0 = t * planes_per_task
         p1 = min(NC, p0 + planes_per_task)
-        for k in range(p0 * HW, p1 * HW):  # the task's planes are contiguous: zeroed in one run
+        for k in range(np.uint64(p0) * hw, np.uint64(p1) * hw):  # the task's planes are contiguous: zeroed in one run
             gx[k] = 0
         for p in range(p0, p1):
-            base = p * HW
-            o = p * P
+            base = np.uint64(p) * hw
+            o = np.uint64(p) * uP
             nbad = 0
-            for j in range(o, o + P):  # checked as added: no pass over the indices first
-                k = idx[j]
-                if np.uint64(k) < hw:
+            for j in range(o, o + uP):  # checked as added: no pass over the indices first
+                k = np.uint64(idx[j])
+                if k < hw:
                     gx[base + k] += gy[j]
                 else:
                     nbad += 1
             bad[p] = nbad
             if nbad:
-                for k in range(base, base + HW):
+                for k in range(base, base + hw):
                     gx[k] = 0
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import kernels
 from kernels import _pool2x2, naive, peers, pool
 from kernels.catalog import implementations
+from kernels._simd.vectors import lanes
 
 torch = pytest.importorskip("torch", reason="PyTorch is the independent oracle for max-pooling")
 F = torch.nn.functional
@@ -184,6 +185,29 @@ def test_2x2_values_kernels_agree_with_the_scan_on_both_sides_of_the_wide_rows(m
     pool._maxpool2d_kernel(x, 2, 2, 2, 2, 0, 0, y_scan)
     _same_bits(y, y_scan)
     _same_bits(y, _torch_pool(x, 2, 2, 0)[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("delta", [-2, -1, 0, 1])
+def test_2x2_indices_kernels_agree_with_the_scan_on_both_sides_of_one_vector(monkeypatch, rng, dtype, delta):
+    """With indices, output rows shorter than a vector take the flat kernel and longer ones the
+    row kernel: each gives the scan's values and indices (specials, odd widths, an odd last
+    row), and the routing is the one maxpool2x2_indices promises."""
+    ow = lanes(np.dtype(dtype).itemsize) + delta
+    x = _data(rng, (2, 3, 7, 2 * ow + (delta % 2)), dtype)
+    calls = []
+    for name in ("_maxpool2x2_indices_flat_kernel", "_maxpool2x2_kernel"):
+        real = getattr(_pool2x2, name)
+        monkeypatch.setattr(_pool2x2, name, lambda *a, _r=real, _n=name: (calls.append(_n), _r(*a))[1])
+    y, idx = kernels.maxpool2d(x, 2, return_indices=True)
+    assert calls == ["_maxpool2x2_indices_flat_kernel" if delta < 0 else "_maxpool2x2_kernel"]
+    y_scan, idx_scan = np.empty_like(y), np.empty(y.shape, dtype=np.int64)
+    pool._maxpool2d_indices_kernel(x, 2, 2, 2, 2, 0, 0, y_scan, idx_scan)
+    _same_bits(y, y_scan)
+    np.testing.assert_array_equal(idx, idx_scan)
+    y_t, idx_t = _torch_pool(x, 2, 2, 0)
+    _same_bits(y, y_t)
+    np.testing.assert_array_equal(idx, idx_t)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
