@@ -130,7 +130,7 @@ def test_forward_loss_and_grads_match_torch_autograd(spec, dtype, conv_paths):
        s=st.integers(1, 3), d=st.integers(1, 2), pads=st.tuples(*[st.integers(0, 2)] * 4),
        dtype=st.sampled_from(["float32", "float64"]), rows=st.booleans(), seed=st.integers(0, 2**16))
 def test_im2col_matches_numpy_and_col2im_is_its_adjoint(n, c, h, w, k, s, d, pads, dtype, rows, seed):
-    """The columns (either layout) against NumPy's zero-padded copy and fancy indexing, and
+    """The columns (either layout) against NumPy's zero-padded copy and slicing, and
     <im2col(x), G> == <x, col2im(G)> for any G: col2im is the transpose of the linear map
     im2col, padding cut."""
     from kernels.nn.im2col import _out_hw, col2im, im2col
@@ -140,15 +140,18 @@ def test_im2col_matches_numpy_and_col2im_is_its_adjoint(n, c, h, w, k, s, d, pad
     assume(Ho >= 1 and Wo >= 1)  # else the filter does not fit: the layers never ask for such columns
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    shape = (n * Ho * Wo, c * k * k) if rows else (c * k * k, n * Ho * Wo)
+    shape = (n * Ho * Wo, k * k * c) if rows else (c * k * k, n * Ho * Wo)
     cols = im2col(x, np.empty(shape, dtype=dtype), (k, k), (s, s), (d, d), pads, rows)
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
     want = np.empty((n, Ho, Wo, c, k, k), dtype=dtype)
     for i in range(k):
         for j in range(k):
             want[..., i, j] = xp[:, :, i * d: i * d + s * (Ho - 1) + 1: s, j * d: j * d + s * (Wo - 1) + 1: s].transpose(0, 2, 3, 1)
-    want = want.reshape(n * Ho * Wo, c * k * k)
-    assert np.array_equal(cols, want if rows else want.T)
+    if rows:  # one row per pixel, its patch ordered (i, j, c)
+        want = want.transpose(0, 1, 2, 4, 5, 3).reshape(n * Ho * Wo, k * k * c)
+    else:  # one column per pixel, its patch ordered (c, i, j)
+        want = want.reshape(n * Ho * Wo, c * k * k).T
+    assert np.array_equal(cols, want)
     G = rng.standard_normal(cols.shape).astype(dtype)
     gx = col2im(G, x.shape, (k, k), (s, s), (d, d), pads, dtype, rows)
     assert gx.shape == x.shape and gx.dtype == x.dtype

@@ -138,7 +138,7 @@ class ConvLayer:
                 cols = self._scratch.cols = np.empty(shape, dtype=self.dtype)
             im2col(x, cols, (k, k), self.stride, self.dilation, self.pads, self.rows)
         if fw_gemm:
-            w2 = self.w.reshape(Co, self.fan_in)
+            w2 = self._w2()
             y2 = np.matmul(cols, w2.T) if self.rows else np.matmul(w2, cols)
             to_planes(y2, self.b, self.has_bias, self.rows, y)
         else:
@@ -161,7 +161,10 @@ class ConvLayer:
         if self.gw_gemm:
             # as (K, C_out), the orientation OpenBLAS ran fastest in both layouts (over rows 58 us
             # against 71-77 for the others on the digits network's second layer)
-            self.gw.reshape(Co, K)[...] = (np.matmul(cols.T, g) if self.rows else np.matmul(cols, g.T)).T
+            if self.rows:  # patch elements (i, j, c): back to the filter's (c, i, j)
+                self.gw[...] = np.matmul(cols.T, g).T.reshape(Co, kh, kw, C).transpose(0, 3, 1, 2)
+            else:
+                self.gw.reshape(Co, K)[...] = np.matmul(cols, g.T).T
         else:
             self._grad_w_direct(gy, x)
         if self.has_bias:
@@ -174,7 +177,7 @@ class ConvLayer:
         if not need_gx:
             return None
         if self.gx_gemm:
-            w2 = w.reshape(Co, K)
+            w2 = self._w2()
             # the columns are spent: their buffer takes the columns' gradient
             gcols = np.matmul(g, w2, out=cols) if self.rows else np.matmul(w2.T, g, out=cols)
             return col2im(gcols, x.shape, (kh, kw), self.stride, self.dilation, self.pads, self.dtype, self.rows)
@@ -182,6 +185,14 @@ class ConvLayer:
 
     def _geometry(self):
         return {"stride": self.stride, "dilation": self.dilation, "pad": self.pads}
+
+    def _w2(self):
+        """The filter as the products take it, ``(C_out, K)``: patch elements ``(i, j, c)`` for
+        rows (:mod:`.im2col`: channels last, a copy), ``(c, i, j)`` for columns (a view)."""
+        Co = self.c_out
+        if self.rows:
+            return np.ascontiguousarray(self.w.transpose(0, 2, 3, 1)).reshape(Co, self.fan_in)
+        return self.w.reshape(Co, self.fan_in)
 
     def _grad_w_direct(self, gy, x):
         """grad_w as kernels.correlate2d_backward computes it (its float64 reductions)."""
