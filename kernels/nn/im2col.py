@@ -216,6 +216,15 @@ def _col2im_kernel(gcols, gx, sk, sq, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho
                     row[w] = gpad[o + w]
 
 
+@jit(inline="always")
+def _product_run(n, co, N, P, Co, rows):  # pragma: no cover - compiled
+    """Where channel ``co`` of image ``n`` lies in a product's ``(N P, C_out)`` (``rows``) or
+    ``(C_out, N P)`` layout: ``(start, step)`` of its ``P`` pixels, unsigned."""
+    if rows:
+        return np.uint64(n * P) * np.uint64(Co) + np.uint64(co), np.uint64(Co)
+    return np.uint64(co) * np.uint64(N * P) + np.uint64(n * P), np.uint64(1)
+
+
 @jit(parallel=True)
 def _to_planes_kernel(y2, b, bias, rows, y):  # pragma: no cover - compiled
     """``y[n, co] = y2's output channel co of image n (+ b[co] if bias)``, from the product's
@@ -226,16 +235,11 @@ def _to_planes_kernel(y2, b, bias, rows, y):  # pragma: no cover - compiled
     P = Ho * Wo
     yf = y.reshape(y.size)
     y2f = y2.reshape(y2.size)
-    uP, uCo, uNP = np.uint64(P), np.uint64(Co), np.uint64(N * P)
+    uP, uCo = np.uint64(P), np.uint64(Co)
     for n in prange(N):
         for co in range(Co):
             d = (np.uint64(n) * uCo + np.uint64(co)) * uP
-            if rows:
-                src = np.uint64(n) * uP * uCo + np.uint64(co)
-                step = uCo
-            else:
-                src = np.uint64(co) * uNP + np.uint64(n) * uP
-                step = np.uint64(1)
+            src, step = _product_run(n, co, N, P, Co, rows)
             if bias:
                 bc = b[co]
                 for q in range(uP):
@@ -250,13 +254,13 @@ def _from_planes_kernel(gy, rows, g, gb):  # pragma: no cover - compiled
     """The output gradient ``gy`` ``(N, C_out, Ho, Wo)`` laid out as the products take it (``g``:
     ``(N Ho Wo, C_out)`` with ``rows``, else ``(C_out, N Ho Wo)``) and, when ``gb`` has entries,
     the bias gradient: ``gb[co]`` the float64 sum of channel ``co`` over the pixels in order
-    (image by image). One pass instead of NumPy's
-    strided copy and a second pass; one task per :data:`_PLANES` channels."""
+    (image by image). One pass instead of NumPy's strided copy and a second pass; one task per
+    :data:`_PLANES` channels."""
     N, Co, Ho, Wo = gy.shape
     P = Ho * Wo
     gyf = gy.reshape(gy.size)
     gf = g.reshape(g.size)
-    uP, uCo, uNP = np.uint64(P), np.uint64(Co), np.uint64(N * P)
+    uP, uCo = np.uint64(P), np.uint64(Co)
     sums = gb.shape[0] > 0
     for blk in prange((Co + _PLANES - 1) // _PLANES):
         c0 = blk * _PLANES
@@ -265,12 +269,7 @@ def _from_planes_kernel(gy, rows, g, gb):  # pragma: no cover - compiled
         for n in range(N):
             for co in range(c0, c1):
                 s = (np.uint64(n) * uCo + np.uint64(co)) * uP
-                if rows:
-                    d = np.uint64(n) * uP * uCo + np.uint64(co)
-                    step = uCo
-                else:
-                    d = np.uint64(co) * uNP + np.uint64(n) * uP
-                    step = np.uint64(1)
+                d, step = _product_run(n, co, N, P, Co, rows)
                 a = acc[co - c0]
                 for q in range(uP):
                     v = gyf[s + q]
