@@ -115,47 +115,54 @@ def _pad_image_last(x, n, xpad, pt, pl, Wp):  # pragma: no cover - compiled
 
 
 @jit(inline="always")
-def _tap_offsets_last(kh, kw, dh, dw, Wp, C):  # pragma: no cover - compiled
-    """``taps[i kw + j] = ((i dh) Wp + j dw) C``: where tap (i, j)'s channels start in a
-    channels-last padded image, from tap (0, 0)."""
-    taps = np.empty(kh * kw, dtype=np.uint64)
+def _runs_last(kh, kw, dh, dw, Wp, C):  # pragma: no cover - compiled
+    """``(runs, L)``: where each contiguous run of a pixel's patch starts in a channels-last
+    padded image, from tap (0, 0), and the runs' length. Undilated rows (``dw = 1``) make one
+    run of ``kw C`` values per filter row ``i`` (its taps side by side), else one run of ``C``
+    per tap; either way run ``r`` is at ``r L`` in the pixel's row of columns."""
+    if dw == 1:
+        runs = np.empty(kh, dtype=np.uint64)
+        for i in range(kh):
+            runs[i] = np.uint64(i * dh * Wp * C)
+        return runs, np.uint64(kw * C)
+    runs = np.empty(kh * kw, dtype=np.uint64)
     for i in range(kh):
         for j in range(kw):
-            taps[i * kw + j] = np.uint64((i * dh * Wp + j * dw) * C)
-    return taps
+            runs[i * kw + j] = np.uint64((i * dh * Wp + j * dw) * C)
+    return runs, np.uint64(C)
 
 
 @jit(parallel=True)
 def _im2row_kernel(x, cols, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho, Wo):  # pragma: no cover - compiled
     """The rows layout, ``cols[q, (i kw + j) C + c]``, one image per task: the image padded
-    channels last in a scratch buffer, so that each tap of each output pixel is one contiguous
-    copy of ``C`` values (a vector for 16 float32 channels). With the patch ordered ``(c, i, j)``
-    every element was a gather through a table: 72 us against 31 on the digits network's
-    second layer ((64, 16, 4, 4), one thread)."""
+    channels last in a scratch buffer, so that each filter row of each output pixel is one
+    contiguous copy of ``kw C`` values (:func:`_runs_last`). With the patch ordered ``(c, i,
+    j)`` every element was a gather through a table: 72 us against 27 on the digits network's
+    second layer ((64, 16, 4, 4), one thread), 31 with a copy per tap."""
     N, C, H, W = x.shape
     P = Ho * Wo
     K = C * kh * kw
     cflat = cols.reshape(cols.size)
     offsets = _offsets(Ho, Wo, sh, sw, Wp)
-    taps = _tap_offsets_last(kh, kw, dh, dw, Wp, C)
-    uC, uK, uT = np.uint64(C), np.uint64(K), np.uint64(kh * kw)
+    runs, L = _runs_last(kh, kw, dh, dw, Wp, C)
+    uC, uK = np.uint64(C), np.uint64(K)
     for n in prange(N):
         xpad = np.empty(Hp * Wp * C, dtype=cols.dtype)
         _pad_image_last(x, n, xpad, pt, pl, Wp)
         for p in range(P):
             dst = np.uint64(n * P + p) * uK
             base = offsets[p] * uC
-            for t in range(uT):
-                src = base + taps[t]
-                d = dst + t * uC
-                for c in range(uC):
+            for r in range(runs.shape[0]):
+                src = base + runs[r]
+                d = dst + np.uint64(r) * L
+                for c in range(L):
                     cflat[d + c] = xpad[src + c]
 
 
 @jit(parallel=True)
 def _row2im_kernel(gcols, gx, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho, Wo):  # pragma: no cover - compiled
     """The adjoint of :func:`_im2row_kernel`, one image per task: its gradient padded channels
-    last in a scratch buffer, each tap of each pixel added as one contiguous run of ``C``,
+    last in a scratch buffer, each run of each pixel (:func:`_runs_last`) added contiguously,
     the pixels in descending order, so that every element sums its taps in the order ``(i,
     j)`` as :func:`_col2im_kernel` does (a pixel's taps land on distinct elements, and for one
     element a later tap is an earlier pixel); then cut out of the padding into ``gx``."""
@@ -165,17 +172,17 @@ def _row2im_kernel(gcols, gx, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho, Wo):  
     gflat = gcols.reshape(gcols.size)
     gxf = gx.reshape(gx.size)
     offsets = _offsets(Ho, Wo, sh, sw, Wp)
-    taps = _tap_offsets_last(kh, kw, dh, dw, Wp, C)
-    uC, uK, uT = np.uint64(C), np.uint64(K), np.uint64(kh * kw)
+    runs, L = _runs_last(kh, kw, dh, dw, Wp, C)
+    uC, uK = np.uint64(C), np.uint64(K)
     for n in prange(N):
         gpad = np.zeros(Hp * Wp * C, dtype=gx.dtype)
         for p in range(P - 1, -1, -1):
             src = np.uint64(n * P + p) * uK
             base = offsets[p] * uC
-            for t in range(uT):
-                d = base + taps[t]
-                s = src + t * uC
-                for c in range(uC):
+            for r in range(runs.shape[0]):
+                d = base + runs[r]
+                s = src + np.uint64(r) * L
+                for c in range(L):
                     gpad[d + c] += gflat[s + c]
         for c in range(C):
             for h in range(H):
