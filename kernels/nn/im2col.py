@@ -193,15 +193,14 @@ def _row2im_kernel(gcols, gx, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho, Wo):  
 
 
 @jit(parallel=True)
-def _col2im_kernel(gcols, gx, sk, sq, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho, Wo):  # pragma: no cover - compiled
-    """The adjoint of :func:`_im2col_kernel`: entry ``(k, q)`` of ``gcols`` (patch element
-    ``k``, output pixel ``q``) at ``k sk + q sq`` of its flat form (``(N Ho Wo, 1)`` for the
-    columns layout)."""
+def _col2im_kernel(gcols, gx, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho, Wo):  # pragma: no cover - compiled
+    """The adjoint of :func:`_im2col_kernel`: ``gcols[k, q]`` (patch element ``k``, output
+    pixel ``q``, the columns layout) summed back onto the positions they came from."""
     N, C, H, W = gx.shape
     P = Ho * Wo
     gflat = gcols.reshape(gcols.size)
     offsets = _offsets(Ho, Wo, sh, sw, Wp)
-    up, usq = np.uint64(P), np.uint64(sq)
+    up = np.uint64(P)
     for b in prange((N * C + _PLANES - 1) // _PLANES):
         gpad = np.empty(Hp * Wp, dtype=gx.dtype)  # one plane's gradient at a time, padding included
         for t in range(b * _PLANES, min(b * _PLANES + _PLANES, N * C)):
@@ -210,11 +209,11 @@ def _col2im_kernel(gcols, gx, sk, sq, kh, kw, sh, sw, dh, dw, pt, pl, Hp, Wp, Ho
             gpad[:] = 0
             for i in range(kh):
                 for j in range(kw):
-                    src = np.uint64(((c * kh + i) * kw + j) * sk + n * P * sq)
+                    src = np.uint64((((c * kh + i) * kw + j) * N + n) * P)
                     dst = np.uint64(i * dh * Wp + j * dw)
                     # tap by tap: each element sums its taps in the order (i, j)
                     for p in range(up):
-                        gpad[dst + offsets[p]] += gflat[src + p * usq]
+                        gpad[dst + offsets[p]] += gflat[src + p]
             plane = gx[n, c]
             for h in range(H):
                 row = plane[h]
@@ -340,5 +339,5 @@ def col2im(gcols, x_shape, kernel, stride, dilation, pads, dtype, rows=True):
     if rows:
         _row2im_kernel(gcols, gx, kh, kw, sh, sw, dh, dw, pt, pl, H + pt + pb, W + pl + pr, Ho, Wo)
     else:
-        _col2im_kernel(gcols, gx, N * Ho * Wo, 1, kh, kw, sh, sw, dh, dw, pt, pl, H + pt + pb, W + pl + pr, Ho, Wo)
+        _col2im_kernel(gcols, gx, kh, kw, sh, sw, dh, dw, pt, pl, H + pt + pb, W + pl + pr, Ho, Wo)
     return gx
