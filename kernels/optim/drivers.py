@@ -81,8 +81,8 @@ from numba import prange
 from .. import _aligned, _validate
 from .._config import REDUCTION_BLOCK, specialise
 from .._random import Permutations
-from .._rows import (gradient_block, loss_block, prefetch_rows, reduce_gradient_blocks, residual_sweep8,
-                     serial_gradient_blocks, sum_blocks, sumsq)
+from .._rows import (gradient_block, loss_block, prefetch_rows, reduce_gradient_blocks, residual_sweep8, sum_blocks,
+                     sumsq)
 from . import rules
 from .linreg import _NO_GRAM, _buffers, _data, _full_loss, _gram, _l2, _loss_serial, _par_rows, _weights
 
@@ -172,15 +172,15 @@ def _steps(
             e = s // nbatches
             start = (s - e * nbatches) * batch
             end = min(start + batch, n)
-            if s == s0 or start == 0:  # this epoch's batches up to the one `ahead` steps on
-                rows = perm[e - epoch0]  # a view per epoch, not per step (each costs two atomics)
-                for a in range(1, ahead):
-                    lo = end + (a - 1) * batch
-                    if lo < n:
-                        prefetch_rows(X, rows, lo, min(lo + batch, n))
+            # the batch `ahead` steps on, if this epoch has it; at the start of an epoch (or of
+            # the call) every batch up to it: consecutive positions of the permutation, one range
             lo = end + (ahead - 1) * batch
-            if lo < n:  # the batch `ahead` steps on, if this epoch has it
-                prefetch_rows(X, rows, lo, min(lo + batch, n))
+            if s == s0 or start == 0:
+                rows = perm[e - epoch0]  # a view per epoch, not per step (each costs two atomics)
+                lo = end
+            hi = min(end + ahead * batch, n)
+            if lo < hi:
+                prefetch_rows(X, rows, lo, hi)
         mb = end - start
         wsq = sumsq(w)
         nblk = (mb + B - 1) // B
@@ -198,14 +198,18 @@ def _steps(
             # ||X w - t||^2 by the Gram form: good enough to tell finite from not (the
             # divergence check); never recorded, as it cancels when the residual is small
             ss = wgw - 2.0 * bw + t_t
-        elif mb <= B:
-            # one block: straight into g, the bits of the block and its reduction (0 + x = x),
-            # without the inlined helpers' reference counting (atomic, twice per array per call)
-            for j in range(d):
-                g[j] = 0.0
-            ss = residual_sweep8(X, t, w, rows, start, end, g, None)
-        elif not _PARALLEL or mb < par_rows:
-            ss = serial_gradient_blocks(X, t, w, rows, start, end, g, part, spart)
+        elif not _PARALLEL or mb < par_rows or nblk == 1:
+            # the blocks one after the other, each its own sum reduced in block order: the
+            # arithmetic of the parallel branch, so the same bits. One block goes straight into
+            # g, the bits of the block and its reduction (0 + x = x). One call site of the sweep:
+            # each site is a copy of it for LLVM to optimise again when the loop compiles.
+            for b in range(nblk):
+                lo = start + b * B
+                acc = g if nblk == 1 else part[b]
+                for j in range(d):
+                    acc[j] = 0.0
+                spart[b] = residual_sweep8(X, t, w, rows, lo, min(lo + B, end), acc, None)
+            ss = spart[0] if nblk == 1 else reduce_gradient_blocks(part, spart, nblk, g)
         else:
             for b in prange(nblk):
                 lo = start + b * B
@@ -262,7 +266,9 @@ def _steps(
 # thread-pool call per step. Same arithmetic, same bits. Inlining `_steps` into two wrappers
 # instead cost seconds of compile time (Numba's inliner deep-copies the whole loop's IR). One
 # build holds all four rules: a build per rule made a first `sgd` 0.6 s faster to compile and a
-# program using all four 4 s slower.
+# program using all four 4 s slower. One build holds full batches and mini-batches too: a build
+# for each made a first `sgd` about a tenth faster to compile and `python -m kernels hw2`, which
+# runs both, 1-2 s slower on an empty cache.
 _DRIVE_SERIAL = specialise(_steps, "_drive_serial", _PARALLEL=False)
 _DRIVE = specialise(_steps, "_drive", parallel=True, _PARALLEL=True)
 
