@@ -10,6 +10,8 @@ variable                    default    effect
 ``KERNELS_CACHE``           ``1``      ``0`` disables Numba's on-disk cache of compiled code
 ``KERNELS_BOUNDSCHECK``     unset      ``1`` compiles with bounds checking (also
                                        ``NUMBA_BOUNDSCHECK=1``, which Numba reads itself)
+``KERNELS_GC``              ``1``      ``0`` leaves Python's garbage collector alone: no
+                                       pause while Numba compiles, no freeze at exit
 ==========================  =========  ==================================================
 
 The on-disk cache holds the default build only: any override of ``KERNELS_PARALLEL``,
@@ -36,12 +38,15 @@ never occur, so divergence checks such as ``not np.isfinite(x)`` stay honest.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import hashlib
 import os
 import re
 
 import numba
+import numba.core.event
 from numba.core import caching as _caching
 
 from . import _threads
@@ -271,6 +276,58 @@ def _import_arraymath_without_scipy() -> None:
 _import_arraymath_without_scipy()
 
 
+class _NoCycleCollectionWhileCompiling(numba.core.event.Listener):
+    """Python's cycle collector paused while Numba compiles (the outermost ``numba:compile``
+    event, which Numba sends only for a real compile, under its compiler lock).
+
+    A compile allocates hundreds of thousands of objects (IR nodes, types, LLVM wrappers), which
+    set off the generational collector again and again, each full pass traversing everything
+    Numba keeps alive: 12% of a cold first ``sgd`` on the project's machine (sampled with
+    ``perf``). Paused, the cycles a compile leaves are found by the first collection after it.
+    It applies to every Numba compile once ``kernels`` is imported (a user's own ``@njit`` too)
+    and to nothing else, and puts the collector back as it found it (off stays off). The cost is
+    memory: a cold process running the first ``sgd``, ``hypergrad`` and ``correlate2d`` peaked
+    at 221 MB against 202."""
+
+    def __init__(self):
+        self._depth = 0
+        self._reenable = False
+
+    def on_start(self, event):
+        if self._depth == 0:
+            self._reenable = gc.isenabled()
+            gc.disable()
+        self._depth += 1
+
+    def on_end(self, event):
+        self._depth -= 1
+        if self._depth == 0 and self._reenable:
+            gc.enable()
+
+
+def _collect_and_freeze():
+    """At exit: one collection, then every object left is frozen (``gc.freeze``), so the
+    collections of the interpreter's shutdown skip them.
+
+    A process that compiled holds Numba's compile results (some 60,000 objects after a first
+    ``sgd``), and CPython's shutdown traverses them in collection after collection: 0.38 s of a
+    cold ``sgd`` process's exit on the project's machine, 0.02 s frozen (plus 0.08 s for this
+    collection). The collection first finalises the garbage that exists at exit, as shutdown
+    would; what is frozen is what was still reachable, which Python does not promise to
+    finalise at exit anyway (the ``object.__del__`` documentation); the operating system frees
+    it all with the process. Registered at import, so it runs after the handlers registered
+    later (a user's own) and before the earlier ones (``logging`` still flushes)."""
+    gc.collect()
+    gc.freeze()
+
+
+#: ``KERNELS_GC=0`` leaves Python's garbage collector alone (no pause, no freeze at exit).
+GC_TUNED: bool = _flag("KERNELS_GC", True)
+if GC_TUNED:
+    numba.core.event.register("numba:compile", _NoCycleCollectionWhileCompiling())
+    atexit.register(_collect_and_freeze)
+
+
 def describe() -> dict:
     """The compile options in force, for reports."""
     return {
@@ -280,6 +337,7 @@ def describe() -> dict:
         "cache_stamp": "package" if PACKAGE_STAMPED_CACHE else "file",
         "boundscheck": bool(BOUNDSCHECK) or os.environ.get("NUMBA_BOUNDSCHECK") == "1",
         "reduction_block": REDUCTION_BLOCK,
+        "gc_tuned": GC_TUNED,
         "numba_threads": numba.get_num_threads(),
         "thread_pools": _threads.describe(),
         "numba_version": numba.__version__,
