@@ -250,45 +250,11 @@ def test_chunked_filters_hold_their_own_copy_of_w_and_bias(client):
     _same_bytes(got[2], kernels.correlate2d(x[None, None], np.ones((2, 1, 3, 3)), np.ones(2), padding=1))
 
 
-def test_recycled_buffers_are_reused_only_when_every_view_is_gone():
-    from kernels.dask import _recycled as R
-
-    R.clear()
-    shape = (R.MIN_BYTES // 4 // 64, 64)
-    a = R.empty(shape, np.float32)
-    assert a.flags.c_contiguous and a.flags.writeable and a.ctypes.data % 64 == 0
-    view = a[3:5]
-    address = a.ctypes.data
-    del a
-    assert R.free_bytes() == 0  # a view keeps the buffer
-    b = R.empty(shape, np.float32)
-    assert b.ctypes.data != address and not np.shares_memory(b, view)
-    del view
-    assert R.free_bytes() == R.MIN_BYTES
-    c = R.empty(shape, np.float32)  # the buffer let go of, already in memory
-    assert c.ctypes.data == address and R.free_bytes() == 0
-    assert R.empty((4, 4), np.float32).base is None  # small arrays: plain np.empty
-    del b, c
-    assert R.free_bytes() == 2 * R.MIN_BYTES
-    R.clear()
-
-
-def test_recycled_buffers_kept_are_bounded(monkeypatch):
-    from kernels.dask import _recycled as R
-
-    R.clear()
-    monkeypatch.setattr(R, "KEEP_BYTES", 2 * R.MIN_BYTES)
-    arrays = [R.empty(R.MIN_BYTES, np.uint8) for _ in range(5)]
-    del arrays
-    assert R.free_bytes() == 2 * R.MIN_BYTES
-    R.clear()
-
-
 def test_chunked_outputs_in_recycled_buffers_stay_their_own(client):
     """Chunk outputs large enough to be recycled: two results held at once never share memory,
     a persisted result keeps its values while more tasks run, and the workers keep free buffers
     for the next tasks, at most KEEP_BYTES each."""
-    from kernels.dask import _recycled as R
+    from kernels import _recycled as R
 
     side = 1100  # 1100^2 float64 outputs: above MIN_BYTES
     x = da.random.default_rng(9).random((2 * side, 2 * side), chunks=side).persist()
@@ -300,7 +266,7 @@ def test_chunked_outputs_in_recycled_buffers_stay_their_own(client):
         assert kd.correlate2d(x, 2 * w, padding="same").sum().compute() == pytest.approx(2 * whole.sum(), rel=1e-9)
     _same_bytes(y1.compute(), whole)
     _same_bytes(y2.compute(), kernels.correlate2d(x.compute(), -w, padding="same"))
-    kept = client.run(lambda: __import__("kernels.dask._recycled", fromlist=["free_bytes"]).free_bytes())
+    kept = client.run(lambda: __import__("kernels._recycled", fromlist=["free_bytes"]).free_bytes())
     assert any(k > 0 for k in kept.values()) and all(k <= R.KEEP_BYTES for k in kept.values()), kept
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kernels import _simd
+from kernels import _recycled, _simd
 from kernels import _validate as V
 
 from . import tiles
@@ -171,7 +171,7 @@ def _input_grad(g4, wc, p, N, C, H, W, Co, kh, kw, Ho, Wo):
     dtype = wc.dtype
     (sh, sw), (dh, dw) = p["stride"], p["dilation"]
     pt, _, pl, _ = p["pad"]
-    grad_x = np.empty((N, C, H, W), dtype=dtype)
+    grad_x = _recycled.output((N, C, H, W), dtype)
     whole = (sh, sw) == (1, 1)
     plans = []
     # the phases side by side in one buffer (a stride past the edge: no more phases hold a position)

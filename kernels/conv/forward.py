@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kernels import _simd
+from kernels import _recycled, _simd
 from kernels import _validate as V
 
 from . import tiles
@@ -104,7 +104,7 @@ def _forward(p, bias, out):
     b = _bias_array(bias, Co, dtype, two_d)
     if out is not None:
         out = V.out_array(out, "out", out_shape, dtype)
-    target = out if out is not None else np.empty(out_shape, dtype=dtype)
+    target = out if out is not None else _recycled.output(out_shape, dtype)
     if N == 0:
         return target
     res = target if target.flags.c_contiguous else np.empty(out_shape, dtype=dtype)

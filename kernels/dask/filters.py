@@ -27,7 +27,7 @@ Here each output chunk is one task that receives its own block *as is* and, from
 task per neighbouring block (run where that block lives, so only a few rows and columns move
 between workers), the slices it reads. At stride 1 the task runs the kernel on the block alone
 (its own padding standing in for the halo) straight into the output buffer (one that an earlier
-task of the process let go of, when there is one: :mod:`._recycled`), then recomputes the
+task of the process let go of, when there is one: :mod:`kernels._recycled`), then recomputes the
 rows and columns next to an interior edge of the block from thin strips assembled out of the
 block's edge and the neighbours' slices. At a stride above 1 the task assembles the block and
 the slices into one input region (a copy) and crops. Max-pooling rechunks so that every chunk
@@ -57,7 +57,7 @@ from kernels.conv import correlate2d as _correlate2d
 from kernels.conv.geometry import _bias_array, _filter_geometry
 from kernels.pool import maxpool2d as _maxpool2d
 
-from . import _recycled
+from .. import _recycled
 from ._workers import _one_numba_thread_in_a_worker
 
 __all__ = ["correlate2d", "convolve2d", "maxpool2d"]
