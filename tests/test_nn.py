@@ -504,7 +504,8 @@ def test_compiled_pass_returns_its_own_logits_and_a_serial_update_gives_the_same
     assert model.size > 4 * nn_train.UPDATE_BLOCK  # several blocks: the parallel kernel runs a prange
     out = {}
     for kernel in (nn_train._step_kernel, nn_train._step_kernel_serial):
-        w, state, prev = model.flat_params.copy(), nn_train._state(model.size), np.empty_like(model.flat_params)
+        w, prev = model.flat_params.copy(), np.empty_like(model.flat_params)
+        state = nn_train._state(model.size, w.dtype)
         for k in range(3):
             assert kernel(nn_train.ADAM, w, model.flat_grads, 1e-3, state, k, 1e-3, (0.9, 0.999, 1e-8), 0.99, prev) == 0.0
         out[kernel] = (w, state)
