@@ -6,9 +6,14 @@ the textbook ones of ``kernels.naive`` (which are for reading and correctness):
 * ``grad``: ``(2/n) * (X.T @ (X @ w - t))``: two BLAS passes over ``X``, the scale applied to
   the d-vector. ``2/n * X.T @ (...)``, the textbook order, first scales a copy of all of ``X``
   (four times slower at (4000, 2000)).
-* one SGD epoch: the epoch's permutation gathered once (``X[perm]``, one copy), then every
-  batch a contiguous slice (a view), the update in place; the final loss as one pass.
-  Gathering ``X[idx]`` per batch, as the reference does, costs more than the arithmetic.
+* one SGD epoch: the epoch's permutation gathered once (``np.take(X, perm, axis=0)``, one
+  copy), then every batch a contiguous slice (a view), its residual and gradient into buffers
+  allocated once (``np.dot(..., out=)``), the update in place; the final loss as one pass.
+  Gathering ``X[idx]`` per batch, as the reference does, costs more than the arithmetic; and
+  ``np.take`` gathers rows faster than ``X[perm]`` (measured on the 2-core EPYC, alternating,
+  (20000, 100): the epoch 11.1 ms against 12.8, the buffers 10.6). PyTorch's loop gathers by
+  ``index_select`` and steps in two fused ``addmv`` calls (15.9 ms against 20.6 for the
+  five-operation step written like NumPy's).
 * full-batch RMSProp: the gradient as above, the moments updated in place.
 
 ``tests/test_baselines.py`` checks each against ``kernels`` on the same problem.
@@ -29,30 +34,38 @@ def sgd_epoch_numpy(X, t, *, lr, batch_size, seed=0, w0=None):
     consecutive batches, as ``kernels.sgd(..., epochs=1)`` draws them; returns ``(w, loss)``."""
     n, d = X.shape
     perm = np.random.default_rng(seed).permutation(n)
-    Xp, tp = X[perm], t[perm]
+    Xp, tp = np.take(X, perm, axis=0), np.take(t, perm)
     w = np.zeros(d) if w0 is None else np.array(w0, dtype=np.float64)
+    r, g = np.empty(batch_size), np.empty(d)
     for j in range(0, n, batch_size):
         Xb, tb = Xp[j:j + batch_size], tp[j:j + batch_size]
-        w -= (2.0 * lr / Xb.shape[0]) * (Xb.T @ (Xb @ w - tb))
+        rb = r[:Xb.shape[0]]
+        np.dot(Xb, w, out=rb)
+        rb -= tb
+        rb *= 2.0 * lr / Xb.shape[0]
+        np.dot(Xb.T, rb, out=g)
+        w -= g
     r = X @ w - t
     return w, float(r @ r) / n
 
 
 def sgd_epoch_torch(X, t, *, lr, batch_size, seed=0, w0=None):
     """:func:`sgd_epoch_numpy` in PyTorch (CPU tensors sharing the arrays' memory, updates in
-    place, no autograd); the same permutation, drawn by NumPy."""
+    place, no autograd): the rows gathered by ``index_select``, a step as two fused
+    ``addmv`` (``r = Xb w - tb``, ``w -= c Xb^T r``); the same permutation, drawn by NumPy."""
     import torch
 
     n, d = X.shape
     perm = torch.from_numpy(np.random.default_rng(seed).permutation(n))
     Xt, tt = torch.from_numpy(X), torch.from_numpy(t)
-    Xp, tp = Xt[perm], tt[perm]
+    Xp, tp = Xt.index_select(0, perm), tt.index_select(0, perm)
     w = torch.zeros(d, dtype=Xt.dtype) if w0 is None else torch.tensor(w0, dtype=Xt.dtype)
     with torch.no_grad():
         for j in range(0, n, batch_size):
             Xb, tb = Xp[j:j + batch_size], tp[j:j + batch_size]
-            w -= (2.0 * lr / Xb.shape[0]) * (Xb.T @ (Xb @ w - tb))
-        r = Xt @ w - tt
+            r = torch.addmv(tb, Xb, w, beta=-1.0)
+            w.addmv_(Xb.T, r, alpha=-2.0 * lr / Xb.shape[0])
+        r = torch.addmv(tt, Xt, w, beta=-1.0)
         return w.numpy(), float(r @ r) / n
 
 

@@ -15,6 +15,7 @@ those medians (``min_ratio``/``max_ratio`` in the report).
   rotating order. Bars: speed-ups of kernels over each. The RMSProp groups add a context row,
   ``kernels, residual form``: the same run with the Gram form switched off
   (``kernels.optim.linreg._GRAM``), one fused pass over ``X`` per step whatever the step count.
+* ``alternating|sgd epoch parts ...``: context for the SGD epoch's bars, its parts and floor.
 """
 
 from __future__ import annotations
@@ -162,6 +163,41 @@ def test_alternating_sgd_epoch(benchmark, rng):
                            "numpy": lambda: sgd_epoch_numpy(X, t, **kw),
                            "torch": lambda: sgd_epoch_torch(X, t, **kw)},
                f"alternating|sgd epoch {_shape(SGD)} b32|float64")
+
+
+def test_sgd_epoch_parts(benchmark, rng):
+    """Context for the SGD epoch's bars: where one epoch's time goes, and its floor. Each call is
+    timed right after an (untimed) NumPy SGD epoch, the condition of the bars' alternation
+    (``X`` and the caches as NumPy leaves them), the calls in a rotating order: the whole
+    ``kernels.sgd`` epoch, its final full-data loss pass alone (``kernels.loss`` at the same
+    size), the epoch's permutation as NumPy draws it, and NumPy's gather of the epoch's rows
+    (``np.take``, the NumPy baseline's first line: the rows the epoch's steps read, in their
+    order, plus a write of them)."""
+    X = rng.standard_normal(SGD)
+    t = X @ rng.standard_normal(SGD[1]) / np.sqrt(SGD[1]) + 0.1 * rng.standard_normal(SGD[0])
+    kw = dict(lr=1e-3, batch_size=32)
+    w = kernels.sgd(X, t, epochs=1, **kw).w
+    perm = np.random.default_rng(0).permutation(SGD[0])
+    calls = {"kernels.sgd, one epoch": lambda: kernels.sgd(X, t, epochs=1, **kw),
+             "kernels.loss, one pass (the epoch's last)": lambda: kernels.loss(X, t, w),
+             "NumPy permutation(n)": lambda: np.random.default_rng(0).permutation(SGD[0]),
+             "NumPy gather of the epoch's rows, np.take": lambda: np.take(X, perm, axis=0)}
+    for fn in calls.values():
+        fn()
+    names = list(calls)
+    samples = {name: [] for name in names}
+    state = {"round": 0}
+
+    def one_round():
+        r = state["round"]
+        state["round"] += 1
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            sgd_epoch_numpy(X, t, **kw)
+            samples[name].append(timed(calls[name]))
+
+    benchmark.group = f"alternating|sgd epoch parts {_shape(SGD)} b32|float64"
+    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
+    record(benchmark, {k: statistics.median(v) for k, v in samples.items()}, {k: len(v) for k, v in samples.items()})
 
 
 @pytest.mark.parametrize("steps", [200, 2000])
