@@ -114,6 +114,12 @@ def _adjoint_step(t, wk, a, s, h, lr, l2, coef):  # pragma: no cover - compiled
     st = 0.0
     for i in range(s.shape[0]):
         st += s[i] * t[i]
+    return _adjoint_update(st, wk, a, h, lr, l2, coef)
+
+
+@jit(inline="always")
+def _adjoint_update(st, wk, a, h, lr, l2, coef):  # pragma: no cover - compiled
+    """:func:`_adjoint_step` given ``st = (X a) . t`` (however it was formed)."""
     hw = 0.0
     aw = 0.0
     for j in range(a.shape[0]):
