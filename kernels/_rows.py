@@ -235,17 +235,18 @@ def copy(dst, src):  # pragma: no cover - compiled
 
 @jit(inline="always")
 def loss_block(X, t, w, rows, start, end):  # pragma: no cover - compiled
-    """``sum r_i^2`` over batch rows ``start:end``, one row at a time: the block of a loss pass.
+    """``sum r_i^2`` over batch rows ``start:end`` (``X[rows[ii]]``, or ``X[ii]`` when ``rows``
+    is None or empty), one row at a time: the block of a loss pass.
     Each dot product is its own vectorised loop; the eight-row groups of :func:`_sweep` pay for
     themselves only where they also save the read-modify-writes of ``acc``, and without them
     LLVM combined the eight sums across rows into gathers (a pass over (20000, 100) took 1.7 ms
     that way, 0.3 ms this way)."""
     d = X.shape[1]
-    indexed = rows.shape[0] > 0
+    indexed = rows is not None and rows.shape[0] > 0
     ss = 0.0
     for ii in range(start, end):
         i = ii
-        if indexed:
+        if rows is not None and indexed:
             i = rows[ii]
         xi = X[i]
         a = 0.0

@@ -161,9 +161,8 @@ def _steps(
     n = X.shape[0]
     d = X.shape[1]
     B = REDUCTION_BLOCK
-    empty = np.empty(0, dtype=np.int64)
     ahead = max(1, min(_PREFETCH_BATCHES, _PREFETCH_BYTES // max(1, batch * d * X.itemsize)))
-    rows = empty
+    rows = perm[0]  # full batch: an empty row (consecutive rows); mini-batches: set per epoch
     for s in range(s0, s1):
         if full:
             start = 0
@@ -231,7 +230,7 @@ def _steps(
                 else:
                     nfb = (n + B - 1) // B
                     for b in prange(nfb):
-                        spart[b] = loss_block(X, t, w, empty, b * B, min(b * B + B, n))
+                        spart[b] = loss_block(X, t, w, None, b * B, min(b * B + B, n))
                     lf = sum_blocks(spart, nfb) / n + l2 * wsq
             if np.isfinite(lf):
                 k = info[2]

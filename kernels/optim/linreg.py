@@ -84,7 +84,7 @@ def _grad_kernel(X, t, w, l2, par_rows, part, spart, g, out):  # pragma: no cove
 def _loss_serial(X, t, w, l2, spart):  # pragma: no cover - compiled
     """``(1/n) ||X w - t||^2 + l2 ||w||^2`` in float64, fixed row blocks on this thread."""
     n = X.shape[0]
-    return serial_loss_blocks(X, t, w, no_rows(), 0, n, spart) / n + l2 * sumsq(w)
+    return serial_loss_blocks(X, t, w, None, 0, n, spart) / n + l2 * sumsq(w)
 
 
 @jit(parallel=True)
@@ -93,9 +93,8 @@ def _loss_parallel(X, t, w, l2, spart):  # pragma: no cover - compiled
     n = X.shape[0]
     B = REDUCTION_BLOCK
     nblk = (n + B - 1) // B
-    rows = no_rows()
     for b in prange(nblk):
-        spart[b] = loss_block(X, t, w, rows, b * B, min(b * B + B, n))
+        spart[b] = loss_block(X, t, w, None, b * B, min(b * B + B, n))
     return sum_blocks(spart, nblk) / n + l2 * sumsq(w)
 
 
