@@ -14,6 +14,8 @@ taps per output) made two short streams that the hardware prefetcher kept losing
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from numba import prange
 
@@ -86,17 +88,28 @@ def _maxpool2x2_kernel(x, out, idx):  # pragma: no cover - compiled
 
 
 #: input rows at least this wide pool float64 values through :func:`_maxpool2x2_wide_kernel`
+#: by default (and, on large inputs, whichever of the two values kernels ran faster: below)
 ONE_LOOP_MIN_WIDTH = 64
+#: inputs of at least this many bytes, with rows of ONE_LOOP_MIN_WIDTH or more, choose between
+#: the two values kernels by their time: the first CALIBRATION_CALLS such calls of a dtype
+#: alternate between them, and later ones run the one whose fastest call was faster
+CALIBRATE_MIN_BYTES = 4 << 20
+CALIBRATION_CALLS = 6
+#: per itemsize: the seconds each values kernel took on the calibrating calls ("wide", "rows"),
+#: and the one chosen once they are done
+CALIBRATION: dict = {}
+CHOSEN: dict = {}
 
 
 @jit(parallel=True)
 def _maxpool2x2_wide_kernel(x, out):  # pragma: no cover - compiled
     """The values of :func:`_maxpool2x2_kernel` with each window taken whole in one loop over the
-    output row (:func:`_window2x2`, the same winner), for float64 on rows of
-    :data:`ONE_LOOP_MIN_WIDTH` or more: on (16, 32, 128, 128) 1.9-2.8 ms against 2.4-3.8 in
-    the two loops (alternating, three runs on the 2-core EPYC). Float32, and narrower rows, run
-    the two loops faster (float32 on the same batch: 1.5-1.8 against 2.1-2.4). A kernel of its
-    own, so that a first small call does not compile it."""
+    output row (:func:`_window2x2`, the same winner). Which of the two is faster depends on the
+    core: on (16, 32, 128, 128), alternating, on the 2-core Zen 5 EPYC float64 1.9-2.8 ms here
+    against 2.4-3.8 in the two loops (float32 the other way: 2.1-2.4 against 1.5-1.8); on the
+    2-core Zen 4 EPYC float64 4.7 ms here against 2.6 (float32 1.7 against 2.0). Hence the
+    choice by time in :func:`maxpool2x2`. A kernel of its own, so that a first small call does
+    not compile it."""
     N, C, H, W = x.shape
     OH = out.shape[2]
     OW = out.shape[3]
@@ -110,12 +123,40 @@ def _maxpool2x2_wide_kernel(x, out):  # pragma: no cover - compiled
                 out[n, c, oh, ow] = m
 
 
-def maxpool2x2(x4, y4):
-    """The 2x2 stride-2 pool's values of the 4-D ``x4`` into ``y4``, by the kernel that suits them."""
-    if x4.itemsize == 8 and x4.shape[3] >= ONE_LOOP_MIN_WIDTH:
+def _run_values(kind, x4, y4):
+    if kind == "wide":
         _maxpool2x2_wide_kernel(x4, y4)
     else:
         _maxpool2x2_kernel(x4, y4, None)
+
+
+def maxpool2x2(x4, y4):
+    """The 2x2 stride-2 pool's values of the 4-D ``x4`` into ``y4``, by the kernel that suits them.
+
+    Rows narrower than :data:`ONE_LOOP_MIN_WIDTH`: the two-loop row kernel. Wider rows: by
+    default the one-loop kernel for float64 and the row kernel for float32 (the faster ones on
+    the Zen 5 EPYC); on inputs of :data:`CALIBRATE_MIN_BYTES` or more, the first
+    :data:`CALIBRATION_CALLS` calls of a dtype alternate between the two (each call's result is
+    complete either way: both give the same bits) and the process goes on with the one whose
+    fastest call was faster (:data:`CHOSEN`). The fastest call, not the median: the first call
+    of each may include its compilation, and a busy machine only adds time."""
+    if x4.shape[3] < ONE_LOOP_MIN_WIDTH:
+        _run_values("rows", x4, y4)
+        return
+    if x4.nbytes < CALIBRATE_MIN_BYTES:
+        _run_values("wide" if x4.itemsize == 8 else "rows", x4, y4)
+        return
+    chosen = CHOSEN.get(x4.itemsize)
+    if chosen is not None:
+        _run_values(chosen, x4, y4)
+        return
+    times = CALIBRATION.setdefault(x4.itemsize, {"wide": [], "rows": []})
+    kind = "wide" if len(times["wide"]) <= len(times["rows"]) else "rows"
+    start = time.perf_counter()
+    _run_values(kind, x4, y4)
+    times[kind].append(time.perf_counter() - start)
+    if min(len(v) for v in times.values()) * 2 >= CALIBRATION_CALLS:
+        CHOSEN[x4.itemsize] = min(times, key=lambda k: min(times[k]))
 
 
 @jit(parallel=True)

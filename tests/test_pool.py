@@ -188,6 +188,34 @@ def test_2x2_values_kernels_agree_with_the_scan_on_both_sides_of_the_wide_rows(m
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_2x2_values_kernel_chosen_by_time_on_large_inputs(monkeypatch, rng, dtype):
+    """Inputs of CALIBRATE_MIN_BYTES or more (lowered here) with wide rows: the first
+    CALIBRATION_CALLS calls alternate between the two values kernels, every result with the
+    scan's bits, then every call runs the one whose fastest call was faster; smaller inputs keep
+    the default routing."""
+    monkeypatch.setattr(_pool2x2, "CALIBRATE_MIN_BYTES", 1)
+    monkeypatch.setattr(_pool2x2, "CALIBRATION", {})
+    monkeypatch.setattr(_pool2x2, "CHOSEN", {})
+    x = _data(rng, (2, 3, 9, _pool2x2.ONE_LOOP_MIN_WIDTH + 3), dtype)
+    y_scan = np.empty((2, 3, 4, (_pool2x2.ONE_LOOP_MIN_WIDTH + 3) // 2), dtype=dtype)
+    pool._maxpool2d_kernel(x, 2, 2, 2, 2, 0, 0, y_scan)
+    calls = []
+    for name in ("_maxpool2x2_wide_kernel", "_maxpool2x2_kernel"):
+        real = getattr(_pool2x2, name)
+        monkeypatch.setattr(_pool2x2, name, lambda *a, _r=real, _n=name: (calls.append(_n), _r(*a))[1])
+    for _ in range(_pool2x2.CALIBRATION_CALLS):
+        _same_bits(kernels.maxpool2d(x, 2), y_scan)
+    assert sorted(calls) == sorted(["_maxpool2x2_wide_kernel", "_maxpool2x2_kernel"] * (_pool2x2.CALIBRATION_CALLS // 2))
+    times = _pool2x2.CALIBRATION[x.itemsize]
+    chosen = _pool2x2.CHOSEN[x.itemsize]
+    assert chosen == min(times, key=lambda k: min(times[k]))
+    calls.clear()
+    for _ in range(3):
+        _same_bits(kernels.maxpool2d(x, 2), y_scan)
+    assert calls == ["_maxpool2x2_wide_kernel" if chosen == "wide" else "_maxpool2x2_kernel"] * 3
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("delta", [-2, -1, 0, 1])
 def test_2x2_indices_kernels_agree_with_the_scan_on_both_sides_of_one_vector(monkeypatch, rng, dtype, delta):
     """With indices, output rows shorter than a vector take the flat kernel and longer ones the
