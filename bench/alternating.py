@@ -19,11 +19,12 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def alternate(benchmark, calls: dict, rounds: int, only_first: dict | None = None):
+def alternate(benchmark, calls: dict, rounds: int, only_first: dict | None = None, before=None):
     """Time ``calls`` (name -> function) alternating for ``rounds`` rounds of
     ``benchmark.pedantic``, after one untimed call of each; ``only_first`` maps a name to the
-    number of first rounds it takes part in (a call too slow for every round). Returns the
-    medians ``{name: seconds}`` and the sample counts ``{name: n}``."""
+    number of first rounds it takes part in (a call too slow for every round); ``before``, if
+    given, is called untimed before each timed call (to leave the caches as a program would).
+    Returns the medians ``{name: seconds}`` and the sample counts ``{name: n}``."""
     only_first = only_first or {}
     for fn in calls.values():
         fn()
@@ -36,6 +37,8 @@ def alternate(benchmark, calls: dict, rounds: int, only_first: dict | None = Non
         state["round"] += 1
         for name in names[r % len(names):] + names[: r % len(names)]:
             if r < only_first.get(name, rounds):
+                if before is not None:
+                    before()
                 samples[name].append(timed(calls[name]))
 
     benchmark.pedantic(one_round, rounds=rounds, iterations=1)

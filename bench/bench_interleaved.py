@@ -182,22 +182,8 @@ def test_sgd_epoch_parts(benchmark, rng):
              "kernels.loss, one pass (the epoch's last)": lambda: kernels.loss(X, t, w),
              "NumPy permutation(n)": lambda: np.random.default_rng(0).permutation(SGD[0]),
              "NumPy gather of the epoch's rows, np.take": lambda: np.take(X, perm, axis=0)}
-    for fn in calls.values():
-        fn()
-    names = list(calls)
-    samples = {name: [] for name in names}
-    state = {"round": 0}
-
-    def one_round():
-        r = state["round"]
-        state["round"] += 1
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            sgd_epoch_numpy(X, t, **kw)
-            samples[name].append(timed(calls[name]))
-
     benchmark.group = f"alternating|sgd epoch parts {_shape(SGD)} b32|float64"
-    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
-    record(benchmark, {k: statistics.median(v) for k, v in samples.items()}, {k: len(v) for k, v in samples.items()})
+    record(benchmark, *alternate(benchmark, calls, ROUNDS, before=lambda: sgd_epoch_numpy(X, t, **kw)))
 
 
 @pytest.mark.parametrize("steps", [200, 2000])

@@ -96,8 +96,12 @@ def render_readme(index: Index, memory, run, verdicts, mem_verdicts, barset, res
         cpu = mi.get("cpu") or {}
         versions = k.get("versions", {})
         threads = k.get("threads", {})
+        # the brand alone ("AMD EPYC") names several generations: family and model tell them apart
+        ident = ", ".join(f"{key} {cpu[key]}" for key in ("family", "model", "stepping") if key in cpu)
         rows = [("CPU", f"{k.get('cpu_model', '?')}" + (f" ({cpu.get('brand_raw')})" if cpu.get("brand_raw")
-                                                           and cpu.get("brand_raw") != k.get("cpu_model") else "")),
+                                                           and cpu.get("brand_raw") != k.get("cpu_model") else "")
+                 + (f", {ident}" if ident else "")
+                 + (f", {cpu['hz_actual_friendly']}" if cpu.get("hz_actual_friendly") else "")),
                 ("cores (os.cpu_count)", str(k.get("cpu_count"))),
                 ("memory", f"{k.get('mem_total_gib', '?')} GiB"),
                 ("OS", k.get("os", "?")),
