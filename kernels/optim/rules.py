@@ -27,7 +27,7 @@ One signature for all, so that a loop can take any of them::
 
 ``c`` is the scale of ``g`` and ``tl2 = 2 l2``. A rule computes in the dtype of ``w``
 (:func:`working`): float64 for the optimizers and hypergradients, float32 for a float32 network
-(:mod:`kernels.nn`). ``state`` is a float64 ``(2, d)`` array (the dtype of ``w``), zero
+(:mod:`kernels.nn`). ``state`` is a ``(2, d)`` array of the dtype of ``w``, zero
 before the first step: row 0 is Adam's first moment ``m``, row 1 the second moment ``v``
 (RMSProp, Adam) or the sum of squares ``s`` (Adagrad); SGD has none. ``hyper = (b1, b2, eps)``
 (RMSProp's ``beta`` is ``b2``), ``keep = 1 - weight_decay``. ``w_prev`` receives the weights
@@ -71,7 +71,7 @@ from numba.np.numpy_support import as_dtype
 from .. import _validate
 from .._config import jit
 
-__all__ = ["working", "decay_step", "save_previous", "l2_gradient", "sgd", "rmsprop", "adagrad", "adam", "RULES", "SGD", "RMSPROP", "ADAGRAD",
+__all__ = ["working", "working_scalars", "decay_step", "save_previous", "l2_gradient", "sgd", "rmsprop", "adagrad", "adam", "RULES", "SGD", "RMSPROP", "ADAGRAD",
            "ADAM", "update", "init", "apply", "adjoint", "tangent", "sgd_adjoint", "rmsprop_adjoint", "adam_adjoint",
            "sgd_tangent", "rmsprop_tangent", "adam_tangent", "H_LR", "H_L2", "H_WD", "H_B1", "H_B2", "H_EPS", "N_HYPER"]
 
@@ -97,6 +97,13 @@ def _working(x, w):
         return lambda x, w: x
     cast = as_dtype(w.dtype).type
     return lambda x, w: cast(x)
+
+
+@jit(inline="always")
+def working_scalars(c, tl2, keep, lr, w):  # pragma: no cover - compiled
+    """The scalars every rule shares (``c``, ``tl2``, ``keep``, ``lr``) in its working
+    precision (:func:`working`)."""
+    return working(c, w), working(tl2, w), working(keep, w), working(lr, w)
 
 
 # The penalty and the decay are composed with each rule weight by weight, inside its one loop,
@@ -135,7 +142,7 @@ def decay_step(w, j, wj, keep, lr, u):  # pragma: no cover - compiled
 @jit(inline="always")
 def sgd(w, g, c, tl2, state, k, lr, hyper, keep, w_prev):  # pragma: no cover - compiled
     """Gradient descent, equation (2): ``u = g``. No state."""
-    c, tl2, keep, lr = working(c, w), working(tl2, w), working(keep, w), working(lr, w)
+    c, tl2, keep, lr = working_scalars(c, tl2, keep, lr, w)
     save_previous(w, w_prev)
     bad = 0.0
     for j in range(w.shape[0]):
@@ -149,7 +156,7 @@ def rmsprop(w, g, c, tl2, state, k, lr, hyper, keep, w_prev):  # pragma: no cove
     """RMSProp, equations (3)-(4): ``v <- b2 v + (1 - b2) g^2`` (``state[1]``),
     ``u = g / (sqrt(v) + eps)``."""
     beta, beta_c, eps = working(hyper[1], w), working(1.0 - hyper[1], w), working(hyper[2], w)
-    c, tl2, keep, lr = working(c, w), working(tl2, w), working(keep, w), working(lr, w)
+    c, tl2, keep, lr = working_scalars(c, tl2, keep, lr, w)
     v = state[1]
     save_previous(w, w_prev)
     bad = 0.0
@@ -166,7 +173,7 @@ def rmsprop(w, g, c, tl2, state, k, lr, hyper, keep, w_prev):  # pragma: no cove
 def adagrad(w, g, c, tl2, state, k, lr, hyper, keep, w_prev):  # pragma: no cover - compiled
     """Adagrad: ``s <- s + g^2`` (``state[1]``), ``u = g / (sqrt(s) + eps)``."""
     eps = working(hyper[2], w)
-    c, tl2, keep, lr = working(c, w), working(tl2, w), working(keep, w), working(lr, w)
+    c, tl2, keep, lr = working_scalars(c, tl2, keep, lr, w)
     s = state[1]
     save_previous(w, w_prev)
     bad = 0.0
@@ -190,7 +197,7 @@ def adam(w, g, c, tl2, state, k, lr, hyper, keep, w_prev):  # pragma: no cover -
     bc2_sqrt = working(np.sqrt(1.0 - b2**k1), w)
     b1_c, b2_c, eps = working(1.0 - b1, w), working(1.0 - b2, w), working(hyper[2], w)
     b1, b2 = working(b1, w), working(b2, w)
-    c, tl2, keep = working(c, w), working(tl2, w), working(keep, w)
+    c, tl2, keep, _ = working_scalars(c, tl2, keep, lr, w)  # Adam's step size is its own
     m = state[0]
     v = state[1]
     save_previous(w, w_prev)
