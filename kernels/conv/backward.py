@@ -125,12 +125,10 @@ def _filter_grad(g4, xc, p, Co, C, kh, kw):
         xflat, (_, _, Hp, Wp) = _pad_flat(xc, p["pad"], lanes)  # the blocks read a vector past a row
         _grad_w3x3_kernel(g4, xflat, C, Hp, Wp, grad_w)
     else:
-        # With finite x, grad_out is widened with zero columns to whole vectors (no scalar tail;
-        # zeros times inf would be NaN, hence finite x only: otherwise the tail sums exactly).
-        gs = g4
-        if Wo % lanes and bool(np.isfinite(xc).all()):
-            gs = np.zeros((N, Co, Ho, -(-Wo // lanes) * lanes), dtype=dtype)
-            gs[..., :Wo] = g4
+        # With finite x, the kernel widens grad_out's rows with zero columns to whole vectors (no
+        # scalar tail; zeros times inf would be NaN, hence finite x only: otherwise the tail sums
+        # exactly).
+        widen = bool(Wo % lanes) and bool(np.isfinite(xc).all())
         if sw == 1:
             xflat, (_, _, Hp, Wp) = _pad_flat(xc, p["pad"], lanes)  # slack: widened rows read past
             phase_stride = 0
@@ -138,7 +136,7 @@ def _filter_grad(g4, xc, p, Co, C, kh, kw):
             # at a column stride, over the column phases: only the products the definition forms
             # (grad_out spread out by the stride formed sw times as many), each read at stride 1
             xflat, Hp, Wp, phase_stride = column_phases(xc, p["pad"], sw, lanes, (kw - 1) * dw + 1)
-        _grad_w_taps_kernel(gs, xflat, C, Hp, Wp, grad_w, sh, dh, dw, sw, phase_stride)
+        _grad_w_taps_kernel(g4, xflat, C, Hp, Wp, grad_w, sh, dh, dw, sw, phase_stride, widen)
     return grad_w.astype(dtype).reshape(Co, C, kh, kw)
 
 
