@@ -21,7 +21,7 @@ import threading
 
 import numpy as np
 
-from .. import _validate, arch
+from .. import _recycled, _validate, arch
 from ..arch import Conv, Dense, Pool, Relu
 from .layers import ConvLayer, DenseLayer, PoolLayer, ReluLayer
 from . import layers as _layers
@@ -96,6 +96,11 @@ class Model:
         self.macs_per_image = sum(
             r.neurons * (r.in_shape[2] * int(layer.kernel) ** 2 if r.kind == "conv" else math.prod(r.in_shape))
             for r, layer in zip(rows[1:], parsed_layers[1:]) if r.kind in ("conv", "fc"))
+        # the bytes of a pass's activations per image (each layer's output, a relu's in place, and a
+        # pool's int64 indices of its maxima), for _recycled.keep_heap: malloc then keeps up to
+        # twice that, the activations and their gradients
+        self._pass_bytes_per_image = sum(math.prod(r.out_shape) * (self.dtype.itemsize + 8 * (r.kind == "pool"))
+                                         for r in rows[1:] if r.kind != "relu")
         # a relu first would rectify the caller's array in place: give it a copy
         self._copy_input = isinstance(layers[0], ReluLayer)
         self._local = threading.local()  # the compiled passes' programs, one set per thread
@@ -210,6 +215,7 @@ class Model:
         program = self._compiled(x.shape[0])
         if program is not None:
             return _program.forward(program, self.flat_params, x).copy()
+        _recycled.keep_heap(x.shape[0] * self._pass_bytes_per_image)
         with single_threaded(self._small(x.shape[0])):
             return self._forward_pass(x, keep)
 
@@ -232,6 +238,9 @@ class Model:
         if program is not None:
             loss, z = _program.loss_and_grad(program, self.flat_params, self.flat_grads, x, y)
             return loss, z.copy()
+        # a step's arrays, freed at its end, stay with malloc for the next (faulted in afresh each
+        # step otherwise: _recycled.keep_heap says why)
+        _recycled.keep_heap(x.shape[0] * self._pass_bytes_per_image)
         with single_threaded(self._small(x.shape[0])):
             z = self._forward_pass(x, keep=True)
             loss, gz = softmax_cross_entropy(z, y)
