@@ -140,7 +140,7 @@ def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw, sw, phase_stride, w
         gg = min(G, C - ci0)
         acc = np.zeros(gg * taps * K * V)
         tail = np.zeros(gg * taps * K)
-        gw_rows = np.zeros(K * HWg if widen else 0, dtype=g.dtype)  # zero past Wo, for good
+        g_rows = np.zeros(K * HWg if widen else 0, dtype=g.dtype)  # zero past Wo, for good
         for n in range(N):
             goff = (n * Co + c0) * HWo
             gsrc, gbase = gflat, goff
@@ -149,8 +149,8 @@ def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw, sw, phase_stride, w
                     for y in range(Ho):
                         src = goff + k * HWo + y * Wo
                         dst = k * HWg + y * Wg
-                        gw_rows[dst: dst + Wo] = gflat[src: src + Wo]
-                gsrc, gbase = gw_rows, 0
+                        g_rows[dst: dst + Wo] = gflat[src: src + Wo]
+                gsrc, gbase = g_rows, 0
             if nvec > 0:
                 for y0 in range(0, Ho, band):
                     rows = min(band, Ho - y0)

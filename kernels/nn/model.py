@@ -215,11 +215,13 @@ class Model:
         program = self._compiled(x.shape[0])
         if program is not None:
             return _program.forward(program, self.flat_params, x).copy()
-        _recycled.keep_heap(x.shape[0] * self._pass_bytes_per_image)
         with single_threaded(self._small(x.shape[0])):
             return self._forward_pass(x, keep)
 
     def _forward_pass(self, x, keep):
+        # the pass's arrays, freed at its end, stay with malloc for the next pass (faulted in
+        # afresh every training step otherwise: _recycled.keep_heap says why)
+        _recycled.keep_heap(x.shape[0] * self._pass_bytes_per_image)
         if self._copy_input:
             x = x.copy()
         for layer in self.layers:
@@ -238,9 +240,6 @@ class Model:
         if program is not None:
             loss, z = _program.loss_and_grad(program, self.flat_params, self.flat_grads, x, y)
             return loss, z.copy()
-        # a step's arrays, freed at its end, stay with malloc for the next (faulted in afresh each
-        # step otherwise: _recycled.keep_heap says why)
-        _recycled.keep_heap(x.shape[0] * self._pass_bytes_per_image)
         with single_threaded(self._small(x.shape[0])):
             z = self._forward_pass(x, keep=True)
             loss, gz = softmax_cross_entropy(z, y)
