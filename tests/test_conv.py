@@ -206,22 +206,44 @@ def test_filter_gradient_row_tap_runs(ws, kw, dtype):
 
 
 @numba.njit
-def _tap_block_sums(three, K, J, g, xf, rows, nvec, sw, dw, phase_stride, width):
+def _tap_block_sums(three, K, J, g, xf, rows, nvec, sw, dw, phase_stride, width, g_cols=None):
     """Run one tap block (``grad_tap_rows3`` when ``three``, else ``grad_tap_rows``) over
-    ``g`` (K channel planes of ``rows`` x ``width``) and ``xf``; return its float64 sums,
-    ``(J, K, lanes)``."""
+    ``g`` (K channel planes of ``rows`` x ``width``, read as zeros from column ``g_cols``) and
+    ``xf``; return its float64 sums, ``(J, K, lanes)``."""
     V = _simd.VECTOR_BYTES // g.itemsize
     KB = _simd.TAP3_CHANNEL_BLOCK if three else _simd.TAP_CHANNEL_BLOCK
     JB = 3 if three else _simd.ROW_TAPS
     acc = np.zeros(KB * JB * V)
     gf = g.reshape(g.size)
+    cols = width if g_cols is None else g_cols
     if three:
-        _simd.grad_tap_rows3(acc, gf, 0, rows * width, width, xf, 0, width + 8, rows, nvec, K, J, 0, dw, sw,
+        _simd.grad_tap_rows3(acc, gf, 0, rows * width, width, cols, xf, 0, width + 8, rows, nvec, K, J, 0, dw, sw,
                              phase_stride)
     else:
-        _simd.grad_tap_rows(acc, gf, 0, rows * width, width, xf, 0, width + 8, rows, nvec, K, J, 0, dw, sw,
+        _simd.grad_tap_rows(acc, gf, 0, rows * width, width, cols, xf, 0, width + 8, rows, nvec, K, J, 0, dw, sw,
                             phase_stride)
     return acc.reshape(JB, KB, V)[:J, :K]
+
+
+@pytest.mark.parametrize("three", [False, True] if _simd.TAP3_CHANNEL_BLOCK else [False])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_filter_gradient_tap_block_reads_a_row_past_its_columns_as_zeros(three, dtype):
+    """``g_cols``: the lanes of a row's vectors at or past that column take no part (they hold
+    the next row's values here), the same bits as the row widened with zeros, which is how the
+    filter gradient reads rows narrower than whole vectors without copying them."""
+    rng = _rng(34)
+    rows, nvec, K, J = 4, 2, 3, 3
+    V = _simd.VECTOR_BYTES // np.dtype(dtype).itemsize
+    width = nvec * V
+    cols = width - V // 2 - 1
+    g = _data((K, rows, width), dtype, rng)
+    xf = _data(((rows + 1) * (width + 8) + 4 * width,), dtype, rng)
+    widened = g.copy()
+    widened[..., cols:] = 0
+    a = _tap_block_sums(three, K, J, g, xf, rows, nvec, 1, 1, 0, width, g_cols=cols)
+    b = _tap_block_sums(three, K, J, widened, xf, rows, nvec, 1, 1, 0, width)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, _tap_block_sums(three, K, J, g, xf, rows, nvec, 1, 1, 0, width))
 
 
 @pytest.mark.skipif(_simd.TAP3_CHANNEL_BLOCK == 0, reason="no 8 x 3 tap block with 16 vector registers")

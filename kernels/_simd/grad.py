@@ -143,19 +143,22 @@ def _grad3x3(K: int):
 
 
 def _grad_taps(KB: int, JB: int):
-    """An intrinsic ``f(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec,
-    K, J, j0, dw, sw, phase_stride)``: :func:`grad_tap_rows` with a block of ``KB`` channels
-    by ``JB`` taps."""
+    """An intrinsic ``f(acc64, g, g_off, g_cstride, g_rstride, g_cols, xf, x_off, x_rstride, rows,
+    nvec, K, J, j0, dw, sw, phase_stride)``: :func:`grad_tap_rows` with a block of ``KB``
+    channels by ``JB`` taps."""
 
     @intrinsic
-    def grad(typingctx, acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K, J, j0, dw,
-             sw, phase_stride):
+    def grad(typingctx, acc64, g, g_off, g_cstride, g_rstride, g_cols, xf, x_off, x_rstride, rows, nvec, K, J, j0,
+             dw, sw, phase_stride):
         dtype = g.dtype
         V = VECTOR_BYTES * 8 // dtype.bitwidth
 
         def codegen(context, builder, sig, args):
-            acc64_, g_, g_off_, g_cs_, g_rs_, xf_, x_off_, x_rs_, rows_, nvec_, K_, J_, j0_, dw_, sw_, ps_ = args
-            L, gdata, xdata, adata = _operands(context, builder, sig, args, dtype, V)
+            acc64_, g_, g_off_, g_cs_, g_rs_, g_cols_, xf_, x_off_, x_rs_, rows_, nvec_, K_, J_, j0_, dw_, sw_, ps_ = args
+            L = _Lanes(context, builder, dtype, V)
+            gdata = _data(context, builder, sig.args[1], g_)
+            xdata = _data(context, builder, sig.args[6], xf_)
+            adata = _data(context, builder, sig.args[0], acc64_)
             i64 = L.i64
 
             def clamp(c, count):  # channels and taps past the count compute on the first's data, unused
@@ -166,26 +169,54 @@ def _grad_taps(KB: int, JB: int):
                 d = builder.mul(builder.add(j0_, clamp(j, J_)), dw_)
                 return builder.add(builder.mul(builder.srem(d, sw_), ps_), builder.sdiv(d, sw_))
 
+            # the taps' column offsets, without the two divisions per tap at stride 1 (the
+            # commonest case, where they cost a tenth of the call on LeNet-5's second layer)
+            slots = [cgutils.alloca_once(builder, i64) for _ in range(JB)]
+            with builder.if_else(builder.icmp_signed("==", sw_, ir.Constant(sw_.type, 1))) as (unit, strided):
+                with unit:
+                    for j, s in enumerate(slots):
+                        builder.store(builder.mul(builder.add(j0_, clamp(j, J_)), dw_), s)
+                with strided:
+                    for j, s in enumerate(slots):
+                        builder.store(tap_offset(j), s)
             g_offs = [builder.mul(g_cs_, clamp(k, K_)) for k in range(KB)]
-            x_offs = [tap_offset(j) for j in range(JB)]
+            x_offs = [builder.load(s) for s in slots]
             acc = _zero_accumulators(L, KB * JB)
+
+            i32v = ir.VectorType(L.i32, V)
+            lane = ir.Constant(i32v, list(range(V)))
+            zero = ir.Constant(L.ty, [0.0] * V)
+
+            def splat32(s):
+                v = builder.insert_element(ir.Constant(i32v, ir.Undefined), builder.trunc(s, L.i32), ir.Constant(L.i32, 0))
+                return builder.shuffle_vector(v, ir.Constant(i32v, ir.Undefined), ir.Constant(i32v, [0] * V))
 
             def body(gbase, xbase, off):
                 cur = [builder.load(a) for a in acc]
                 xv = [L.load(L.at(xbase, builder.add(off, x_offs[j]))) for j in range(JB)]
+                # the lanes at or past column g_cols of the row read as zeros (what follows the
+                # row in g is another row: in bounds, not this row's data)
+                inside = builder.icmp_signed("<", lane, splat32(builder.sub(g_cols_, off)))
                 for k in range(KB):  # one gradient vector at a time feeds the JB taps
-                    gv = L.load(L.at(gbase, builder.add(off, g_offs[k])))
+                    gv = builder.select(inside, L.load(L.at(gbase, builder.add(off, g_offs[k]))), zero)
                     for j in range(JB):
                         cur[j * KB + k] = L.fma(gv, xv[j], cur[j * KB + k])
                 for a, c in zip(acc, cur):
                     builder.store(c, a)
 
             _for_positions(L, gdata, xdata, g_off_, g_rs_, x_off_, x_rs_, rows_, nvec_, body)
-            _add_block_widened(L, adata, acc, JB, KB, J_, K_)
+            whole = builder.and_(builder.icmp_signed("==", K_, ir.Constant(K_.type, KB)),
+                                 builder.icmp_signed("==", J_, ir.Constant(J_.type, JB)))
+            with builder.if_else(whole) as (full, part):
+                with full:  # a whole block, the common case: no branch per slot
+                    for t, a in enumerate(acc):
+                        _add_widened(L, adata, t, a)
+                with part:
+                    _add_block_widened(L, adata, acc, JB, KB, J_, K_)
             return context.get_dummy_value()
 
-        sig = types.none(acc64, g, g_off, g_cstride, g_rstride, xf, x_off, x_rstride, rows, nvec, K, J, j0, dw, sw,
-                         phase_stride)
+        sig = types.none(acc64, g, g_off, g_cstride, g_rstride, g_cols, xf, x_off, x_rstride, rows, nvec, K, J, j0,
+                         dw, sw, phase_stride)
         return sig, codegen
 
     return grad
@@ -196,10 +227,12 @@ grad_tap_rows.__doc__ = """Up to :data:`ROW_TAPS` taps of one filter row of the 
 k < ``K`` (at most :data:`TAP_CHANNEL_BLOCK`), j < ``J`` (at most :data:`ROW_TAPS`) and
 the V lanes::
 
-    a[k, j] = sum_{r < rows, u < nvec}  g[g_off + k*g_cstride + r*g_rstride + u*V + lane]
+    a[k, j] = sum_{r < rows, u < nvec}  g'[g_off + k*g_cstride + r*g_rstride + u*V + lane]
                                        * xf[x_off + r*x_rstride + u*V + lane + o(j0 + j)]
 
-with ``o(t) = ((t dw) % sw) * phase_stride + (t dw) // sw``: the column offset of tap ``t``
+where ``g'`` is ``g`` at the columns ``u*V + lane < g_cols`` of a row and zero past them
+(read, then replaced by zeros: the caller keeps each row's vectors within ``g``), and
+``o(t) = ((t dw) % sw) * phase_stride + (t dw) // sw``: the column offset of tap ``t``
 of the row at dilation ``dw`` (``sw = 1``), or, at a column stride ``sw``, in an input whose
 rows hold its ``sw`` column phases side by side, ``phase_stride`` apart (tap ``t`` reads
 phase ``(t dw) % sw``). Sums in ``g``'s dtype (fused multiply-adds, order r then u), each

@@ -104,11 +104,13 @@ def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw, sw, phase_stride, w
     precision, float64 beyond, float64 scalars for the columns past the last whole vector. Fixed
     order throughout.
 
-    ``widen``: each task copies its channels' rows of g, image by image, into a buffer of its
-    own whose rows are zero-padded to whole vectors, and sums over whole vectors only (the
-    caller passes it for finite x alone: a zero of the padding times an inf would be NaN). The
-    same sums as over a widened copy of g made beforehand, without that copy: NumPy's row-by-row
-    copy of LeNet-5's 14- and 28-wide planes took as long as this kernel.
+    ``widen``: the sums run over whole vectors only, each row of g read in place with the lanes
+    past its ``Wo`` columns as zeros (the caller passes it for finite x alone: a zero of the
+    padding times an inf would be NaN); the last image's rows are copied into a buffer whose
+    rows are zero-padded to whole vectors, where the last vector of the last row would read past
+    the end of g. The same sums as over a widened copy of g made beforehand, without that copy
+    (NumPy's row-by-row copy of LeNet-5's 14- and 28-wide planes took as long as this kernel),
+    and without a copy per task and image (a fifth of this kernel on LeNet-5's second layer).
     """
     N, Co, Ho, Wo = g.shape
     kh, kw = gw.shape[2], gw.shape[3]
@@ -143,14 +145,14 @@ def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw, sw, phase_stride, w
         g_rows = np.zeros(K * HWg if widen else 0, dtype=g.dtype)  # zero past Wo, for good
         for n in range(N):
             goff = (n * Co + c0) * HWo
-            gsrc, gbase = gflat, goff
-            if widen:
+            gsrc, gbase, grow, gplane = gflat, goff, Wo, HWo
+            if widen and n == N - 1:  # the last row's last vector would read past the end of g
                 for k in range(kk):
                     for y in range(Ho):
                         src = goff + k * HWo + y * Wo
                         dst = k * HWg + y * Wg
                         g_rows[dst: dst + Wo] = gflat[src: src + Wo]
-                gsrc, gbase = g_rows, 0
+                gsrc, gbase, grow, gplane = g_rows, 0, Wg, HWg
             if nvec > 0:
                 for y0 in range(0, Ho, band):
                     rows = min(band, Ho - y0)
@@ -161,11 +163,12 @@ def _grad_w_taps_kernel(g, xflat, C, Hp, Wp, gw, sh, dh, dw, sw, phase_stride, w
                                 a = acc[((c * taps) + i * kw + j) * K * V :]
                                 xo = xoff + (y0 * sh + i * dh) * Wp
                                 if three:
-                                    _simd.grad_tap_rows3(a, gsrc, gbase + y0 * Wg, HWg, Wg, xflat, xo, sh * Wp, rows,
-                                                         nvec, kk, 3, j, dw, sw, phase_stride)
+                                    _simd.grad_tap_rows3(a, gsrc, gbase + y0 * grow, gplane, grow, Wo, xflat, xo,
+                                                         sh * Wp, rows, nvec, kk, 3, j, dw, sw, phase_stride)
                                 else:
-                                    _simd.grad_tap_rows(a, gsrc, gbase + y0 * Wg, HWg, Wg, xflat, xo, sh * Wp, rows,
-                                                        nvec, kk, min(J, kw - j), j, dw, sw, phase_stride)
+                                    _simd.grad_tap_rows(a, gsrc, gbase + y0 * grow, gplane, grow, Wo, xflat, xo,
+                                                        sh * Wp, rows, nvec, kk, min(J, kw - j), j, dw, sw,
+                                                        phase_stride)
             for c in range(gg):
                 xoff = (n * C + ci0 + c) * plane
                 for k in range(kk):
