@@ -929,3 +929,31 @@ def test_huge_padding_or_dilation_is_refused_up_front_naming_them():
         kernels.correlate2d_backward(np.ones((1, 1, 8, 8)), x, w, padding="same", dilation=10**6)
     # every tap but the centre falls in the padding: the output is the centre tap times x
     np.testing.assert_array_equal(kernels.correlate2d(x, w, padding="same", dilation=10**6), x)
+
+
+@pytest.mark.skipif(_simd.WIDE_CHANNEL_BLOCK == 0, reason="no wide channel block with 16 vector registers")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("co,kw", [(6, dict(padding=2)), (5, dict(stride=2, padding=1)), (18, dict(dilation=2)),
+                                   (6, dict(padding=1, C=40))])
+def test_wide_channel_block_gives_the_bits_of_blocks_of_four(co, kw, dtype, monkeypatch):
+    """5, 6, 17-18 ... output channels run in blocks of six (one block for LeNet-5's six, where
+    blocks of four computed eight): each output's multiply-adds in the same order, the same bits
+    as blocks of four, forward and input gradient (over 40 input channels, a few at a time)."""
+    from kernels.conv import blocked, forward
+
+    assert blocked.band_channel_block(co) == _simd.WIDE_CHANNEL_BLOCK
+    assert blocked.band_channel_block(16) == blocked.band_channel_block(3) == _simd.CHANNEL_BLOCK
+    kw = dict(kw)
+    C = kw.pop("C", 3)
+    rng = _rng(35)
+    k = 3 if "dilation" in kw or "stride" in kw else 5
+    x, w, b = _data((2, C, 13, 15), dtype, rng), _data((co, C, k, k), dtype, rng), _data((co,), dtype, rng)
+    y = kernels.correlate2d(x, w, b, **kw)
+    g = _data(y.shape, dtype, rng)
+    gx = kernels.correlate2d_backward(g, x, w, **kw)[0]
+    monkeypatch.setattr(forward, "band_channel_block", lambda Co: _simd.CHANNEL_BLOCK)
+    np.testing.assert_array_equal(y, kernels.correlate2d(x, w, b, **kw))
+    np.testing.assert_array_equal(gx, kernels.correlate2d_backward(g, x, w, **kw)[0])
+    single = np.dtype(dtype) == np.float32
+    np.testing.assert_allclose(y, naive.correlate2d(x, w, b, **kw), rtol=1e-4 if single else 1e-12,
+                               atol=1e-3 if single else 1e-12)

@@ -26,7 +26,8 @@ bounds (each docstring says what it reads and writes); the compiled callers in
 
 from __future__ import annotations
 
-from .blocked import CHANNEL_BLOCK, POSITION_VECTORS, TAP_POSITION_VECTORS, correlate3x3_block, correlate_block, correlate_block_channels
+from .blocked import (CHANNEL_BLOCK, POSITION_VECTORS, TAP_POSITION_VECTORS, WIDE_CHANNEL_BLOCK, correlate3x3_block,
+                      correlate_block, correlate_block6, correlate_block_channels, correlate_block_channels6)
 from .grad import (GRAD_CHANNEL_BLOCK, PAIR_CHANNEL_BLOCK, ROW_TAPS, TAP3_CHANNEL_BLOCK, TAP_CHANNEL_BLOCK, grad3x3_rows,
                    grad3x3_rows_single, grad_pairs, grad_tap_rows, grad_tap_rows3)
 from .stencil import (
@@ -48,7 +49,8 @@ __all__ = [
     "TARGET", "VECTOR_BYTES", "STREAMING_SUPPORTED", "MULADD", "address", "store_fence", "lanes",
     "STENCIL_ROWS", "STENCIL_VECTOR_BYTES", "GROUP_VECTORS", "ROW_VECTORS", "stencil3x3_scalar", "stencil3x3_group",
     "stencil3x3_group_streaming", "stencil3x3_row", "stencil3x3_row_streaming",
-    "CHANNEL_BLOCK", "POSITION_VECTORS", "TAP_POSITION_VECTORS", "correlate3x3_block", "correlate_block", "correlate_block_channels",
+    "CHANNEL_BLOCK", "POSITION_VECTORS", "TAP_POSITION_VECTORS", "WIDE_CHANNEL_BLOCK", "correlate3x3_block",
+    "correlate_block", "correlate_block6", "correlate_block_channels", "correlate_block_channels6",
     "GRAD_CHANNEL_BLOCK", "PAIR_CHANNEL_BLOCK", "ROW_TAPS", "TAP3_CHANNEL_BLOCK", "TAP_CHANNEL_BLOCK", "grad3x3_rows",
     "grad3x3_rows_single", "grad_pairs", "grad_tap_rows", "grad_tap_rows3", "ROUTE_LANES", "route2x2_streaming",
 ]

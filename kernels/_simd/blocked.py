@@ -33,6 +33,11 @@ POSITION_VECTORS = 4 if TARGET.registers >= 32 else 2
 #: 10.9-11.4 -> 9.9-12.6; 4 x 4 spilled (5x5: 36 ms). The 3x3 lane-shift block at 4 x 3 ran
 #: 25-50% slower than at 4 x 2, so it keeps :data:`POSITION_VECTORS`.
 TAP_POSITION_VECTORS = 4 if TARGET.registers >= 32 else 3
+#: The wider channel block of :func:`correlate_block6` / :func:`correlate_block_channels6`, for
+#: layers with 5 or 6 output channels (LeNet-5's first layer, the input gradient of its second):
+#: 6 x :data:`TAP_POSITION_VECTORS` accumulators, the loaded vectors and a broadcast fit 32
+#: registers (29), where blocks of four computed 8 channels for 6. 0 with 16 registers.
+WIDE_CHANNEL_BLOCK = 6 if TARGET.registers >= 32 else 0
 
 
 def _bias_accumulators(L, bdata, b_off, K, U):
@@ -108,12 +113,13 @@ def correlate3x3_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, row,
     return types.none(stage, s_off, s_stride, xf, x_off, plane, row, C, wp, w_off, bp, b_off), codegen
 
 
-def _tap_loop_codegen(context, builder, sig, args, dtype, channels):
+def _tap_loop_codegen(context, builder, sig, args, dtype, channels, K):
     """The body of :func:`correlate_block` (``channels`` False: every input channel, from the
     bias) and of :func:`correlate_block_channels` (``channels`` True: channels ``c0 <= ci <
-    c1``, from the bias when ``first`` is nonzero, else from the partial sums in ``stage``)."""
+    c1``, from the bias when ``first`` is nonzero, else from the partial sums in ``stage``),
+    over blocks of ``K`` output channels."""
     V = lanes(dtype.bitwidth // 8)
-    K, U = CHANNEL_BLOCK, TAP_POSITION_VECTORS
+    U = TAP_POSITION_VECTORS
     if channels:
         stage_, s_off_, s_stride_, xf_, x_off_, plane_, c0_, c1_, wp_, w_off_, bp_, b_off_, offsets_, first_ = args
         iw, ib, io = 8, 10, 12
@@ -160,45 +166,65 @@ def _tap_loop_codegen(context, builder, sig, args, dtype, channels):
     return context.get_dummy_value()
 
 
-@intrinsic
-def correlate_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, C, wp, w_off, bp, b_off, offsets):
-    """:func:`correlate3x3_block` for any filter, at any stride: tap ``t`` (``i * kw + j``) of
-    output position ``p`` reads ``xf[x_off + ci*plane + offsets[t] + p]``. On a padded plane
-    of rows ``row`` long, ``offsets[t] = i*dh*row + j*dw``; on the phases of a strided grid (see
-    :func:`kernels.conv.phases._phase_band`), the position of tap ``(i, j)`` there, so that
-    the outputs of a strided row are consecutive positions.
+def _correlate_block(K):
+    """:func:`correlate_block` over blocks of ``K`` output channels."""
 
-    For k < K and the P = ``TAP_POSITION_VECTORS * lanes`` positions p::
+    @intrinsic
+    def correlate_block(typingctx, stage, s_off, s_stride, xf, x_off, plane, C, wp, w_off, bp, b_off, offsets):
+        dtype = stage.dtype
 
-        stage[s_off + k*s_stride + p] = bp[b_off + k]
-            + sum over ci, then t < len(offsets), of
-              wp[w_off + (ci*taps + t)*K + k] * xf[x_off + ci*plane + offsets[t] + p]
+        def codegen(context, builder, sig, args):
+            return _tap_loop_codegen(context, builder, sig, args, dtype, False, K)
 
-    with fused multiply-adds in that order. The taps are a runtime loop, so each is a vector
-    load at its own offset (no lane shifts): 4 x U multiply-adds per U loads and 4 broadcasts.
-    Reads ``xf`` up to ``x_off + (C-1)*plane + max(offsets) + P`` (exclusive).
-    """
-    dtype = stage.dtype
+        return types.none(stage, s_off, s_stride, xf, x_off, plane, C, wp, w_off, bp, b_off, offsets), codegen
 
-    def codegen(context, builder, sig, args):
-        return _tap_loop_codegen(context, builder, sig, args, dtype, channels=False)
-
-    return types.none(stage, s_off, s_stride, xf, x_off, plane, C, wp, w_off, bp, b_off, offsets), codegen
+    return correlate_block
 
 
-@intrinsic
-def correlate_block_channels(typingctx, stage, s_off, s_stride, xf, x_off, plane, c0, c1, wp, w_off, bp, b_off,
-                             offsets, first):
-    """:func:`correlate_block` over the input channels ``c0 <= ci < c1`` only, starting from
-    the bias when ``first`` is nonzero (``c0`` the first channel) and otherwise from the sums
-    that the call for the channels before ``c0`` left in ``stage``: a pass per range of
-    channels forms each output's multiply-adds in the same order as one pass over all of them
-    (a float stored and loaded back is the same float), so the result is the same bits. Lets a
-    caller run every block of output channels over a few input channels while their rows of
-    input are in the first-level cache (:func:`kernels.conv.blocked._correlate_bands`)."""
-    dtype = stage.dtype
+def _correlate_block_channels(K):
+    """:func:`correlate_block_channels` over blocks of ``K`` output channels."""
 
-    def codegen(context, builder, sig, args):
-        return _tap_loop_codegen(context, builder, sig, args, dtype, channels=True)
+    @intrinsic
+    def correlate_block_channels(typingctx, stage, s_off, s_stride, xf, x_off, plane, c0, c1, wp, w_off, bp, b_off,
+                                 offsets, first):
+        dtype = stage.dtype
 
-    return types.none(stage, s_off, s_stride, xf, x_off, plane, c0, c1, wp, w_off, bp, b_off, offsets, first), codegen
+        def codegen(context, builder, sig, args):
+            return _tap_loop_codegen(context, builder, sig, args, dtype, True, K)
+
+        return types.none(stage, s_off, s_stride, xf, x_off, plane, c0, c1, wp, w_off, bp, b_off, offsets,
+                          first), codegen
+
+    return correlate_block_channels
+
+
+correlate_block = _correlate_block(CHANNEL_BLOCK)
+correlate_block.__doc__ = """:func:`correlate3x3_block` for any filter, at any stride: tap ``t`` (``i * kw + j``) of
+output position ``p`` reads ``xf[x_off + ci*plane + offsets[t] + p]``. On a padded plane
+of rows ``row`` long, ``offsets[t] = i*dh*row + j*dw``; on the phases of a strided grid (see
+:func:`kernels.conv.phases._phase_band`), the position of tap ``(i, j)`` there, so that
+the outputs of a strided row are consecutive positions.
+
+For k < K and the P = ``TAP_POSITION_VECTORS * lanes`` positions p::
+
+    stage[s_off + k*s_stride + p] = bp[b_off + k]
+        + sum over ci, then t < len(offsets), of
+          wp[w_off + (ci*taps + t)*K + k] * xf[x_off + ci*plane + offsets[t] + p]
+
+with fused multiply-adds in that order. The taps are a runtime loop, so each is a vector
+load at its own offset (no lane shifts): K x U multiply-adds per U loads and K broadcasts.
+Reads ``xf`` up to ``x_off + (C-1)*plane + max(offsets) + P`` (exclusive).
+"""
+correlate_block_channels = _correlate_block_channels(CHANNEL_BLOCK)
+correlate_block_channels.__doc__ = """:func:`correlate_block` over the input channels ``c0 <= ci < c1`` only, starting from
+the bias when ``first`` is nonzero (``c0`` the first channel) and otherwise from the sums
+that the call for the channels before ``c0`` left in ``stage``: a pass per range of
+channels forms each output's multiply-adds in the same order as one pass over all of them
+(a float stored and loaded back is the same float), so the result is the same bits. Lets a
+caller run every block of output channels over a few input channels while their rows of
+input are in the first-level cache (:func:`kernels.conv.blocked._correlate_bands`)."""
+#: :func:`correlate_block` and :func:`correlate_block_channels` over blocks of
+#: :data:`WIDE_CHANNEL_BLOCK` channels (filters packed so): each output's multiply-adds in the
+#: same order as in blocks of four, so the same bits.
+correlate_block6 = _correlate_block(max(1, WIDE_CHANNEL_BLOCK))
+correlate_block_channels6 = _correlate_block_channels(max(1, WIDE_CHANNEL_BLOCK))

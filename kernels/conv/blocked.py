@@ -22,11 +22,10 @@ from kernels._config import jit, specialise
 from .phases import PHASE_BAND, ROW_COPIES
 
 
-def _pack_filter(wc, b):
+def _pack_filter(wc, b, K=_simd.CHANNEL_BLOCK):
     """The filter (Co, C, kh, kw) and bias (Co,) regrouped for the blocked kernels: blocks of K
     output channels, each laid out (C, kh, kw, K), with zero channels completing the last block."""
     Co, C, kh, kw = wc.shape
-    K = _simd.CHANNEL_BLOCK
     ncb = (Co + K - 1) // K
     wfull = np.zeros((ncb * K, C, kh, kw), dtype=wc.dtype)
     wfull[:Co] = wc
@@ -42,25 +41,25 @@ def _read_slack(itemsize):
 
 
 @jit(inline="always")
-def _tiling(out, rows_per_task, row, three):  # pragma: no cover - compiled
-    """``(K, B, ncb, nrb, S)``: output channels per block, positions per SIMD block (of the
-    3x3 lane-shift block when ``three``, else of the load-per-tap one), blocks of channels,
-    bands of ``rows_per_task`` output rows, and the elements per channel of a tile's private
-    buffer (whole SIMD blocks over its rows of ``row`` positions, plus one)."""
-    K = _simd.CHANNEL_BLOCK
+def _tiling(out, rows_per_task, row, three, K):  # pragma: no cover - compiled
+    """``(B, ncb, nrb, S)``: positions per SIMD block (of the 3x3 lane-shift block when
+    ``three``, else of the load-per-tap one), blocks of ``K`` channels, bands of
+    ``rows_per_task`` output rows, and the elements per channel of a tile's private buffer
+    (whole SIMD blocks over its rows of ``row`` positions, plus one)."""
     vectors = _simd.POSITION_VECTORS if three else _simd.TAP_POSITION_VECTORS
     B = vectors * (_simd.VECTOR_BYTES // out.itemsize)
     S = (rows_per_task * row + B - 1) // B * B + B
-    return K, B, (out.shape[1] + K - 1) // K, (out.shape[2] + rows_per_task - 1) // rows_per_task, S
+    return B, (out.shape[1] + K - 1) // K, (out.shape[2] + rows_per_task - 1) // rows_per_task, S
 
 
 @jit(inline="always")
-def _write_tile(stage, S, row, out, n, c0, y0, y1):  # pragma: no cover - compiled
-    """Copy a tile's outputs out of its private buffer: channel ``k`` of the block (``c0 + k``
-    of ``out``) is ``S`` elements of ``stage`` from ``k * S``, output row ``y`` of it ``row``
-    elements from ``(y - y0) * row``, whose first ``Wo`` are the outputs (the rest dropped)."""
+def _write_tile(stage, S, row, out, n, c0, y0, y1, K):  # pragma: no cover - compiled
+    """Copy a tile's outputs out of its private buffer: channel ``k`` of the block of ``K``
+    (``c0 + k`` of ``out``) is ``S`` elements of ``stage`` from ``k * S``, output row ``y`` of
+    it ``row`` elements from ``(y - y0) * row``, whose first ``Wo`` are the outputs (the rest
+    dropped)."""
     Co, Wo = out.shape[1], out.shape[3]
-    for k in range(min(_simd.CHANNEL_BLOCK, Co - c0)):
+    for k in range(min(K, Co - c0)):
         for y in range(y0, y1):
             src = stage[k * S + (y - y0) * row :]
             dst = out[n, c0 + k, y]
@@ -85,7 +84,8 @@ def _correlate_blocked_kernel(xflat, N, C, plane, row, wpack, bpack, out, rows_p
     (lane shifts), the rest :func:`kernels._simd.correlate_block` (a load per tap).
     """
     Ho, Wo = out.shape[2], out.shape[3]
-    K, B, ncb, nrb, S = _tiling(out, rows_per_task, row, three)
+    K = _simd.CHANNEL_BLOCK
+    B, ncb, nrb, S = _tiling(out, rows_per_task, row, three, K)
     taps = offsets.shape[0]
     for t in prange(N * ncb * nrb):
         n = t // (ncb * nrb)
@@ -104,7 +104,7 @@ def _correlate_blocked_kernel(xflat, N, C, plane, row, wpack, bpack, out, rows_p
             else:
                 _simd.correlate_block(stage, p, S, xflat, base + p, plane, C, wpack, cb * C * taps * K, bpack,
                                       cb * K, offsets)
-        _write_tile(stage, S, row, out, n, c0, y0, y1)
+        _write_tile(stage, S, row, out, n, c0, y0, y1, K)
 
 
 def _correlate_bands(x, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack, out, rows_per_task, offsets,
@@ -144,7 +144,8 @@ def _correlate_bands(x, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack,
     """
     N, C = x.shape[0], x.shape[1]
     Ho, Wo = out.shape[2], out.shape[3]
-    K, B, ncb, nrb, S = _tiling(out, rows_per_task, Wq, False)
+    K = _BAND_K
+    B, ncb, nrb, S = _tiling(out, rows_per_task, Wq, False, K)
     bplane = prow.shape[0] * pcol.shape[0] * band_rows * Wq  # one input channel's band
     taps = offsets.shape[0]
     for t in prange(N * nrb):
@@ -161,22 +162,44 @@ def _correlate_bands(x, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack,
             stage = np.empty(K * S, dtype=out.dtype)
             for cb in range(ncb):
                 for p in range(0, L, B):
-                    _simd.correlate_block(stage, p, S, band, p, bplane, C, wpack, cb * C * taps * K, bpack, cb * K,
-                                          offsets)
-                _write_tile(stage, S, Wq, out, n, cb * K, y0, y1)
+                    _band_block(stage, p, S, band, p, bplane, C, wpack, cb * C * taps * K, bpack, cb * K, offsets)
+                _write_tile(stage, S, Wq, out, n, cb * K, y0, y1, K)
         else:  # each block of positions: every block of output channels, a few input channels at a time
             stage = np.empty(ncb * K * S, dtype=out.dtype)
             for p in range(0, L, B):
                 for c0 in range(0, C, channels_per_pass):
                     c1 = min(c0 + channels_per_pass, C)
                     for cb in range(ncb):
-                        _simd.correlate_block_channels(stage, cb * K * S + p, S, band, p, bplane, c0, c1, wpack,
-                                                       cb * C * taps * K, bpack, cb * K, offsets, c0 == 0)
+                        _band_block_channels(stage, cb * K * S + p, S, band, p, bplane, c0, c1, wpack,
+                                             cb * C * taps * K, bpack, cb * K, offsets, c0 == 0)
             for cb in range(ncb):
-                _write_tile(stage[cb * K * S :], S, Wq, out, n, cb * K, y0, y1)
+                _write_tile(stage[cb * K * S :], S, Wq, out, n, cb * K, y0, y1, K)
 
+
+#: The block of output channels :func:`_correlate_bands` runs (:data:`BANDS`), and its SIMD
+#: blocks; :data:`BANDS6` overrides all three.
+_BAND_K = _simd.CHANNEL_BLOCK
+_band_block = _simd.correlate_block
+_band_block_channels = _simd.correlate_block_channels
 
 #: :func:`_correlate_bands` built for each way of copying a row
 #: (:data:`kernels.conv.phases.ROW_COPIES`), each compiled on its first call.
 BANDS = tuple(specialise(_correlate_bands, f"_correlate_bands_{k}", parallel=True, _phase_band=PHASE_BAND[k])
               for k in ROW_COPIES)
+#: The same over blocks of :data:`kernels._simd.WIDE_CHANNEL_BLOCK` output channels (None
+#: without the registers for them): for 5 or 6 output channels, one block where blocks of four
+#: compute 8 (:func:`band_channel_block`).
+BANDS6 = tuple(specialise(_correlate_bands, f"_correlate_bands6_{k}", parallel=True, _phase_band=PHASE_BAND[k],
+                          _BAND_K=_simd.WIDE_CHANNEL_BLOCK, _band_block=_simd.correlate_block6,
+                          _band_block_channels=_simd.correlate_block_channels6)
+               for k in ROW_COPIES) if _simd.WIDE_CHANNEL_BLOCK else None
+
+
+def band_channel_block(Co):
+    """The block of output channels the banded forward runs ``Co`` of them in: the wide block
+    where it computes fewer channels than blocks of four (5 or 6 channels: 6 against 8; also
+    17-18, 29-30, ...), else four."""
+    K, W = _simd.CHANNEL_BLOCK, _simd.WIDE_CHANNEL_BLOCK
+    if W and -(-Co // W) * W < -(-Co // K) * K:
+        return W
+    return K

@@ -16,7 +16,7 @@ from kernels import _recycled, _simd
 from kernels import _validate as V
 
 from . import tiles
-from .blocked import BANDS, _correlate_blocked_kernel, _pack_filter, _read_slack
+from .blocked import BANDS, BANDS6, _correlate_blocked_kernel, _pack_filter, _read_slack, band_channel_block
 from .direct import _CORRELATE
 from .geometry import _bias_array, _pad, _pad_flat, _prepare
 from .phases import phase_offsets, phases_used, row_copy
@@ -65,8 +65,8 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
         # The 3x3 at stride 1 keeps that copy for its lane-shift block (the bands take a load
         # per tap), and so does not compile the bands' kernel on a first 3x3 call.
         slack = _read_slack(xc.itemsize)
-        wpack, bpack = _pack_filter(wc, b)
         if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1):
+            wpack, bpack = _pack_filter(wc, b)
             xflat, (_, _, Hq, Wq) = _pad_flat(xc, (pt, pb, pl, pr), slack)
             offsets = phase_offsets(kh, kw, (dh, dw), (1, 1), (Hq, Wq))
             rows = max(1, min(Ho, tiles._PADDED_TILE_ELEMENTS // Wq))
@@ -82,7 +82,10 @@ def _run_forward(xc, wc, b, res4, stride, dilation, pads, *, padding_is_data=Tru
             scratch = _bands(xc.shape[0] * -(-Ho // rows), C * len(prow) * len(pcol) * band_rows * Wq + slack,
                              xc.dtype)
             per_pass = tiles.band_channels_per_pass(offsets, Wq, C, _simd.TAP_POSITION_VECTORS * _simd.VECTOR_BYTES)
-            BANDS[row_copy(sw, len(pcol))](xc, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack, res4, rows,
+            K = band_channel_block(Co)
+            wpack, bpack = _pack_filter(wc, b, K)
+            bands = BANDS if K == _simd.CHANNEL_BLOCK else BANDS6
+            bands[row_copy(sw, len(pcol))](xc, pt, pl, sh, sw, prow, pcol, Wq, band_rows, wpack, bpack, res4, rows,
                                            offsets, scratch, per_pass)
     else:
         single = C == 1 and (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
